@@ -1,0 +1,145 @@
+//! ibex's Candle backend: loads a LlamaForCausalLM checkpoint onto a device and scores token sequences.
+//!
+//! It implements [`ibex_core::LanguageModel`] and sees token ids only; the tokenization contract and everything
+//! task-shaped happen before it. Scoring projects to the vocabulary only the positions that are scored, a chunk of
+//! rows at a time, so no `[batch, seq, vocab]` logits tensor is ever built (256k-vocabulary models make that tensor
+//! larger than the model's activations).
+
+mod device;
+pub mod llama;
+
+pub use device::{device_name, parse_dtype, select_device, DeviceError};
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use ibex_core::{LanguageModel, ModelError, TokenRequest, TokenScore};
+use llama::{Config, Llama, LlamaConfig};
+use std::path::{Path, PathBuf};
+
+/// Scored rows projected to the vocabulary at once: bounds the f32 logits block to about 512 MiB.
+const LOGIT_BYTES_PER_CHUNK: usize = 512 << 20;
+
+/// A checkpoint cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// config.json is unreadable, malformed or describes an unsupported model.
+    #[error("{path}: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The safetensors files are unreadable or do not hold what config.json describes.
+    #[error("cannot load weights from {files}: {message}")]
+    Weights {
+        /// The files, comma-separated.
+        files: String,
+        /// Candle's message.
+        message: String,
+    },
+}
+
+/// A Llama checkpoint loaded on a device, ready to score.
+pub struct CandleModel {
+    llama: Llama,
+    device: Device,
+}
+
+impl CandleModel {
+    /// Reads config.json and memory-maps the safetensors `weights` (one file, or every shard) as `dtype` on `device`.
+    pub fn load(config_json: &Path, weights: &[PathBuf], dtype: DType, device: &Device) -> Result<Self, LoadError> {
+        let config = read_config(config_json)?;
+        let files = || weights.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        let weights_error = |e: candle_core::Error| LoadError::Weights { files: files(), message: e.to_string() };
+        // SAFETY: the files are memory-mapped read-only; ibex never writes them, and the hub cache replaces files by
+        // writing new blobs rather than modifying existing ones.
+        #[allow(unsafe_code)]
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) }.map_err(weights_error)?;
+        let llama = Llama::new(&config, vb).map_err(weights_error)?;
+        Ok(Self { llama, device: device.clone() })
+    }
+
+    /// The model's resolved shape.
+    pub fn config(&self) -> &Config {
+        self.llama.config()
+    }
+
+    fn score_batch(&self, batch: &[TokenRequest]) -> candle_core::Result<Vec<TokenScore>> {
+        let max_length = self.max_length();
+        let inputs: Vec<(Vec<u32>, usize)> = batch.iter().map(|r| r.model_input(max_length)).collect();
+        let width = inputs.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+        let mut padded = Vec::with_capacity(batch.len() * width);
+        let mut positions = Vec::new();
+        for (row, (ids, scored)) in inputs.iter().enumerate() {
+            padded.extend_from_slice(ids);
+            padded.resize((row + 1) * width, 0);
+            let first = row * width + ids.len() - scored;
+            positions.extend((first..first + scored).map(|p| p as u32));
+        }
+        let input_ids = Tensor::from_vec(padded, (batch.len(), width), &self.device)?;
+        let hidden = self.llama.forward_hidden(&input_ids)?;
+        let hidden = hidden.reshape((batch.len() * width, ()))?;
+        let targets: Vec<u32> = batch.iter().flat_map(|r| r.scored_targets(max_length).iter().copied()).collect();
+        let (logprobs, greedy) = self.target_logprobs(&hidden, &positions, &targets)?;
+        let mut scores = Vec::with_capacity(batch.len());
+        let mut offset = 0;
+        for (_, scored) in &inputs {
+            let range = offset..offset + scored;
+            scores.push(TokenScore {
+                logprob: logprobs[range.clone()].iter().map(|&lp| f64::from(lp)).sum(),
+                is_greedy: greedy[range].iter().all(|&g| g),
+            });
+            offset += scored;
+        }
+        Ok(scores)
+    }
+
+    /// For each scored position: the log-probability of its target token and whether that token is the argmax.
+    fn target_logprobs(
+        &self,
+        hidden: &Tensor,
+        positions: &[u32],
+        targets: &[u32],
+    ) -> candle_core::Result<(Vec<f32>, Vec<bool>)> {
+        let vocab = self.llama.config().vocab_size;
+        let rows_per_chunk = (LOGIT_BYTES_PER_CHUNK / (vocab * 4)).max(1);
+        let mut logprobs = Vec::with_capacity(targets.len());
+        let mut greedy = Vec::with_capacity(targets.len());
+        for (chunk_positions, chunk_targets) in positions.chunks(rows_per_chunk).zip(targets.chunks(rows_per_chunk)) {
+            let index = Tensor::new(chunk_positions, &self.device)?;
+            let logits = self.llama.logits(&hidden.index_select(&index, 0)?)?.to_dtype(DType::F32)?;
+            let log_softmax = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let target_ids = Tensor::new(chunk_targets, &self.device)?.unsqueeze(1)?;
+            logprobs.extend(log_softmax.gather(&target_ids, 1)?.squeeze(1)?.to_vec1::<f32>()?);
+            let argmax = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            greedy.extend(argmax.iter().zip(chunk_targets).map(|(a, t)| a == t));
+        }
+        Ok((logprobs, greedy))
+    }
+}
+
+impl LanguageModel for CandleModel {
+    fn max_length(&self) -> usize {
+        self.llama.config().max_position_embeddings
+    }
+
+    fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError> {
+        self.score_batch(batch).map_err(|e| {
+            let message = e.to_string();
+            if message.contains("out of memory") || message.contains("OUT_OF_MEMORY") {
+                ModelError::OutOfMemory { device: device_name(&self.device), batch: batch.len() }
+            } else {
+                ModelError::Backend(message)
+            }
+        })
+    }
+}
+
+/// Reads and resolves config.json.
+pub fn read_config(path: &Path) -> Result<Config, LoadError> {
+    let config_error = |message: String| LoadError::Config { path: path.to_owned(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+    let raw: LlamaConfig = serde_json::from_str(&text).map_err(|e| config_error(format!("malformed config: {e}")))?;
+    raw.into_config().map_err(config_error)
+}

@@ -1,0 +1,313 @@
+//! LlamaForCausalLM (Salamandra, ALIA, Llama 2) with hidden states at every position.
+//!
+//! Derived from candle-transformers 0.11.1 `src/models/llama.rs` (huggingface/candle), itself a port of
+//! transformers' `modeling_llama.py`. The differences, all for scoring rather than chat: no KV cache (a scoring pass
+//! sees each sequence once); [`Llama::forward_hidden`] returns the final-norm hidden states at every position instead
+//! of the last position's logits, so the caller projects only the positions it scores (see [`Llama::logits`]); the
+//! rotary tables cover `max_position_embeddings`; config.json's `rope_theta` is read at the top level or under
+//! transformers 5's `rope_parameters`, `head_dim` is honoured, and tied embeddings are taken from config.json.
+//! Attention scores are soft-maxed in f32 whatever the weights' dtype, as upstream does.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{embedding, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
+use serde::Deserialize;
+
+/// config.json as transformers writes it; optional fields are resolved once by [`LlamaConfig::into_config`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct LlamaConfig {
+    hidden_size: usize,
+    intermediate_size: usize,
+    vocab_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    rms_norm_eps: f64,
+    rope_theta: Option<f64>,
+    rope_parameters: Option<RopeParameters>,
+    rope_scaling: Option<serde_json::Value>,
+    max_position_embeddings: usize,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    #[serde(default)]
+    architectures: Vec<String>,
+}
+
+/// transformers 5's home for rotary settings.
+#[derive(Debug, Clone, Deserialize)]
+struct RopeParameters {
+    rope_theta: Option<f64>,
+    rope_type: Option<String>,
+}
+
+/// The resolved model shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    pub intermediate_size: usize,
+    /// Rows of the embedding and of the LM head.
+    pub vocab_size: usize,
+    /// Decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (fewer than query heads under grouped-query attention).
+    pub num_key_value_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// Rotary base.
+    pub rope_theta: f64,
+    /// Context window.
+    pub max_position_embeddings: usize,
+    /// Whether the LM head reuses the embedding matrix.
+    pub tie_word_embeddings: bool,
+}
+
+impl LlamaConfig {
+    /// Resolves defaults and rejects what this module does not implement, with the reason.
+    pub fn into_config(self) -> std::result::Result<Config, String> {
+        if let Some(arch) = self.architectures.iter().find(|a| a.as_str() != "LlamaForCausalLM") {
+            return Err(format!("architecture {arch} is not supported; ibex runs LlamaForCausalLM checkpoints"));
+        }
+        let scaled = self.rope_scaling.as_ref().is_some_and(|v| !v.is_null())
+            || self.rope_parameters.as_ref().and_then(|p| p.rope_type.as_deref()).is_some_and(|t| t != "default");
+        if scaled {
+            return Err("rope scaling is not supported; ibex implements plain rotary embeddings".into());
+        }
+        let rope_theta =
+            self.rope_theta.or_else(|| self.rope_parameters.as_ref().and_then(|p| p.rope_theta)).unwrap_or(10_000.0);
+        if self.num_attention_heads == 0
+            || (self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads))
+        {
+            return Err(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        let num_key_value_heads = self.num_key_value_heads.unwrap_or(self.num_attention_heads);
+        if num_key_value_heads == 0 || !self.num_attention_heads.is_multiple_of(num_key_value_heads) {
+            return Err(format!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {num_key_value_heads}",
+                self.num_attention_heads
+            ));
+        }
+        Ok(Config {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            vocab_size: self.vocab_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads,
+            head_dim: self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads),
+            rms_norm_eps: self.rms_norm_eps,
+            rope_theta,
+            max_position_embeddings: self.max_position_embeddings,
+            tie_word_embeddings: self.tie_word_embeddings,
+        })
+    }
+}
+
+/// cos/sin tables for every position, in the model's dtype, computed in f32 as transformers does.
+#[derive(Debug, Clone)]
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn new(cfg: &Config, dtype: DType, device: &Device) -> Result<Self> {
+        let dim = cfg.head_dim;
+        let inv_freq: Vec<f32> =
+            (0..dim).step_by(2).map(|i| 1.0 / (cfg.rope_theta as f32).powf(i as f32 / dim as f32)).collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, dim / 2), device)?;
+        let positions = Tensor::arange(0u32, cfg.max_position_embeddings as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((cfg.max_position_embeddings, 1))?;
+        let freqs = positions.matmul(&inv_freq)?;
+        Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
+    }
+
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let seq_len = x.dim(2)?;
+        let cos = self.cos.narrow(0, 0, seq_len)?;
+        let sin = self.sin.narrow(0, 0, seq_len)?;
+        candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let q_width = cfg.num_attention_heads * cfg.head_dim;
+        let kv_width = cfg.num_key_value_heads * cfg.head_dim;
+        Ok(Self {
+            q_proj: linear_no_bias(cfg.hidden_size, q_width, vb.pp("q_proj"))?,
+            k_proj: linear_no_bias(cfg.hidden_size, kv_width, vb.pp("k_proj"))?,
+            v_proj: linear_no_bias(cfg.hidden_size, kv_width, vb.pp("v_proj"))?,
+            o_proj: linear_no_bias(q_width, cfg.hidden_size, vb.pp("o_proj"))?,
+            num_heads: cfg.num_attention_heads,
+            num_kv_heads: cfg.num_key_value_heads,
+            head_dim: cfg.head_dim,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, rotary: &Rotary, causal_mask: &Tensor) -> Result<Tensor> {
+        let (batch, seq_len, _) = x.dims3()?;
+        let heads = |t: Tensor, n: usize| t.reshape((batch, seq_len, n, self.head_dim))?.transpose(1, 2);
+        let q = rotary.apply(&heads(self.q_proj.forward(x)?, self.num_heads)?)?;
+        let k = rotary.apply(&heads(self.k_proj.forward(x)?, self.num_kv_heads)?)?;
+        let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let group = self.num_heads / self.num_kv_heads;
+        let k = repeat_kv(k, group)?.contiguous()?;
+        let v = repeat_kv(v, group)?.contiguous()?;
+        let dtype = q.dtype();
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.contiguous()?.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let weights = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(causal_mask)?)?.to_dtype(dtype)?;
+        let out = weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq_len, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+/// Repeats each key/value head `group` times along the head axis (grouped-query attention).
+fn repeat_kv(x: Tensor, group: usize) -> Result<Tensor> {
+    if group == 1 {
+        return Ok(x);
+    }
+    let (batch, kv_heads, seq_len, head_dim) = x.dims4()?;
+    x.unsqueeze(2)?.expand((batch, kv_heads, group, seq_len, head_dim))?.reshape((
+        batch,
+        kv_heads * group,
+        seq_len,
+        head_dim,
+    ))
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            gate_proj: linear_no_bias(cfg.hidden_size, cfg.intermediate_size, vb.pp("gate_proj"))?,
+            up_proj: linear_no_bias(cfg.hidden_size, cfg.intermediate_size, vb.pp("up_proj"))?,
+            down_proj: linear_no_bias(cfg.intermediate_size, cfg.hidden_size, vb.pp("down_proj"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gated = (candle_nn::ops::silu(&self.gate_proj.forward(x)?)? * self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&gated)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            input_layernorm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            post_attention_layernorm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, rotary: &Rotary, causal_mask: &Tensor) -> Result<Tensor> {
+        let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rotary, causal_mask)?)?;
+        &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
+    }
+}
+
+/// A LlamaForCausalLM whose callers choose the positions they project to the vocabulary.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    embed_tokens: Embedding,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rotary: Rotary,
+    config: Config,
+}
+
+impl Llama {
+    /// Builds the model from weights named as transformers saves them (`model.layers.0.self_attn.q_proj.weight`).
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("model.embed_tokens"))?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::new(embed_tokens.embeddings().clone(), None)
+        } else {
+            linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
+        };
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Block::new(cfg, vb.pp(format!("model.layers.{i}"))))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("model.norm"))?,
+            lm_head,
+            rotary: Rotary::new(cfg, vb.dtype(), vb.device())?,
+            config: cfg.clone(),
+        })
+    }
+
+    /// The resolved shape.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Final-norm hidden states `[batch, seq, hidden]` for right-padded `input_ids` `[batch, seq]`. No padding mask is
+    /// needed: under the causal mask a real position never sees the padding after it (lm-eval relies on the same).
+    pub fn forward_hidden(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let seq_len = input_ids.dim(1)?;
+        if seq_len > self.config.max_position_embeddings {
+            candle_core::bail!(
+                "sequence of {seq_len} tokens exceeds max_position_embeddings {}",
+                self.config.max_position_embeddings
+            );
+        }
+        let causal_mask = causal_mask(seq_len, input_ids.device())?;
+        let mut x = self.embed_tokens.forward(input_ids)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &self.rotary, &causal_mask)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Vocabulary logits `[rows, vocab]` for hidden states `[rows, hidden]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(hidden)
+    }
+}
+
+/// `[seq, seq]` additive mask: 0 on and below the diagonal, −∞ above.
+fn causal_mask(seq_len: usize, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> =
+        (0..seq_len).flat_map(|i| (0..seq_len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
+    Tensor::from_vec(mask, (seq_len, seq_len), device)
+}

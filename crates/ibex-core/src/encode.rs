@@ -1,0 +1,180 @@
+//! lm-eval's tokenization contract (`lm_eval/api/model.py`, `TemplateLM.loglikelihood` and `_encode_pair`), the
+//! reason two harnesses on the same model can disagree: which BOS is added, where trailing whitespace goes, and
+//! which side of the join a straddling token belongs to.
+
+use crate::{Request, TokenRequest};
+use std::path::Path;
+use tokenizers::Tokenizer;
+
+/// Whether non-empty strings are encoded with the tokenizer's special tokens (for Llama-family tokenizers: a BOS).
+/// lm-eval ≤ 0.4.9 never added them unless asked (`add_bos_token=True`); since 0.4.9.2 the tokenizer's default
+/// applies. Reproducing a published number means choosing the era that produced it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BosPolicy {
+    /// The tokenizer's own default, as lm-eval ≥ 0.4.9.2: `add_bos_token` from tokenizer_config.json when it is
+    /// set, otherwise whatever tokenizer.json's post-processor adds.
+    #[default]
+    Auto,
+    /// Always encode with special tokens (lm-eval's `add_bos_token=True`).
+    Always,
+    /// Never encode with special tokens (lm-eval ≤ 0.4.9's default).
+    Never,
+}
+
+/// A failure to build an [`Encoder`] or to encode a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// tokenizer.json could not be read or parsed.
+    #[error("cannot load tokenizer {path}: {message}")]
+    Load {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// tokenizer_config.json is not valid JSON.
+    #[error("cannot parse {path}: {message}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The tokenizer has neither a BOS nor an EOS token to stand for an empty context.
+    #[error("the tokenizer has no BOS or EOS token to use as the prefix of an empty context")]
+    NoPrefixToken,
+    /// The tokenizer itself failed.
+    #[error("tokenizer failed on {text:?}: {message}")]
+    Tokenize {
+        /// The text being encoded.
+        text: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A continuation encodes to no tokens at all, so there is nothing to score.
+    #[error("the continuation {continuation:?} (after context {context:?}) encodes to no tokens; nothing to score")]
+    EmptyContinuation {
+        /// The request's context.
+        context: String,
+        /// The request's continuation.
+        continuation: String,
+    },
+}
+
+/// Turns [`Request`]s into token ids exactly as lm-eval's Hugging Face backend does.
+pub struct Encoder {
+    tokenizer: Tokenizer,
+    add_special_tokens: bool,
+    prefix_token_id: u32,
+    /// The prefix token as text: a string starting with it gets no special tokens (lm-eval's `has_bos_prefix`).
+    prefix_text: String,
+}
+
+impl Encoder {
+    /// An encoder over `tokenizer`; `add_special_tokens` applies to non-empty strings, `prefix_token_id` stands
+    /// for an empty context.
+    pub fn new(tokenizer: Tokenizer, add_special_tokens: bool, prefix_token_id: u32) -> Self {
+        let prefix_text = tokenizer.decode(&[prefix_token_id], false).unwrap_or_default();
+        Self { tokenizer, add_special_tokens, prefix_token_id, prefix_text }
+    }
+
+    /// Loads tokenizer.json, and tokenizer_config.json when the checkpoint has one, resolving the BOS policy and the
+    /// prefix token (BOS if the tokenizer has one, else EOS) as lm-eval's `HFLM` does.
+    pub fn from_files(
+        tokenizer_json: &Path,
+        tokenizer_config: Option<&Path>,
+        bos: BosPolicy,
+    ) -> Result<Self, EncodeError> {
+        let tokenizer = Tokenizer::from_file(tokenizer_json)
+            .map_err(|e| EncodeError::Load { path: tokenizer_json.display().to_string(), message: e.to_string() })?;
+        let config = match tokenizer_config {
+            Some(path) => {
+                let config_error = |message: String| EncodeError::Config { path: path.display().to_string(), message };
+                let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+                serde_json::from_str(&text).map_err(|e| config_error(e.to_string()))?
+            }
+            None => serde_json::Value::Null,
+        };
+        let special_token_id = |key: &str| {
+            let token = match &config[key] {
+                serde_json::Value::String(s) => Some(s.as_str()),
+                serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()),
+                _ => None,
+            };
+            token.and_then(|t| tokenizer.token_to_id(t))
+        };
+        let bos_id = special_token_id("bos_token");
+        let eos_id = special_token_id("eos_token");
+        let prefix_token_id = bos_id.or(eos_id).ok_or(EncodeError::NoPrefixToken)?;
+        let add_special_tokens = match bos {
+            BosPolicy::Always => true,
+            BosPolicy::Never => false,
+            // Transformers rebuilds a Llama post-processor without BOS when tokenizer_config.json sets
+            // `add_bos_token: false`; encoding without special tokens is the same.
+            BosPolicy::Auto => config["add_bos_token"].as_bool().unwrap_or(true),
+        };
+        Ok(Self::new(tokenizer, add_special_tokens, prefix_token_id))
+    }
+
+    /// Whether non-empty strings get the tokenizer's special tokens.
+    pub fn adds_special_tokens(&self) -> bool {
+        self.add_special_tokens
+    }
+
+    /// The token that stands for an empty context.
+    pub fn prefix_token_id(&self) -> u32 {
+        self.prefix_token_id
+    }
+
+    /// lm-eval's `tok_encode`.
+    pub fn tok_encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, EncodeError> {
+        let encoding = self
+            .tokenizer
+            .encode(text, add_special_tokens)
+            .map_err(|e| EncodeError::Tokenize { text: text.to_owned(), message: e.to_string() })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Whether `text` is encoded with special tokens: the BOS policy, except that text already starting with the
+    /// prefix token's string gets none (lm-eval's `tok_encode` with `has_bos_prefix`).
+    fn specials_for(&self, text: &str) -> bool {
+        self.add_special_tokens && (self.prefix_text.is_empty() || !text.starts_with(&self.prefix_text))
+    }
+
+    /// Tokenizes a request as `TemplateLM.loglikelihood` does.
+    pub fn encode(&self, request: &Request) -> Result<TokenRequest, EncodeError> {
+        let Request::Loglikelihood { context, continuation } = request;
+        let empty = || EncodeError::EmptyContinuation { context: context.clone(), continuation: continuation.clone() };
+        if context.is_empty() {
+            let mut continuation_ids = self.tok_encode(continuation, false)?;
+            let first = *continuation_ids.first().ok_or_else(empty)?;
+            if first == self.prefix_token_id {
+                let rest = continuation_ids.split_off(1);
+                return Ok(TokenRequest { context: continuation_ids, continuation: rest });
+            }
+            return Ok(TokenRequest { context: vec![self.prefix_token_id], continuation: continuation_ids });
+        }
+        let request = self.encode_pair(context, continuation)?;
+        if request.continuation.is_empty() {
+            return Err(empty());
+        }
+        Ok(request)
+    }
+
+    /// `_encode_pair`: trailing whitespace moves from the context to the continuation; the pair is encoded whole and
+    /// split after as many tokens as the context alone encodes to, so a token straddling the join is scored.
+    fn encode_pair(&self, context: &str, continuation: &str) -> Result<TokenRequest, EncodeError> {
+        let kept = context.trim_end_matches(is_python_space);
+        let (context, continuation) = (kept, format!("{}{continuation}", &context[kept.len()..]));
+        let whole_text = format!("{context}{continuation}");
+        let mut whole = self.tok_encode(&whole_text, self.specials_for(&whole_text))?;
+        let context_len = self.tok_encode(context, self.specials_for(context))?.len();
+        let continuation_ids = whole.split_off(context_len.min(whole.len()));
+        Ok(TokenRequest { context: whole, continuation: continuation_ids })
+    }
+}
+
+/// Python's `str.isspace`, which `rstrip()` uses: Unicode whitespace plus the ASCII separators U+001C–U+001F.
+fn is_python_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}

@@ -1,0 +1,21 @@
+//! ibex's shared vocabulary. Everything here is independent of any backend (no Candle) and of any task family:
+//! what a task asks of a model ([`Request`]), how that request becomes tokens exactly as lm-evaluation-harness
+//! builds them ([`Encoder`]), what a model must answer ([`LanguageModel`]), how per-sample scores aggregate
+//! ([`metrics`]), and the schema of what a run writes ([`results`]).
+//!
+//! A key design decision is that the tokenization contract lives here, once, rather than in each backend: lm-eval's
+//! `TemplateLM` does the same, which is why every lm-eval backend builds identical token sequences. A backend only
+//! receives token ids ([`TokenRequest`]) and returns log-likelihoods.
+#![deny(missing_docs)]
+
+mod encode;
+pub mod metrics;
+mod model;
+mod request;
+pub mod results;
+mod task;
+
+pub use encode::{BosPolicy, EncodeError, Encoder};
+pub use model::{LanguageModel, ModelError, TokenScore};
+pub use request::{Request, Response, TokenRequest};
+pub use task::{DataSpec, Doc, SampleScore, Task, TaskError};

@@ -1,0 +1,86 @@
+//! Requests a task makes and the answers a model gives, in lm-eval's terms.
+
+use crate::TokenScore;
+use serde::Serialize;
+
+/// What a task asks of a model, before tokenization. lm-eval's `multiple_choice` never reaches a model: a task
+/// expands it into one [`Request::Loglikelihood`] per choice, as `ConfigurableTask.construct_requests` does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Request {
+    /// The log-probability of `continuation` following `context`.
+    Loglikelihood {
+        /// Text the model conditions on; may be empty.
+        context: String,
+        /// Text whose tokens are scored.
+        continuation: String,
+    },
+}
+
+/// A model's answer to one [`Request`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub enum Response {
+    /// The answer to [`Request::Loglikelihood`]: `[loglikelihood, is_greedy]` in lm-eval's sample logs.
+    Loglikelihood(TokenScore),
+}
+
+impl Response {
+    /// The summed log-likelihood of a [`Response::Loglikelihood`].
+    pub fn loglikelihood(&self) -> f64 {
+        match self {
+            Response::Loglikelihood(score) => score.logprob,
+        }
+    }
+}
+
+/// A loglikelihood request after tokenization: what a backend scores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// Context token ids (at least one: an empty context becomes lm-eval's prefix token).
+    pub context: Vec<u32>,
+    /// Continuation token ids, whose log-probabilities are summed.
+    pub continuation: Vec<u32>,
+}
+
+impl TokenRequest {
+    /// The model input and the number of scored positions, as lm-eval's `_loglikelihood_tokens` builds them:
+    /// `(context + continuation)[-(max_length + 1):][:-1]`, so the prediction of every continuation token is read
+    /// from the position before it. The scored positions are the last `continuation.len()` of the input (fewer only
+    /// when truncation ate into the continuation itself).
+    pub fn model_input(&self, max_length: usize) -> (Vec<u32>, usize) {
+        let whole: Vec<u32> = self.context.iter().chain(&self.continuation).copied().collect();
+        let start = whole.len().saturating_sub(max_length + 1);
+        let input = whole[start..whole.len() - 1].to_vec();
+        let scored = self.continuation.len().min(input.len());
+        (input, scored)
+    }
+
+    /// The continuation tokens whose log-probabilities are read, aligned with the last positions of
+    /// [`TokenRequest::model_input`].
+    pub fn scored_targets(&self, max_length: usize) -> &[u32] {
+        let (_, scored) = self.model_input(max_length);
+        &self.continuation[self.continuation.len() - scored..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_input_drops_the_last_token_and_left_truncates() {
+        let request = TokenRequest { context: vec![1, 2, 3], continuation: vec![4, 5] };
+        assert_eq!(request.model_input(100), (vec![1, 2, 3, 4], 2));
+        // max_length 3 keeps the last 4 tokens [2,3,4,5] and drops the final one.
+        assert_eq!(request.model_input(3), (vec![2, 3, 4], 2));
+        assert_eq!(request.scored_targets(3), &[4, 5]);
+    }
+
+    #[test]
+    fn truncation_into_the_continuation_scores_fewer_tokens() {
+        let request = TokenRequest { context: vec![1], continuation: vec![2, 3, 4, 5] };
+        let (input, scored) = request.model_input(2);
+        assert_eq!(input, vec![3, 4]);
+        assert_eq!(scored, 2);
+        assert_eq!(request.scored_targets(2), &[4, 5]);
+    }
+}

@@ -1,0 +1,96 @@
+//! What a run writes: `results.json` ([`RunResults`]) and one `samples_<task>.jsonl` per task ([`SampleRecord`]).
+//!
+//! Sample lines follow lm-eval's `--log_samples` records key for key (`doc_id`, `doc`, `target`, `arguments`,
+//! `resps`, `filtered_resps`, `filter`, `metrics`, the three hashes, then each metric), so tools written for lm-eval
+//! logs read ibex's, and a line of each can be compared field by field. The schema may grow; keys are never renamed
+//! without bumping [`SCHEMA_VERSION`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Version of the results schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One line of `samples_<task>.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SampleRecord {
+    /// Index of the document in the evaluated split.
+    pub doc_id: usize,
+    /// The document after the task's preprocessing.
+    pub doc: Map<String, Value>,
+    /// The gold answer.
+    pub target: Value,
+    /// Each request's `[context, continuation]`.
+    pub arguments: Vec<[String; 2]>,
+    /// Each request's raw answers: `[[loglikelihood, is_greedy]]`.
+    pub resps: Vec<Vec<(f64, bool)>>,
+    /// Each request's answer after filtering (ibex applies none): `[loglikelihood, is_greedy]`.
+    pub filtered_resps: Vec<(f64, bool)>,
+    /// The filter name; always `none`.
+    pub filter: String,
+    /// The metric names scored for this document.
+    pub metrics: Vec<String>,
+    /// SHA-256 of the document as lm-eval hashes it (`json.dumps(doc, indent=2, ensure_ascii=False)`).
+    pub doc_hash: String,
+    /// SHA-256 of the first request's context.
+    pub prompt_hash: String,
+    /// SHA-256 of the target's string form.
+    pub target_hash: String,
+    /// Each metric's value for this document (`acc`: 0 or 1).
+    #[serde(flatten)]
+    pub scores: BTreeMap<String, f64>,
+}
+
+/// `results.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunResults {
+    /// [`SCHEMA_VERSION`] at writing.
+    pub schema_version: u32,
+    /// The ibex version that ran.
+    pub ibex_version: String,
+    /// The model and how it ran.
+    pub model: ModelRecord,
+    /// Per task, metrics named as lm-eval names them (`acc,none`, `acc_stderr,none`), plus `n`.
+    pub results: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Per task, where its definition and data came from.
+    pub tasks: BTreeMap<String, TaskRecord>,
+}
+
+/// The model and settings of a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelRecord {
+    /// The `--model` argument.
+    pub model: String,
+    /// The checkpoint commit for a hub model; `null` for a local folder.
+    pub revision: Option<String>,
+    /// `f32`, `bf16` or `f16`.
+    pub dtype: String,
+    /// The device that ran (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Requests per forward pass.
+    pub batch_size: usize,
+    /// `--add-bos-token` as given (`auto`, `true`, `false`).
+    pub add_bos_token: String,
+    /// Whether non-empty strings were encoded with special tokens (the resolved BOS policy).
+    pub add_special_tokens: bool,
+    /// `--limit`, if any.
+    pub limit: Option<usize>,
+}
+
+/// Provenance of one task's numbers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The task file.
+    pub task_file: String,
+    /// SHA-256 of the task file.
+    pub task_file_sha256: String,
+    /// The evaluated split.
+    pub split: String,
+    /// The data file read.
+    pub data_file: String,
+    /// The dataset repo and commit, when the data came from the hub.
+    pub dataset: Option<String>,
+    /// Documents evaluated.
+    pub n: usize,
+}

@@ -1,0 +1,365 @@
+//! Runs tasks against a model. Data flows one way: resolved [`RunConfig`] → task registry → documents → requests →
+//! token requests → length-sorted batches → backend → scores → results. Each finished task is written to disk at
+//! once (its sample log, then `results.json` with every task so far), so a long run never loses finished work.
+
+mod registry;
+mod report;
+
+pub use registry::{Entry, Registry, RegistryError};
+pub use report::results_table;
+
+use ibex_candle::{device_name, parse_dtype, select_device, CandleModel};
+use ibex_core::metrics::mean_stderr;
+use ibex_core::results::{ModelRecord, RunResults, SampleRecord, TaskRecord, SCHEMA_VERSION};
+use ibex_core::{BosPolicy, Doc, Encoder, LanguageModel, Request, Response, SampleScore, TokenRequest};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A resolved, validated run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// A local folder or a Hugging Face model id.
+    pub model: String,
+    /// Hub revision (branch, tag or commit).
+    pub revision: Option<String>,
+    /// Task names, in run order.
+    pub tasks: Vec<String>,
+    /// Extra task-file folders.
+    pub tasks_dirs: Vec<PathBuf>,
+    /// Data files replacing a task's data for a split.
+    pub data: Vec<DataOverride>,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    pub device: String,
+    /// `f32`, `bf16` or `f16`.
+    pub dtype: String,
+    /// Requests per forward pass.
+    pub batch_size: usize,
+    /// Evaluate only the first N documents of each task.
+    pub limit: Option<usize>,
+    /// Folder for results.json and sample logs.
+    pub output: PathBuf,
+    /// Whether to write `samples_<task>.jsonl`.
+    pub log_samples: bool,
+    /// The lm-eval era to reproduce for BOS tokens.
+    pub bos: BosPolicy,
+    /// `--add-bos-token` as the user wrote it, for the record.
+    pub bos_flag: String,
+}
+
+/// `--data TASK[:SPLIT]=PATH`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataOverride {
+    /// The task.
+    pub task: String,
+    /// The split replaced; the task's evaluated split when absent.
+    pub split: Option<String>,
+    /// The file.
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for DataOverride {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (key, path) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}` is not TASK[:SPLIT]=PATH (e.g. xnli_en=/scratch/xnli_en.parquet)"))?;
+        let (task, split) = match key.split_once(':') {
+            Some((task, split)) => (task, Some(split.to_owned())),
+            None => (key, None),
+        };
+        if task.is_empty() || path.is_empty() {
+            return Err(format!("`{text}` is not TASK[:SPLIT]=PATH"));
+        }
+        Ok(Self { task: task.to_owned(), split, path: PathBuf::from(path) })
+    }
+}
+
+/// Anything that stops a run, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// See [`RegistryError`].
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A `--data` argument is unusable.
+    #[error("--data {0}")]
+    Data(String),
+    /// Device or dtype.
+    #[error(transparent)]
+    Device(#[from] ibex_candle::DeviceError),
+    /// Model files.
+    #[error(transparent)]
+    Hub(#[from] ibex_hub::HubError),
+    /// The tokenizer.
+    #[error(transparent)]
+    Encode(#[from] ibex_core::EncodeError),
+    /// The checkpoint.
+    #[error(transparent)]
+    Load(#[from] ibex_candle::LoadError),
+    /// A data file.
+    #[error(transparent)]
+    Rows(#[from] ibex_data::DataError),
+    /// A data row does not fit its task.
+    #[error("task {task}, data {file}: {source}")]
+    Task {
+        /// The task.
+        task: String,
+        /// The data file.
+        file: String,
+        /// The row error.
+        source: ibex_core::TaskError,
+    },
+    /// A request cannot be scored.
+    #[error("task {task}, document {doc}: {message}")]
+    Request {
+        /// The task.
+        task: String,
+        /// The document.
+        doc: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The backend failed mid-run.
+    #[error("task {task}: {source}")]
+    Model {
+        /// The task.
+        task: String,
+        /// The backend's error.
+        source: ibex_core::ModelError,
+    },
+    /// Writing results failed.
+    #[error("cannot write {path}: {message}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's message.
+        message: String,
+    },
+}
+
+/// Runs every task of `config` and returns what was written to `results.json`.
+pub fn run(config: &RunConfig) -> Result<RunResults, RunError> {
+    let registry = Registry::load(&config.tasks_dirs)?;
+    let entries = config.tasks.iter().map(|name| registry.get(name)).collect::<Result<Vec<_>, _>>()?;
+    for data in &config.data {
+        let entry = registry.get(&data.task)?;
+        if !config.tasks.contains(&data.task) {
+            return Err(RunError::Data(format!("names task `{}`, which is not in --tasks", data.task)));
+        }
+        if let Some(split) = data.split.as_deref().filter(|s| *s != entry.task.data().split) {
+            return Err(RunError::Data(format!(
+                "names split `{split}` of `{}`, which evaluates `{}`; only the evaluated split is read",
+                data.task,
+                entry.task.data().split
+            )));
+        }
+        if !data.path.is_file() {
+            return Err(RunError::Data(format!("file {} does not exist", data.path.display())));
+        }
+    }
+    let dtype = parse_dtype(&config.dtype)?;
+    let device = select_device(&config.device, dtype)?;
+    let files = ibex_hub::resolve_model(&config.model, config.revision.as_deref())?;
+    let encoder = Encoder::from_files(&files.tokenizer, files.tokenizer_config.as_deref(), config.bos)?;
+    let mut model = CandleModel::load(&files.config, &files.weights, dtype, &device)?;
+    let mut results = RunResults {
+        schema_version: SCHEMA_VERSION,
+        ibex_version: env!("CARGO_PKG_VERSION").to_owned(),
+        model: ModelRecord {
+            model: config.model.clone(),
+            revision: match &files.origin {
+                ibex_hub::Origin::Hub { commit, .. } => Some(commit.clone()),
+                ibex_hub::Origin::Folder(_) => None,
+            },
+            dtype: config.dtype.clone(),
+            device: device_name(&device),
+            batch_size: config.batch_size,
+            add_bos_token: config.bos_flag.clone(),
+            add_special_tokens: encoder.adds_special_tokens(),
+            limit: config.limit,
+        },
+        results: BTreeMap::new(),
+        tasks: BTreeMap::new(),
+    };
+    std::fs::create_dir_all(&config.output)
+        .map_err(|e| RunError::Write { path: config.output.clone(), message: e.to_string() })?;
+    for entry in entries {
+        let task_name = entry.task.name().to_owned();
+        let (data_file, dataset) = data_file(entry, config)?;
+        let rows = ibex_data::read_rows(&data_file)?;
+        let limit = config.limit.unwrap_or(rows.len()).min(rows.len());
+        let task_error =
+            |source| RunError::Task { task: task_name.clone(), file: data_file.display().to_string(), source };
+        let docs = rows[..limit]
+            .iter()
+            .enumerate()
+            .map(|(i, row)| entry.task.doc(i, row))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(task_error)?;
+        let requests: Vec<Vec<Request>> = docs.iter().map(|doc| entry.task.requests(doc)).collect();
+        let responses = score_requests(&task_name, &docs, &requests, &encoder, &mut model, config.batch_size)?;
+        let scores: Vec<SampleScore> =
+            docs.iter().zip(&responses).map(|(doc, resps)| entry.task.score(doc, resps)).collect();
+        if config.log_samples {
+            let path = config.output.join(format!("samples_{task_name}.jsonl"));
+            write_samples(&path, entry.task.metrics(), &docs, &requests, &responses, &scores)?;
+        }
+        let mut metrics = BTreeMap::new();
+        for metric in entry.task.metrics() {
+            let values: Vec<f64> = scores.iter().map(|s| s.metrics[*metric]).collect();
+            let aggregate = mean_stderr(&values);
+            metrics.insert(format!("{metric},none"), Value::from(aggregate.value));
+            metrics.insert(format!("{metric}_stderr,none"), aggregate.stderr.map_or(Value::from("N/A"), Value::from));
+        }
+        metrics.insert("n".into(), Value::from(docs.len()));
+        results.results.insert(task_name.clone(), metrics);
+        results.tasks.insert(
+            task_name,
+            TaskRecord {
+                task_file: entry.source.clone(),
+                task_file_sha256: entry.sha256.clone(),
+                split: entry.task.data().split.clone(),
+                data_file: data_file.display().to_string(),
+                dataset,
+                n: docs.len(),
+            },
+        );
+        write_json(&config.output.join("results.json"), &results)?;
+    }
+    Ok(results)
+}
+
+/// The data file for a task's evaluated split: a `--data` override, else the task's dataset from the hub.
+fn data_file(entry: &Entry, config: &RunConfig) -> Result<(PathBuf, Option<String>), RunError> {
+    if let Some(data) = config.data.iter().find(|d| d.task == entry.task.name()) {
+        return Ok((data.path.clone(), None));
+    }
+    let spec = entry.task.data();
+    let candidates = spec.files.get(&spec.split).cloned().unwrap_or_default();
+    let file = ibex_hub::resolve_dataset_file(&spec.dataset, spec.revision.as_deref(), &candidates)?;
+    Ok((file.path, Some(format!("{}@{}", spec.dataset, file.commit))))
+}
+
+/// Tokenizes every request, scores them longest first in batches (as lm-eval orders them, so the first batch shows
+/// whether memory suffices), and returns the responses per document in document order.
+fn score_requests(
+    task: &str,
+    docs: &[Doc],
+    requests: &[Vec<Request>],
+    encoder: &Encoder,
+    model: &mut CandleModel,
+    batch_size: usize,
+) -> Result<Vec<Vec<Response>>, RunError> {
+    let mut flat: Vec<(usize, usize, TokenRequest)> = Vec::new();
+    for (doc, doc_requests) in docs.iter().zip(requests) {
+        for (index, request) in doc_requests.iter().enumerate() {
+            let tokens = encoder.encode(request).map_err(|e| RunError::Request {
+                task: task.to_owned(),
+                doc: doc.id,
+                message: e.to_string(),
+            })?;
+            if tokens.continuation.len() > model.max_length() {
+                return Err(RunError::Request {
+                    task: task.to_owned(),
+                    doc: doc.id,
+                    message: format!(
+                        "continuation of {} tokens exceeds the model's context window of {}",
+                        tokens.continuation.len(),
+                        model.max_length()
+                    ),
+                });
+            }
+            flat.push((doc.id, index, tokens));
+        }
+    }
+    flat.sort_by_key(|(_, _, t)| std::cmp::Reverse(t.context.len() + t.continuation.len()));
+    let progress = ProgressBar::new(flat.len() as u64).with_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} requests, {per_sec}, ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    progress.set_prefix(task.to_owned());
+    let mut responses: Vec<Vec<Option<Response>>> = requests.iter().map(|r| vec![None; r.len()]).collect();
+    let first_doc = docs.first().map_or(0, |d| d.id);
+    for batch in flat.chunks(batch_size.max(1)) {
+        let tokens: Vec<TokenRequest> = batch.iter().map(|(_, _, t)| t.clone()).collect();
+        let scores = model.score(&tokens).map_err(|source| RunError::Model { task: task.to_owned(), source })?;
+        for ((doc, index, _), score) in batch.iter().zip(scores) {
+            responses[doc - first_doc][*index] = Some(Response::Loglikelihood(score));
+        }
+        progress.inc(batch.len() as u64);
+    }
+    progress.finish_and_clear();
+    Ok(responses.into_iter().map(|r| r.into_iter().map(|x| x.expect("every request scored")).collect()).collect())
+}
+
+fn write_samples(
+    path: &Path,
+    metrics: &[&str],
+    docs: &[Doc],
+    requests: &[Vec<Request>],
+    responses: &[Vec<Response>],
+    scores: &[SampleScore],
+) -> Result<(), RunError> {
+    let write_error = |e: std::io::Error| RunError::Write { path: path.to_owned(), message: e.to_string() };
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(write_error)?);
+    for (((doc, doc_requests), doc_responses), score) in docs.iter().zip(requests).zip(responses).zip(scores) {
+        let arguments: Vec<[String; 2]> = doc_requests
+            .iter()
+            .map(|Request::Loglikelihood { context, continuation }| [context.clone(), continuation.clone()])
+            .collect();
+        let pairs: Vec<(f64, bool)> =
+            doc_responses.iter().map(|Response::Loglikelihood(s)| (s.logprob, s.is_greedy)).collect();
+        let record = SampleRecord {
+            doc_id: doc.id,
+            doc: doc.fields.clone(),
+            target: score.target.clone(),
+            prompt_hash: sha256_hex(arguments.first().map_or("", |a| a[0].as_str())),
+            arguments,
+            resps: pairs.iter().map(|p| vec![*p]).collect(),
+            filtered_resps: pairs,
+            filter: "none".into(),
+            metrics: metrics.iter().map(|m| (*m).to_owned()).collect(),
+            doc_hash: sha256_hex(&python_json_indent2(&Value::Object(doc.fields.clone()))),
+            target_hash: sha256_hex(&python_str(&score.target)),
+            scores: score.metrics.clone(),
+        };
+        let line = serde_json::to_string(&record).expect("sample records serialize");
+        writeln!(out, "{line}").map_err(write_error)?;
+    }
+    out.flush().map_err(write_error)
+}
+
+fn write_json(path: &Path, results: &RunResults) -> Result<(), RunError> {
+    let text = serde_json::to_string_pretty(results).expect("results serialize") + "\n";
+    // Write then rename, so an interrupted run leaves the previous complete file rather than half of a new one.
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|e| RunError::Write { path: path.to_owned(), message: e.to_string() })
+}
+
+fn sha256_hex(text: &str) -> String {
+    format!("{:x}", Sha256::digest(text.as_bytes()))
+}
+
+/// `json.dumps(value, indent=2, ensure_ascii=False)`, which lm-eval hashes for `doc_hash`.
+fn python_json_indent2(value: &Value) -> String {
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"  ");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    serde::Serialize::serialize(value, &mut serializer).expect("JSON values serialize");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// Python's `str()` of a JSON value as lm-eval's `target_hash` sees it (an int or a string target).
+fn python_str(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,298 @@
+//! The cloze natural-language-inference family: XNLI in every language and its Catalan, Basque and Galician
+//! relatives. Each task is a task file ([`NliSpec`]); the family turns a row into three scored sentences, one per
+//! label, and the task's accuracy is how often the gold sentence is the most likely.
+//!
+//! As in lm-eval, the context is empty and each choice is the whole sentence
+//! (`premise + ", right? Yes, " + hypothesis`), prefixed by the task's target delimiter. Everything lm-eval hides in
+//! Python (`process_docs`, label maps, field names) is a named field of the task file, so a new language is a file.
+
+mod preprocess;
+
+pub use preprocess::Step;
+
+use ibex_core::{DataSpec, Doc, Request, Response, SampleScore, Task, TaskError};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The family name task files give as `family = "nli"`.
+pub const FAMILY: &str = "nli";
+
+/// The labels in choice order: lm-eval's 0 entailment, 1 neutral, 2 contradiction.
+const LABEL_NAMES: [&str; 3] = ["entailment", "neutral", "contradiction"];
+
+/// A task file of the NLI family.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NliSpec {
+    /// lm-eval's task name.
+    pub name: String,
+    /// Always [`FAMILY`].
+    pub family: String,
+    /// ISO 639 code of the task's language, for listings.
+    pub language: String,
+    /// Where the data lives.
+    pub data: DataSpec,
+    /// Data columns holding the premise, hypothesis and label, when they are not named so.
+    #[serde(default)]
+    pub fields: Fields,
+    /// Preprocessing steps, in order (`detokenize:premise`, `lowercase_first:hypothesis`, …).
+    #[serde(default)]
+    pub preprocess: Vec<String>,
+    /// Put between the (empty) context and each choice: lm-eval's `target_delimiter`.
+    pub target_delimiter: String,
+    /// One template per label, in label order, over `{premise}` and `{hypothesis}`.
+    pub choices: Vec<String>,
+}
+
+/// Data column names.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fields {
+    /// Column of the premise.
+    pub premise: String,
+    /// Column of the hypothesis.
+    pub hypothesis: String,
+    /// Column of the label (an index 0–2, its digit string, or a label name).
+    pub label: String,
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Self { premise: "premise".into(), hypothesis: "hypothesis".into(), label: "label".into() }
+    }
+}
+
+/// One piece of a choice template.
+#[derive(Clone, Debug, PartialEq)]
+enum Piece {
+    Text(String),
+    Premise,
+    Hypothesis,
+}
+
+/// A validated NLI task.
+#[derive(Clone, Debug)]
+pub struct NliTask {
+    spec: NliSpec,
+    steps: Vec<Step>,
+    templates: Vec<Vec<Piece>>,
+}
+
+impl NliTask {
+    /// Validates a spec: three choices, known template variables, known preprocessing steps.
+    pub fn new(spec: NliSpec) -> Result<Self, TaskError> {
+        if spec.family != FAMILY {
+            return Err(TaskError::Spec(format!("family is `{}`, expected `{FAMILY}`", spec.family)));
+        }
+        if spec.choices.len() != LABEL_NAMES.len() {
+            return Err(TaskError::Spec(format!(
+                "`choices` has {} templates; NLI needs 3 (entailment, neutral, contradiction)",
+                spec.choices.len()
+            )));
+        }
+        let templates = spec.choices.iter().map(|t| parse_template(t)).collect::<Result<_, _>>()?;
+        let steps = spec.preprocess.iter().map(|s| Step::parse(s)).collect::<Result<_, _>>()?;
+        Ok(Self { spec, steps, templates })
+    }
+
+    /// The task's language code.
+    pub fn language(&self) -> &str {
+        &self.spec.language
+    }
+
+    fn text_field(&self, row: usize, fields: &Map<String, Value>, column: &str) -> Result<String, TaskError> {
+        match fields.get(column) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(row_error(row, column, format!("expected text, found {other}"))),
+            None => Err(row_error(
+                row,
+                column,
+                "missing; set [fields] in the task file if the column is named otherwise".into(),
+            )),
+        }
+    }
+
+    fn label(&self, row: usize, fields: &Map<String, Value>) -> Result<usize, TaskError> {
+        let column = &self.spec.fields.label;
+        let value = fields.get(column).ok_or_else(|| row_error(row, column, "missing".into()))?;
+        let index = match value {
+            Value::Number(n) => n.as_u64().map(|n| n as usize),
+            Value::String(s) => s.trim().parse::<usize>().ok().or_else(|| LABEL_NAMES.iter().position(|l| l == s)),
+            _ => None,
+        };
+        index.filter(|&i| i < LABEL_NAMES.len()).ok_or_else(|| {
+            row_error(row, column, format!("label {value} is not one of 0, 1, 2 or entailment, neutral, contradiction"))
+        })
+    }
+
+    fn render(&self, template: &[Piece], premise: &str, hypothesis: &str) -> String {
+        template
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(t) => t.as_str(),
+                Piece::Premise => premise,
+                Piece::Hypothesis => hypothesis,
+            })
+            .collect()
+    }
+}
+
+impl Task for NliTask {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn data(&self) -> &DataSpec {
+        &self.spec.data
+    }
+
+    fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
+        let mut premise = self.text_field(row, fields, &self.spec.fields.premise)?;
+        let mut hypothesis = self.text_field(row, fields, &self.spec.fields.hypothesis)?;
+        let label = self.label(row, fields)?;
+        for step in &self.steps {
+            step.apply(&mut premise, &mut hypothesis);
+        }
+        let mut doc = fields.clone();
+        doc.insert(self.spec.fields.premise.clone(), Value::String(premise));
+        doc.insert(self.spec.fields.hypothesis.clone(), Value::String(hypothesis));
+        doc.insert(self.spec.fields.label.clone(), Value::from(label));
+        Ok(Doc { id: row, fields: doc })
+    }
+
+    fn requests(&self, doc: &Doc) -> Vec<Request> {
+        let premise = doc.fields[&self.spec.fields.premise].as_str().unwrap_or_default();
+        let hypothesis = doc.fields[&self.spec.fields.hypothesis].as_str().unwrap_or_default();
+        self.templates
+            .iter()
+            .map(|template| Request::Loglikelihood {
+                context: String::new(),
+                continuation: format!("{}{}", self.spec.target_delimiter, self.render(template, premise, hypothesis)),
+            })
+            .collect()
+    }
+
+    fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore {
+        let gold = doc.fields[&self.spec.fields.label].as_u64().unwrap_or_default() as usize;
+        // Ties go to the first choice, as numpy's argmax in lm-eval.
+        let predicted = responses
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f64::NEG_INFINITY),
+                |best, (i, r)| if r.loglikelihood() > best.1 { (i, r.loglikelihood()) } else { best },
+            )
+            .0;
+        SampleScore {
+            target: Value::from(gold),
+            metrics: BTreeMap::from([("acc".to_owned(), f64::from(u8::from(predicted == gold)))]),
+        }
+    }
+
+    fn metrics(&self) -> &[&'static str] {
+        &["acc"]
+    }
+}
+
+fn row_error(row: usize, field: &str, message: String) -> TaskError {
+    TaskError::Row { row, field: field.to_owned(), message }
+}
+
+/// Splits `"{premise}, right? Yes, {hypothesis}"` into pieces, rejecting unknown `{variables}`.
+fn parse_template(template: &str) -> Result<Vec<Piece>, TaskError> {
+    let mut pieces = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            pieces.push(Piece::Text(rest[..open].to_owned()));
+        }
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| TaskError::Spec(format!("unclosed `{{` in choice template {template:?}")))?;
+        pieces.push(match &rest[open + 1..open + close] {
+            "premise" => Piece::Premise,
+            "hypothesis" => Piece::Hypothesis,
+            other => {
+                return Err(TaskError::Spec(format!(
+                    "unknown template variable `{{{other}}}` in {template:?}; use {{premise}} or {{hypothesis}}"
+                )))
+            }
+        });
+        rest = &rest[open + close + 1..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest.to_owned()));
+    }
+    Ok(pieces)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xnli_en() -> NliTask {
+        let spec: NliSpec = toml::from_str(include_str!("../../../tasks/nli/xnli_en.toml")).unwrap();
+        NliTask::new(spec).unwrap()
+    }
+
+    fn row(premise: &str, hypothesis: &str, label: Value) -> Map<String, Value> {
+        serde_json::json!({"premise": premise, "hypothesis": hypothesis, "label": label}).as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn xnli_en_requests_are_lm_evals_cloze_sentences() {
+        let task = xnli_en();
+        let doc = task.doc(0, &row("A cat sat.", "An animal sat.", Value::from(0))).unwrap();
+        let continuations: Vec<_> = task
+            .requests(&doc)
+            .into_iter()
+            .map(|Request::Loglikelihood { context, continuation }| {
+                assert_eq!(context, "");
+                continuation
+            })
+            .collect();
+        assert_eq!(
+            continuations,
+            [
+                " A cat sat., right? Yes, An animal sat.",
+                " A cat sat., right? Also, An animal sat.",
+                " A cat sat., right? No, An animal sat."
+            ]
+        );
+    }
+
+    #[test]
+    fn labels_accept_indices_digit_strings_and_names() {
+        let task = xnli_en();
+        for (label, expected) in [(Value::from(2), 2), (Value::from("1"), 1), (Value::from("contradiction"), 2)] {
+            assert_eq!(task.doc(0, &row("p", "h", label)).unwrap().fields["label"], expected);
+        }
+        let err = task.doc(7, &row("p", "h", Value::from(3))).unwrap_err().to_string();
+        assert_eq!(err, "row 7, field `label`: label 3 is not one of 0, 1, 2 or entailment, neutral, contradiction");
+    }
+
+    #[test]
+    fn missing_field_names_the_row_and_field() {
+        let task = xnli_en();
+        let mut fields = row("p", "h", Value::from(0));
+        fields.remove("hypothesis");
+        let err = task.doc(4, &fields).unwrap_err().to_string();
+        assert!(err.starts_with("row 4, field `hypothesis`: missing"), "{err}");
+    }
+
+    #[test]
+    fn score_takes_the_most_likely_choice_and_first_on_ties() {
+        let task = xnli_en();
+        let doc = task.doc(0, &row("p", "h", Value::from(1))).unwrap();
+        let ll = |v: f64| Response::Loglikelihood(ibex_core::TokenScore { logprob: v, is_greedy: false });
+        assert_eq!(task.score(&doc, &[ll(-3.0), ll(-1.0), ll(-2.0)]).metrics["acc"], 1.0);
+        assert_eq!(task.score(&doc, &[ll(-1.0), ll(-1.0), ll(-2.0)]).metrics["acc"], 0.0);
+    }
+
+    #[test]
+    fn unknown_template_variable_is_rejected() {
+        let err = parse_template("{premise}, right? {hypotesis}").unwrap_err().to_string();
+        assert!(err.contains("unknown template variable `{hypotesis}`"), "{err}");
+    }
+}

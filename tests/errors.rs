@@ -1,0 +1,108 @@
+//! A user's mistake ends with one clear line on stderr and exit code 2, never a panic.
+
+use crate::common::{fixtures, ibex, ibex_path_arg, model_folder, HUB_MODEL};
+use std::io::Write;
+
+/// Runs `ibex ARGS`, expects failure, returns stderr.
+fn fails(args: &[&str]) -> String {
+    let output = ibex(args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "ibex {args:?} should fail with 2:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "ibex {args:?} panicked:\n{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected:\n{stderr}");
+    stderr
+}
+
+fn data_file(lines: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+    file.write_all(lines.as_bytes()).unwrap();
+    file
+}
+
+#[test]
+fn unknown_task_suggests_the_closest_name() {
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_enn"]);
+    assert!(stderr.contains("unknown task `xnli_enn`; did you mean `xnli_en`?"), "{stderr}");
+}
+
+#[test]
+fn missing_model_folder_is_named() {
+    let stderr = fails(&["run", "--model", "./no/such/checkpoint", "--tasks", "xnli_en"]);
+    assert!(stderr.contains("no model folder at ./no/such/checkpoint"), "{stderr}");
+}
+
+#[test]
+fn model_not_in_the_offline_cache_says_how_to_get_it() {
+    let stderr = fails(&["run", "--model", "BSC-LT/salamandra-2b", "--tasks", "xnli_en"]);
+    assert!(stderr.contains("HF_HUB_OFFLINE=1 forbids downloading"), "{stderr}");
+}
+
+#[test]
+fn malformed_config_and_missing_weights_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+        std::fs::copy(model_folder().join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(dir.path().join("config.json"), "{\"hidden_size\": 64,").unwrap();
+    let stderr = fails(&["run", "--model", ibex_path_arg(dir.path()), "--tasks", "xnli_en"]);
+    assert!(stderr.contains("config.json: malformed config"), "{stderr}");
+
+    std::fs::copy(model_folder().join("config.json"), dir.path().join("config.json")).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"not safetensors").unwrap();
+    let stderr = fails(&["run", "--model", ibex_path_arg(dir.path()), "--tasks", "xnli_en"]);
+    assert!(stderr.contains("cannot load weights from"), "{stderr}");
+
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let stderr = fails(&["run", "--model", ibex_path_arg(dir.path()), "--tasks", "xnli_en"]);
+    assert!(stderr.contains("model.safetensors or model.safetensors.index.json not found"), "{stderr}");
+}
+
+#[test]
+fn data_row_missing_a_field_names_file_row_and_field() {
+    let data =
+        data_file("{\"premise\": \"A.\", \"hypothesis\": \"B.\", \"label\": 0}\n{\"premise\": \"A.\", \"label\": 1}\n");
+    let arg = format!("xnli_en={}", data.path().display());
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &arg]);
+    assert!(stderr.contains(&data.path().display().to_string()), "{stderr}");
+    assert!(stderr.contains("row 1, field `hypothesis`: missing"), "{stderr}");
+}
+
+#[test]
+fn label_outside_the_choices_is_rejected() {
+    let data = data_file("{\"premise\": \"A.\", \"hypothesis\": \"B.\", \"label\": 5}\n");
+    let arg = format!("xnli_en={}", data.path().display());
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &arg]);
+    assert!(stderr.contains("row 0, field `label`: label 5 is not one of 0, 1, 2"), "{stderr}");
+}
+
+#[test]
+fn missing_data_path_is_named() {
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--data", "xnli_en=/no/such/file.jsonl"]);
+    assert!(stderr.contains("--data file /no/such/file.jsonl does not exist"), "{stderr}");
+}
+
+#[test]
+fn cuda_on_a_cpu_build_says_how_to_rebuild() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--device", "cuda"]);
+    assert!(stderr.contains("built without CUDA"), "{stderr}");
+}
+
+#[test]
+fn f16_on_the_cpu_is_refused() {
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--dtype", "f16"]);
+    assert!(stderr.contains("f16 is not supported on the CPU"), "{stderr}");
+}
+
+#[test]
+fn tasks_lists_the_shipped_task() {
+    let output = ibex(&["tasks"]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("xnli_en") && stdout.contains("facebook/xnli") && stdout.contains("tasks/nli/xnli_en.toml")
+    );
+    assert!(fixtures().is_dir());
+}

@@ -1,0 +1,148 @@
+//! Parity with lm-eval 0.4.13: per-sample log-likelihoods within 1e-4, identical accuracy, identical requests.
+
+use crate::common::{fixtures, ibex_path_arg, model_folder, read_json, read_jsonl, run_ok, HUB_MODEL};
+use ibex_candle::CandleModel;
+use ibex_core::{BosPolicy, Encoder, LanguageModel, Request};
+use serde_json::Value;
+use std::path::Path;
+
+const TOLERANCE: f64 = 1e-4;
+
+/// Compares ibex's sample log with lm-eval's, doc by doc; returns the largest log-likelihood difference.
+fn assert_samples_match(ours: &Path, reference: &Path) -> f64 {
+    let ours = read_jsonl(ours);
+    let reference = read_jsonl(reference);
+    assert_eq!(ours.len(), reference.len());
+    let mut max_delta: f64 = 0.0;
+    for (o, r) in ours.iter().zip(&reference) {
+        let id = &r["doc_id"];
+        assert_eq!(o["doc_id"], *id);
+        for key in ["doc", "target", "arguments", "doc_hash", "prompt_hash", "target_hash", "acc", "filter", "metrics"]
+        {
+            assert_eq!(o[key], r[key], "doc {id}: `{key}` differs");
+        }
+        let (o_resps, r_resps) = (o["filtered_resps"].as_array().unwrap(), r["filtered_resps"].as_array().unwrap());
+        assert_eq!(o_resps.len(), r_resps.len());
+        for (a, b) in o_resps.iter().zip(r_resps) {
+            let delta = (a[0].as_f64().unwrap() - b[0].as_f64().unwrap()).abs();
+            assert!(delta < TOLERANCE, "doc {id}: loglikelihood {} vs lm-eval {}", a[0], b[0]);
+            assert_eq!(a[1], b[1], "doc {id}: is_greedy differs");
+            max_delta = max_delta.max(delta);
+        }
+    }
+    max_delta
+}
+
+fn assert_results_match(results: &Value, reference: &Path) {
+    let reference = read_json(reference);
+    let ours = &results["results"]["xnli_en"];
+    assert_eq!(ours["acc,none"], reference["acc,none"]);
+    let stderr = ours["acc_stderr,none"].as_f64().unwrap();
+    assert!((stderr - reference["acc_stderr,none"].as_f64().unwrap()).abs() < 1e-12);
+    assert_eq!(ours["n"], reference["sample_len"]);
+}
+
+#[test]
+fn xnli_en_from_the_hub_cache_matches_lm_eval_at_batch_sizes_1_3_8() {
+    let reference = fixtures().join("lm_eval");
+    let mut accuracies = Vec::new();
+    for batch_size in ["1", "3", "8"] {
+        let out = run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_en", "--batch-size", batch_size]);
+        let max_delta =
+            assert_samples_match(&out.path().join("samples_xnli_en.jsonl"), &reference.join("samples_xnli_en.jsonl"));
+        eprintln!("batch size {batch_size}: max |Δ loglik| = {max_delta:.2e} over 24 docs × 3 choices");
+        let results = read_json(&out.path().join("results.json"));
+        assert_results_match(&results, &reference.join("results_xnli_en.json"));
+        let model = &results["model"];
+        let commit =
+            std::fs::read_to_string(fixtures().join("hf-home/hub/models--ibex-fixtures--tiny-salamandra/refs/main"))
+                .unwrap();
+        assert_eq!(model["revision"], commit.trim());
+        assert_eq!(results["tasks"]["xnli_en"]["task_file"], "tasks/nli/xnli_en.toml");
+        assert!(results["tasks"]["xnli_en"]["dataset"].as_str().unwrap().starts_with("facebook/xnli@"));
+        accuracies.push(results["results"]["xnli_en"]["acc,none"].clone());
+    }
+    assert!(accuracies.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn local_folder_with_data_override_matches_lm_eval() {
+    let data = fixtures().join("data/xnli_en.validation.jsonl");
+    let folder = model_folder();
+    let out = run_ok(&[
+        "--model",
+        ibex_path_arg(&folder),
+        "--tasks",
+        "xnli_en",
+        "--data",
+        &format!("xnli_en:validation={}", data.display()),
+    ]);
+    let reference = fixtures().join("lm_eval");
+    assert_samples_match(&out.path().join("samples_xnli_en.jsonl"), &reference.join("samples_xnli_en.jsonl"));
+    let results = read_json(&out.path().join("results.json"));
+    assert_results_match(&results, &reference.join("results_xnli_en.json"));
+    assert_eq!(results["model"]["revision"], Value::Null);
+}
+
+#[test]
+fn sharded_checkpoint_scores_like_the_single_file() {
+    let sharded = fixtures().join("models/tiny-salamandra-sharded");
+    assert!(sharded.join("model.safetensors.index.json").is_file());
+    let out = run_ok(&["--model", ibex_path_arg(&sharded), "--tasks", "xnli_en"]);
+    assert_samples_match(&out.path().join("samples_xnli_en.jsonl"), &fixtures().join("lm_eval/samples_xnli_en.jsonl"));
+}
+
+#[test]
+fn tied_embeddings_checkpoint_matches_lm_eval() {
+    let tied = fixtures().join("models/tiny-salamandra-tied");
+    let out = run_ok(&["--model", ibex_path_arg(&tied), "--tasks", "xnli_en", "--limit", "12"]);
+    let ours = read_jsonl(&out.path().join("samples_xnli_en.jsonl"));
+    let reference = read_jsonl(&fixtures().join("lm_eval/tied/samples_xnli_en.jsonl"));
+    assert_eq!(ours.len(), 12);
+    for (o, r) in ours.iter().zip(&reference) {
+        for (a, b) in o["filtered_resps"].as_array().unwrap().iter().zip(r["filtered_resps"].as_array().unwrap()) {
+            assert!((a[0].as_f64().unwrap() - b[0].as_f64().unwrap()).abs() < TOLERANCE);
+        }
+    }
+    assert_eq!(read_json(&out.path().join("results.json"))["results"]["xnli_en"]["n"], 12);
+}
+
+/// lm-eval's `_encode_pair` and scoring of hand-picked pairs (leading space, trailing whitespace, a token
+/// straddling the join, byte fallback, a BOS-string prefix, left truncation), in every BOS era.
+#[test]
+fn tokenization_contract_and_scores_match_lm_eval_pair_by_pair() {
+    let folder = model_folder();
+    let mut model = CandleModel::load(
+        &folder.join("config.json"),
+        &[folder.join("model.safetensors")],
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let reference = read_json(&fixtures().join("lm_eval/encode_pairs.json"));
+    let mut checked = 0;
+    for (flag, policy) in
+        [(Value::Null, BosPolicy::Auto), (Value::Bool(false), BosPolicy::Never), (Value::Bool(true), BosPolicy::Always)]
+    {
+        let encoder =
+            Encoder::from_files(&folder.join("tokenizer.json"), Some(&folder.join("tokenizer_config.json")), policy)
+                .unwrap();
+        for case in reference.as_array().unwrap().iter().filter(|c| c["add_bos_token"] == flag) {
+            let request = Request::Loglikelihood {
+                context: case["context"].as_str().unwrap().to_owned(),
+                continuation: case["continuation"].as_str().unwrap().to_owned(),
+            };
+            let tokens = encoder.encode(&request).unwrap();
+            let ids = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+            let name = &case["name"];
+            assert_eq!(tokens.context, ids(&case["context_ids"]), "{name} ({flag}): context tokens");
+            assert_eq!(tokens.continuation, ids(&case["continuation_ids"]), "{name} ({flag}): continuation tokens");
+            let score = model.score(std::slice::from_ref(&tokens)).unwrap()[0];
+            let expected = case["loglikelihood"].as_f64().unwrap();
+            assert!((score.logprob - expected).abs() < TOLERANCE, "{name} ({flag}): {} vs {expected}", score.logprob);
+            assert_eq!(Value::Bool(score.is_greedy), case["is_greedy"], "{name} ({flag}): is_greedy");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 36);
+}
