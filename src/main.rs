@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Evaluate a model on tasks.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the known tasks.
     Tasks {
         /// Also read task files from this folder (repeatable).
@@ -63,6 +63,12 @@ struct RunArgs {
     /// Write samples_<task>.jsonl with every document's requests and scores.
     #[arg(long)]
     log_samples: bool,
+    /// Few-shot examples per document, chosen as lm-eval chooses them.
+    #[arg(long, default_value_t = 0)]
+    num_fewshot: usize,
+    /// Seed of the few-shot sampler (lm-eval's fewshot_random_seed).
+    #[arg(long, default_value_t = 1234)]
+    seed: u64,
     /// BOS on non-empty strings: auto = the tokenizer's default (lm-eval ≥ 0.4.9.2), false = lm-eval ≤ 0.4.9.
     #[arg(long, value_enum, default_value_t = BosFlag::Auto)]
     add_bos_token: BosFlag,
@@ -106,6 +112,8 @@ impl RunArgs {
             log_samples: self.log_samples,
             bos,
             bos_flag: bos_flag.to_owned(),
+            num_fewshot: self.num_fewshot,
+            fewshot_seed: self.seed,
         }
     }
 }
@@ -140,7 +148,7 @@ fn run(cli: Cli) -> Result<()> {
                     entry.family,
                     &entry.language,
                     &data.dataset,
-                    &data.split,
+                    data.eval_split().unwrap_or_default(),
                     &entry.source,
                 ]);
             }

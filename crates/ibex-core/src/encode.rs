@@ -161,16 +161,19 @@ impl Encoder {
         Ok(request)
     }
 
-    /// `_encode_pair`: trailing whitespace moves from the context to the continuation; the pair is encoded whole and
-    /// split after as many tokens as the context alone encodes to, so a token straddling the join is scored.
+    /// `_encode_pair`: trailing whitespace moves from the context to the continuation; the context is encoded alone,
+    /// the continuation is what the whole string encodes to after as many tokens as the context has, so a token
+    /// straddling the join is scored.
     fn encode_pair(&self, context: &str, continuation: &str) -> Result<TokenRequest, EncodeError> {
         let kept = context.trim_end_matches(is_python_space);
         let (context, continuation) = (kept, format!("{}{continuation}", &context[kept.len()..]));
         let whole_text = format!("{context}{continuation}");
-        let mut whole = self.tok_encode(&whole_text, self.specials_for(&whole_text))?;
-        let context_len = self.tok_encode(context, self.specials_for(context))?.len();
-        let continuation_ids = whole.split_off(context_len.min(whole.len()));
-        Ok(TokenRequest { context: whole, continuation: continuation_ids })
+        let whole = self.tok_encode(&whole_text, self.specials_for(&whole_text))?;
+        let context_ids = self.tok_encode(context, self.specials_for(context))?;
+        // The context keeps its own encoding even where the whole string merged across the join: the model then
+        // sees `context_ids + whole[len(context_ids)..]`, which lm-eval feeds too.
+        let continuation_ids = whole[context_ids.len().min(whole.len())..].to_vec();
+        Ok(TokenRequest { context: context_ids, continuation: continuation_ids })
     }
 }
 

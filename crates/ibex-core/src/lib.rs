@@ -11,11 +11,13 @@
 mod encode;
 pub mod metrics;
 mod model;
+mod pyrandom;
 mod request;
 pub mod results;
 mod task;
 
 pub use encode::{BosPolicy, EncodeError, Encoder};
 pub use model::{LanguageModel, ModelError, TokenScore};
+pub use pyrandom::PyRandom;
 pub use request::{Request, Response, TokenRequest};
 pub use task::{DataSpec, Doc, SampleScore, Task, TaskError};

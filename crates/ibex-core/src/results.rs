@@ -53,6 +53,8 @@ pub struct RunResults {
     pub model: ModelRecord,
     /// Per task, metrics named as lm-eval names them (`acc,none`, `acc_stderr,none`), plus `n`.
     pub results: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Per group (also in `results`), its tasks.
+    pub groups: BTreeMap<String, Vec<String>>,
     /// Per task, where its definition and data came from.
     pub tasks: BTreeMap<String, TaskRecord>,
 }
@@ -76,6 +78,10 @@ pub struct ModelRecord {
     pub add_special_tokens: bool,
     /// `--limit`, if any.
     pub limit: Option<usize>,
+    /// Few-shot examples per document.
+    pub num_fewshot: usize,
+    /// Seed of the few-shot sampler.
+    pub fewshot_seed: u64,
 }
 
 /// Provenance of one task's numbers.

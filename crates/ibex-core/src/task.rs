@@ -36,11 +36,32 @@ pub enum TaskError {
         message: String,
     },
     /// The task file itself is invalid.
-    #[error("{0}")]
-    Spec(String),
+    #[error("{message}")]
+    Spec {
+        /// What is wrong and what to do.
+        message: String,
+        /// Byte range of the offending value in the task file, when known, so the error can name its line.
+        span: Option<std::ops::Range<usize>>,
+    },
 }
 
-/// Where a task's data lives: a Hugging Face dataset repo and, per split, the candidate files inside it.
+impl TaskError {
+    /// A task-file error without a location.
+    pub fn spec(message: impl Into<String>) -> Self {
+        TaskError::Spec { message: message.into(), span: None }
+    }
+
+    /// Attaches the byte range of the offending value to a task-file error.
+    pub fn at(self, range: std::ops::Range<usize>) -> Self {
+        match self {
+            TaskError::Spec { message, .. } => TaskError::Spec { message, span: Some(range) },
+            other => other,
+        }
+    }
+}
+
+/// Where a task's data lives: a Hugging Face dataset repo, lm-eval's three split roles, and per split the candidate
+/// files inside the repo.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
@@ -49,10 +70,37 @@ pub struct DataSpec {
     /// A branch, tag or commit of the dataset repo; the default branch when absent.
     #[serde(default)]
     pub revision: Option<String>,
-    /// The evaluated split.
-    pub split: String,
+    /// lm-eval's `training_split`: the first choice for few-shot examples.
+    #[serde(default)]
+    pub training_split: Option<String>,
+    /// lm-eval's `validation_split`: evaluated when there is no test split.
+    #[serde(default)]
+    pub validation_split: Option<String>,
+    /// lm-eval's `test_split`: evaluated when set.
+    #[serde(default)]
+    pub test_split: Option<String>,
     /// Per split, files inside the repo tried in order (hub layouts change; the first that exists is read).
+    #[serde(default)]
     pub files: BTreeMap<String, Vec<String>>,
+}
+
+impl DataSpec {
+    /// The evaluated split: lm-eval evaluates the test split when a task has one, else the validation split.
+    pub fn eval_split(&self) -> Option<&str> {
+        self.test_split.as_deref().or(self.validation_split.as_deref())
+    }
+
+    /// Where few-shot examples come from: training, else validation, else test (lm-eval's `fewshot_docs`).
+    pub fn fewshot_split(&self) -> Option<&str> {
+        self.training_split.as_deref().or(self.validation_split.as_deref()).or(self.test_split.as_deref())
+    }
+
+    /// Whether the sampler excludes the evaluated document: lm-eval passes `eval_doc` to its sampler only when the
+    /// task's few-shot split setting equals its test split, which for task files without one means "no test split".
+    /// It then draws k + 1 examples and drops the evaluated document.
+    pub fn fewshot_excludes_eval_doc(&self) -> bool {
+        self.test_split.is_none()
+    }
 }
 
 /// An evaluation task: turns data rows into documents, documents into requests, and responses into scores.
@@ -66,8 +114,13 @@ pub trait Task: Send + Sync {
     /// Builds the document for data row `row` of the evaluated split, applying the task's preprocessing.
     fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError>;
 
-    /// The requests one document needs (one per choice for multiple choice).
-    fn requests(&self, doc: &Doc) -> Vec<Request>;
+    /// The requests one document needs (one per choice for multiple choice), after `fewshot_context` (the
+    /// concatenated [`Task::fewshot_example`]s of the chosen shots; empty at zero shots).
+    fn requests(&self, doc: &Doc, fewshot_context: &str) -> Vec<Request>;
+
+    /// A solved example for few-shot prompts, with lm-eval's delimiters: `doc_to_text + target_delimiter + gold
+    /// answer + fewshot_delimiter`.
+    fn fewshot_example(&self, doc: &Doc) -> String;
 
     /// Scores a document from the responses to its [`Task::requests`], in the same order.
     fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore;

@@ -2,9 +2,11 @@
 //! token requests → length-sorted batches → backend → scores → results. Each finished task is written to disk at
 //! once (its sample log, then `results.json` with every task so far), so a long run never loses finished work.
 
+mod fewshot;
 mod registry;
 mod report;
 
+use fewshot::FewshotPool;
 pub use registry::{Entry, Registry, RegistryError};
 pub use report::results_table;
 
@@ -48,6 +50,10 @@ pub struct RunConfig {
     pub bos: BosPolicy,
     /// `--add-bos-token` as the user wrote it, for the record.
     pub bos_flag: String,
+    /// Few-shot examples per document.
+    pub num_fewshot: usize,
+    /// Seed of the few-shot sampler (lm-eval's default is 1234).
+    pub fewshot_seed: u64,
 }
 
 /// `--data TASK[:SPLIT]=PATH`.
@@ -55,7 +61,7 @@ pub struct RunConfig {
 pub struct DataOverride {
     /// The task.
     pub task: String,
-    /// The split replaced; the task's evaluated split when absent.
+    /// The split replaced (the evaluated or the few-shot split); the evaluated split when absent.
     pub split: Option<String>,
     /// The file.
     pub path: PathBuf,
@@ -144,17 +150,20 @@ pub enum RunError {
 /// Runs every task of `config` and returns what was written to `results.json`.
 pub fn run(config: &RunConfig) -> Result<RunResults, RunError> {
     let registry = Registry::load(&config.tasks_dirs)?;
-    let entries = config.tasks.iter().map(|name| registry.get(name)).collect::<Result<Vec<_>, _>>()?;
+    let (entries, groups) = registry.select(&config.tasks)?;
     for data in &config.data {
-        let entry = registry.get(&data.task)?;
-        if !config.tasks.contains(&data.task) {
+        registry.get(&data.task)?;
+        let Some(entry) = entries.iter().find(|e| e.task.name() == data.task) else {
             return Err(RunError::Data(format!("names task `{}`, which is not in --tasks", data.task)));
-        }
-        if let Some(split) = data.split.as_deref().filter(|s| *s != entry.task.data().split) {
+        };
+        let spec = entry.task.data();
+        let used = [spec.eval_split(), spec.fewshot_split()];
+        if let Some(split) = data.split.as_deref().filter(|s| !used.contains(&Some(*s))) {
+            let used: Vec<&str> = used.iter().flatten().copied().collect();
             return Err(RunError::Data(format!(
-                "names split `{split}` of `{}`, which evaluates `{}`; only the evaluated split is read",
+                "names split `{split}` of `{}`, which it does not read; it reads {}",
                 data.task,
-                entry.task.data().split
+                used.join(" and ")
             )));
         }
         if !data.path.is_file() {
@@ -181,15 +190,20 @@ pub fn run(config: &RunConfig) -> Result<RunResults, RunError> {
             add_bos_token: config.bos_flag.clone(),
             add_special_tokens: encoder.adds_special_tokens(),
             limit: config.limit,
+            num_fewshot: config.num_fewshot,
+            fewshot_seed: config.fewshot_seed,
         },
         results: BTreeMap::new(),
+        groups: BTreeMap::new(),
         tasks: BTreeMap::new(),
     };
     std::fs::create_dir_all(&config.output)
         .map_err(|e| RunError::Write { path: config.output.clone(), message: e.to_string() })?;
-    for entry in entries {
+    for &entry in &entries {
         let task_name = entry.task.name().to_owned();
-        let (data_file, dataset) = data_file(entry, config)?;
+        let spec = entry.task.data();
+        let eval_split = spec.eval_split().unwrap_or_default();
+        let (data_file, dataset) = data_file(entry, config, eval_split)?;
         let rows = ibex_data::read_rows(&data_file)?;
         let limit = config.limit.unwrap_or(rows.len()).min(rows.len());
         let task_error =
@@ -200,7 +214,14 @@ pub fn run(config: &RunConfig) -> Result<RunResults, RunError> {
             .map(|(i, row)| entry.task.doc(i, row))
             .collect::<Result<Vec<_>, _>>()
             .map_err(task_error)?;
-        let requests: Vec<Vec<Request>> = docs.iter().map(|doc| entry.task.requests(doc)).collect();
+        let contexts = if config.num_fewshot == 0 {
+            vec![String::new(); docs.len()]
+        } else {
+            let pool = FewshotPool::load(entry, config, eval_split, &rows, &data_file)?;
+            pool.contexts(&docs, config.num_fewshot, config.fewshot_seed)?
+        };
+        let requests: Vec<Vec<Request>> =
+            docs.iter().zip(&contexts).map(|(doc, context)| entry.task.requests(doc, context)).collect();
         let responses = score_requests(&task_name, &docs, &requests, &encoder, &mut model, config.batch_size)?;
         let scores: Vec<SampleScore> =
             docs.iter().zip(&responses).map(|(doc, resps)| entry.task.score(doc, resps)).collect();
@@ -222,7 +243,7 @@ pub fn run(config: &RunConfig) -> Result<RunResults, RunError> {
             TaskRecord {
                 task_file: entry.source.clone(),
                 task_file_sha256: entry.sha256.clone(),
-                split: entry.task.data().split.clone(),
+                split: eval_split.to_owned(),
                 data_file: data_file.display().to_string(),
                 dataset,
                 n: docs.len(),
@@ -230,17 +251,55 @@ pub fn run(config: &RunConfig) -> Result<RunResults, RunError> {
         );
         write_json(&config.output.join("results.json"), &results)?;
     }
+    for group in groups {
+        let members: Vec<&BTreeMap<String, Value>> = group.tasks.iter().map(|t| &results.results[t]).collect();
+        let metrics = entries.iter().find(|e| e.task.name() == group.tasks[0]).map_or(&[][..], |e| e.task.metrics());
+        results.results.insert(group.group.clone(), aggregate_group(&members, metrics));
+        results.groups.insert(group.group.clone(), group.tasks.clone());
+    }
+    write_json(&config.output.join("results.json"), &results)?;
     Ok(results)
 }
 
-/// The data file for a task's evaluated split: a `--data` override, else the task's dataset from the hub.
-fn data_file(entry: &Entry, config: &RunConfig) -> Result<(PathBuf, Option<String>), RunError> {
-    if let Some(data) = config.data.iter().find(|d| d.task == entry.task.name()) {
+/// A group's metrics from its tasks', as lm-eval aggregates with `weight_by_size: true`: the size-weighted mean, and
+/// the pooled standard error (`pooled_sample_stderr`, lm_eval/api/metrics.py).
+fn aggregate_group(members: &[&BTreeMap<String, Value>], metrics: &[&str]) -> BTreeMap<String, Value> {
+    let sizes: Vec<f64> = members.iter().map(|m| m["n"].as_f64().unwrap_or(0.0)).collect();
+    let total: f64 = sizes.iter().sum();
+    let mut out = BTreeMap::new();
+    for metric in metrics {
+        let values: Vec<f64> =
+            members.iter().map(|m| m[&format!("{metric},none")].as_f64().unwrap_or(f64::NAN)).collect();
+        let value = values.iter().zip(&sizes).map(|(v, n)| v * n).sum::<f64>() / total;
+        let stderrs: Option<Vec<f64>> = members.iter().map(|m| m[&format!("{metric}_stderr,none")].as_f64()).collect();
+        let stderr = stderrs.map(|stderrs| {
+            let pooled_variance = stderrs.iter().zip(&sizes).map(|(se, n)| (n - 1.0) * se * se * n).sum::<f64>()
+                / (total - sizes.len() as f64);
+            (pooled_variance / total).sqrt()
+        });
+        out.insert(format!("{metric},none"), Value::from(value));
+        out.insert(format!("{metric}_stderr,none"), stderr.map_or(Value::from("N/A"), Value::from));
+    }
+    out.insert("n".into(), Value::from(total as usize));
+    out
+}
+
+/// The data file for one split of a task: a `--data` override, else the task's dataset from the hub.
+fn data_file(entry: &Entry, config: &RunConfig, split: &str) -> Result<(PathBuf, Option<String>), RunError> {
+    let spec = entry.task.data();
+    let eval_split = spec.eval_split().unwrap_or_default();
+    let chosen = |d: &&DataOverride| d.task == entry.task.name() && d.split.as_deref().unwrap_or(eval_split) == split;
+    if let Some(data) = config.data.iter().find(chosen) {
         return Ok((data.path.clone(), None));
     }
-    let spec = entry.task.data();
-    let candidates = spec.files.get(&spec.split).cloned().unwrap_or_default();
-    let file = ibex_hub::resolve_dataset_file(&spec.dataset, spec.revision.as_deref(), &candidates)?;
+    let Some(candidates) = spec.files.get(split).filter(|c| !c.is_empty()) else {
+        return Err(RunError::Data(format!(
+            "is needed: task file {} names no file for split `{split}`; pass --data {}:{split}=PATH",
+            entry.source,
+            entry.task.name()
+        )));
+    };
+    let file = ibex_hub::resolve_dataset_file(&spec.dataset, spec.revision.as_deref(), candidates)?;
     Ok((file.path, Some(format!("{}@{}", spec.dataset, file.commit))))
 }
 

@@ -1,7 +1,7 @@
 //! The task registry: every task file shipped in `tasks/` (embedded at build time) plus those of `--tasks-dir`
 //! folders, each dispatched to its family by the file's `family` key.
 
-use ibex_core::Task;
+use ibex_core::{Task, TaskError};
 use ibex_task_nli::{NliSpec, NliTask};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -57,15 +57,29 @@ pub struct Entry {
     pub sha256: String,
 }
 
-/// Every known task by name.
+/// A named set of tasks whose scores are also aggregated, weighted by size (lm-eval's `weight_by_size: true`).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// The group's name (`xnli`).
+    pub group: String,
+    /// Its tasks.
+    pub tasks: Vec<String>,
+    /// The group file.
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// Every known task and group by name.
 pub struct Registry {
     entries: BTreeMap<String, Entry>,
+    groups: BTreeMap<String, Group>,
 }
 
 impl Registry {
     /// The shipped tasks plus every `*.toml` under each of `dirs`.
     pub fn load(dirs: &[impl AsRef<Path>]) -> Result<Self, RegistryError> {
-        let mut registry = Self { entries: BTreeMap::new() };
+        let mut registry = Self { entries: BTreeMap::new(), groups: BTreeMap::new() };
         for (source, text) in BUILTIN {
             registry.add(source, text)?;
         }
@@ -84,17 +98,53 @@ impl Registry {
                 registry.add(&source, &text)?;
             }
         }
+        for group in registry.groups.values() {
+            if let Some(unknown) = group.tasks.iter().find(|t| !registry.entries.contains_key(t.as_str())) {
+                return Err(RegistryError::File {
+                    file: group.source.clone(),
+                    message: format!("group `{}` names unknown task `{unknown}`", group.group),
+                });
+            }
+        }
         Ok(registry)
     }
 
     fn add(&mut self, source: &str, text: &str) -> Result<(), RegistryError> {
         let file_error = |message: String| RegistryError::File { file: source.to_owned(), message };
-        let table: toml::Table = toml::from_str(text).map_err(|e| file_error(e.to_string()))?;
+        let line = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let toml_error = |e: toml::de::Error| {
+            file_error(match e.span() {
+                Some(span) => format!("line {}: {}", line(span.start), e.message().trim_end()),
+                None => e.message().trim_end().to_owned(),
+            })
+        };
+        let task_error = |e: TaskError| match e {
+            TaskError::Spec { message, span: Some(span) } => {
+                file_error(format!("line {}: {message}", line(span.start)))
+            }
+            other => file_error(other.to_string()),
+        };
+        let table: toml::Table = toml::from_str(text).map_err(toml_error)?;
+        if table.contains_key("group") {
+            let mut group: Group = toml::from_str(text).map_err(toml_error)?;
+            group.source = source.to_owned();
+            let name = group.group.clone();
+            if let Some(first) = self
+                .entries
+                .get(&name)
+                .map(|e| e.source.clone())
+                .or_else(|| self.groups.get(&name).map(|g| g.source.clone()))
+            {
+                return Err(RegistryError::Duplicate { name, first, second: source.to_owned() });
+            }
+            self.groups.insert(name, group);
+            return Ok(());
+        }
         let family = table.get("family").and_then(|f| f.as_str()).unwrap_or_default();
         let (task, family, language): (Arc<dyn Task>, &'static str, String) = match family {
             ibex_task_nli::FAMILY => {
-                let spec: NliSpec = toml::from_str(text).map_err(|e| file_error(e.to_string()))?;
-                let task = NliTask::new(spec).map_err(|e| file_error(e.to_string()))?;
+                let spec: NliSpec = toml::from_str(text).map_err(toml_error)?;
+                let task = NliTask::new(spec).map_err(task_error)?;
                 let language = task.language().to_owned();
                 (Arc::new(task), ibex_task_nli::FAMILY, language)
             }
@@ -103,8 +153,13 @@ impl Registry {
             }
         };
         let name = task.name().to_owned();
-        if let Some(existing) = self.entries.get(&name) {
-            return Err(RegistryError::Duplicate { name, first: existing.source.clone(), second: source.to_owned() });
+        if let Some(first) = self
+            .entries
+            .get(&name)
+            .map(|e| e.source.clone())
+            .or_else(|| self.groups.get(&name).map(|g| g.source.clone()))
+        {
+            return Err(RegistryError::Duplicate { name, first, second: source.to_owned() });
         }
         let sha256 = format!("{:x}", Sha256::digest(text.as_bytes()));
         self.entries.insert(name, Entry { task, family, language, source: source.to_owned(), sha256 });
@@ -116,12 +171,39 @@ impl Registry {
         self.entries.values()
     }
 
-    /// The task called `name`, or an error suggesting the closest name.
+    /// Every group, by name.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    /// Expands task and group names into the tasks to run (each once, in order) and the groups to aggregate.
+    pub fn select(&self, names: &[String]) -> Result<(Vec<&Entry>, Vec<&Group>), RegistryError> {
+        let mut tasks: Vec<&Entry> = Vec::new();
+        let mut groups = Vec::new();
+        for name in names {
+            let members = match self.groups.get(name) {
+                Some(group) => {
+                    groups.push(group);
+                    group.tasks.iter().map(|t| self.get(t)).collect::<Result<Vec<_>, _>>()?
+                }
+                None => vec![self.get(name)?],
+            };
+            for entry in members {
+                if !tasks.iter().any(|t| t.task.name() == entry.task.name()) {
+                    tasks.push(entry);
+                }
+            }
+        }
+        Ok((tasks, groups))
+    }
+
+    /// The task called `name`, or an error suggesting the closest task or group name.
     pub fn get(&self, name: &str) -> Result<&Entry, RegistryError> {
         self.entries.get(name).ok_or_else(|| {
             let closest = self
                 .entries
                 .keys()
+                .chain(self.groups.keys())
                 .map(|known| (strsim::levenshtein(name, known), known))
                 .min()
                 .filter(|(distance, _)| *distance <= 3.max(name.len() / 3));
@@ -157,5 +239,29 @@ mod tests {
         assert_eq!(err, "unknown task `xnli_enn`; did you mean `xnli_en`?; `ibex tasks` lists them");
         let err = registry.get("squadx_completely_else").err().unwrap().to_string();
         assert_eq!(err, "unknown task `squadx_completely_else`; `ibex tasks` lists them");
+    }
+
+    #[test]
+    fn groups_expand_to_their_tasks_once() {
+        let registry = Registry::load(&[] as &[&Path]).unwrap();
+        let names = ["xnli_ca".to_owned(), "nli_ca".to_owned()];
+        let (tasks, groups) = registry.select(&names).unwrap();
+        let tasks: Vec<_> = tasks.iter().map(|e| e.task.name()).collect();
+        assert_eq!(tasks, ["xnli_ca", "teca"]);
+        assert_eq!(groups[0].group, "nli_ca");
+        assert_eq!(registry.select(&["xnli".to_owned()]).unwrap().0.len(), 15);
+    }
+
+    #[test]
+    fn task_file_errors_name_the_line() {
+        let mut registry = Registry { entries: BTreeMap::new(), groups: BTreeMap::new() };
+        let text = BUILTIN.iter().find(|(p, _)| p.ends_with("xnli_en.toml")).unwrap().1;
+        let bad = text.replace("{premise}, right? Also, {hypothesis}", "{premise}, right? Also, {hypotesis}");
+        let err = registry.add("x.toml", &bad).unwrap_err().to_string();
+        let line = bad.lines().position(|l| l.contains("hypotesis")).unwrap() + 1;
+        assert!(err.starts_with(&format!("task file x.toml: line {line}: unknown template variable")), "{err}");
+        let bad = text.replace("family = \"nli\"", "family = \"nli\"\nshots = 3");
+        let err = registry.add("y.toml", &bad).unwrap_err().to_string();
+        assert!(err.starts_with("task file y.toml: line 4: unknown field `shots`"), "{err}");
     }
 }

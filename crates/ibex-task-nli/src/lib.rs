@@ -14,9 +14,13 @@ use ibex_core::{DataSpec, Doc, Request, Response, SampleScore, Task, TaskError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use toml::Spanned;
 
 /// The family name task files give as `family = "nli"`.
 pub const FAMILY: &str = "nli";
+
+/// lm-eval's default `fewshot_delimiter`, after each few-shot example.
+const FEWSHOT_DELIMITER: &str = "\n\n";
 
 /// The labels in choice order: lm-eval's 0 entailment, 1 neutral, 2 contradiction.
 const LABEL_NAMES: [&str; 3] = ["entailment", "neutral", "contradiction"];
@@ -38,11 +42,11 @@ pub struct NliSpec {
     pub fields: Fields,
     /// Preprocessing steps, in order (`detokenize:premise`, `lowercase_first:hypothesis`, …).
     #[serde(default)]
-    pub preprocess: Vec<String>,
+    pub preprocess: Vec<Spanned<String>>,
     /// Put between the (empty) context and each choice: lm-eval's `target_delimiter`.
     pub target_delimiter: String,
     /// One template per label, in label order, over `{premise}` and `{hypothesis}`.
-    pub choices: Vec<String>,
+    pub choices: Vec<Spanned<String>>,
 }
 
 /// Data column names.
@@ -83,16 +87,27 @@ impl NliTask {
     /// Validates a spec: three choices, known template variables, known preprocessing steps.
     pub fn new(spec: NliSpec) -> Result<Self, TaskError> {
         if spec.family != FAMILY {
-            return Err(TaskError::Spec(format!("family is `{}`, expected `{FAMILY}`", spec.family)));
+            return Err(TaskError::spec(format!("family is `{}`, expected `{FAMILY}`", spec.family)));
         }
         if spec.choices.len() != LABEL_NAMES.len() {
-            return Err(TaskError::Spec(format!(
+            return Err(TaskError::spec(format!(
                 "`choices` has {} templates; NLI needs 3 (entailment, neutral, contradiction)",
                 spec.choices.len()
             )));
         }
-        let templates = spec.choices.iter().map(|t| parse_template(t)).collect::<Result<_, _>>()?;
-        let steps = spec.preprocess.iter().map(|s| Step::parse(s)).collect::<Result<_, _>>()?;
+        if spec.data.eval_split().is_none() {
+            return Err(TaskError::spec("[data] needs a test_split or a validation_split to evaluate"));
+        }
+        let templates = spec
+            .choices
+            .iter()
+            .map(|t| parse_template(t.get_ref()).map_err(|e| e.at(t.span())))
+            .collect::<Result<_, _>>()?;
+        let steps = spec
+            .preprocess
+            .iter()
+            .map(|s| Step::parse(s.get_ref()).map_err(|e| e.at(s.span())))
+            .collect::<Result<_, _>>()?;
         Ok(Self { spec, steps, templates })
     }
 
@@ -124,6 +139,17 @@ impl NliTask {
         index.filter(|&i| i < LABEL_NAMES.len()).ok_or_else(|| {
             row_error(row, column, format!("label {value} is not one of 0, 1, 2 or entailment, neutral, contradiction"))
         })
+    }
+
+    /// The three choice sentences of a document, in label order.
+    fn choices(&self, doc: &Doc) -> Vec<String> {
+        let text = |column: &str| doc.fields[column].as_str().unwrap_or_default().to_owned();
+        let (premise, hypothesis) = (text(&self.spec.fields.premise), text(&self.spec.fields.hypothesis));
+        self.templates.iter().map(|template| self.render(template, &premise, &hypothesis)).collect()
+    }
+
+    fn gold(&self, doc: &Doc) -> usize {
+        doc.fields[&self.spec.fields.label].as_u64().unwrap_or_default() as usize
     }
 
     fn render(&self, template: &[Piece], premise: &str, hypothesis: &str) -> String {
@@ -161,20 +187,23 @@ impl Task for NliTask {
         Ok(Doc { id: row, fields: doc })
     }
 
-    fn requests(&self, doc: &Doc) -> Vec<Request> {
-        let premise = doc.fields[&self.spec.fields.premise].as_str().unwrap_or_default();
-        let hypothesis = doc.fields[&self.spec.fields.hypothesis].as_str().unwrap_or_default();
-        self.templates
-            .iter()
-            .map(|template| Request::Loglikelihood {
-                context: String::new(),
-                continuation: format!("{}{}", self.spec.target_delimiter, self.render(template, premise, hypothesis)),
+    /// The context is the few-shot examples alone: NLI's `doc_to_text` is empty, the whole sentence is scored.
+    fn requests(&self, doc: &Doc, fewshot_context: &str) -> Vec<Request> {
+        self.choices(doc)
+            .into_iter()
+            .map(|choice| Request::Loglikelihood {
+                context: fewshot_context.to_owned(),
+                continuation: format!("{}{choice}", self.spec.target_delimiter),
             })
             .collect()
     }
 
+    fn fewshot_example(&self, doc: &Doc) -> String {
+        format!("{}{}{FEWSHOT_DELIMITER}", self.spec.target_delimiter, self.choices(doc)[self.gold(doc)])
+    }
+
     fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore {
-        let gold = doc.fields[&self.spec.fields.label].as_u64().unwrap_or_default() as usize;
+        let gold = self.gold(doc);
         // Ties go to the first choice, as numpy's argmax in lm-eval.
         let predicted = responses
             .iter()
@@ -209,12 +238,12 @@ fn parse_template(template: &str) -> Result<Vec<Piece>, TaskError> {
         }
         let close = rest[open..]
             .find('}')
-            .ok_or_else(|| TaskError::Spec(format!("unclosed `{{` in choice template {template:?}")))?;
+            .ok_or_else(|| TaskError::spec(format!("unclosed `{{` in choice template {template:?}")))?;
         pieces.push(match &rest[open + 1..open + close] {
             "premise" => Piece::Premise,
             "hypothesis" => Piece::Hypothesis,
             other => {
-                return Err(TaskError::Spec(format!(
+                return Err(TaskError::spec(format!(
                     "unknown template variable `{{{other}}}` in {template:?}; use {{premise}} or {{hypothesis}}"
                 )))
             }
@@ -245,7 +274,7 @@ mod tests {
         let task = xnli_en();
         let doc = task.doc(0, &row("A cat sat.", "An animal sat.", Value::from(0))).unwrap();
         let continuations: Vec<_> = task
-            .requests(&doc)
+            .requests(&doc, "")
             .into_iter()
             .map(|Request::Loglikelihood { context, continuation }| {
                 assert_eq!(context, "");
@@ -260,6 +289,15 @@ mod tests {
                 " A cat sat., right? No, An animal sat."
             ]
         );
+    }
+
+    #[test]
+    fn fewshot_example_is_the_gold_sentence_with_delimiters() {
+        let task = xnli_en();
+        let doc = task.doc(0, &row("A cat sat.", "An animal sat.", Value::from(2))).unwrap();
+        assert_eq!(task.fewshot_example(&doc), " A cat sat., right? No, An animal sat.\n\n");
+        let Request::Loglikelihood { context, .. } = &task.requests(&doc, "shots\n\n")[0];
+        assert_eq!(context, "shots\n\n");
     }
 
     #[test]

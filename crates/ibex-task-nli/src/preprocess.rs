@@ -31,7 +31,7 @@ impl Step {
     /// Parses `detokenize:premise` and the like.
     pub fn parse(text: &str) -> Result<Self, TaskError> {
         let unknown = || {
-            TaskError::Spec(format!(
+            TaskError::spec(format!(
                 "unknown preprocessing step `{text}`; steps are detokenize, strip, strip_final_punct, lowercase_first \
                  and ensure_final_period, each followed by `:premise` or `:hypothesis`"
             ))

@@ -1,0 +1,97 @@
+//! Few-shot contexts chosen exactly as lm-eval's `ContextSampler` chooses them: one `random.Random(seed)` per task,
+//! `sample(fewshot_docs, k)` once per evaluated document in evaluation order (so document i's shots depend on every
+//! draw before it, hence on `--limit`), k + 1 drawn and the evaluated document dropped when the task has no test split.
+
+use crate::{data_file, Entry, RunConfig, RunError};
+use ibex_core::{Doc, PyRandom, Task};
+use ibex_data::Row;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The documents few-shot examples are drawn from.
+pub(crate) struct FewshotPool<'a> {
+    task: &'a dyn Task,
+    rows: std::borrow::Cow<'a, [Row]>,
+    file: PathBuf,
+    excludes_eval_doc: bool,
+}
+
+impl<'a> FewshotPool<'a> {
+    /// Reads the task's few-shot split, reusing the evaluated rows when it is the evaluated split.
+    pub(crate) fn load(
+        entry: &'a Entry,
+        config: &RunConfig,
+        eval_split: &str,
+        eval_rows: &'a [Row],
+        eval_file: &Path,
+    ) -> Result<Self, RunError> {
+        let spec = entry.task.data();
+        let split = spec.fewshot_split().unwrap_or(eval_split);
+        let (rows, file) = if split == eval_split {
+            (std::borrow::Cow::Borrowed(eval_rows), eval_file.to_owned())
+        } else {
+            let (file, _) = data_file(entry, config, split)?;
+            (std::borrow::Cow::Owned(ibex_data::read_rows(&file)?), file)
+        };
+        let pool = Self { task: entry.task.as_ref(), rows, file, excludes_eval_doc: spec.fewshot_excludes_eval_doc() };
+        let needed = config.num_fewshot + usize::from(pool.excludes_eval_doc);
+        if pool.rows.len() < needed {
+            return Err(RunError::Data(format!(
+                "is too small: few-shot split `{split}` of {} ({}) has {} documents; --num-fewshot {} needs {needed}",
+                entry.task.name(),
+                pool.file.display(),
+                pool.rows.len(),
+                config.num_fewshot
+            )));
+        }
+        Ok(pool)
+    }
+
+    /// The few-shot context of every document of `docs`, in order.
+    pub(crate) fn contexts(&self, docs: &[Doc], shots: usize, seed: u64) -> Result<Vec<String>, RunError> {
+        let mut rng = PyRandom::new(seed);
+        let mut built: HashMap<usize, Doc> = HashMap::new();
+        let mut contexts = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let drawn = rng.sample(self.rows.len(), shots + usize::from(self.excludes_eval_doc));
+            let mut chosen = Vec::with_capacity(shots);
+            for index in drawn {
+                let shot = self.doc(&mut built, index)?;
+                if !(self.excludes_eval_doc && shot.fields == doc.fields) {
+                    chosen.push(shot);
+                }
+            }
+            chosen.truncate(shots);
+            if chosen.len() < shots {
+                // The pool holds copies of the evaluated document: lm-eval redraws from the pool without them.
+                let mut others = Vec::new();
+                for index in 0..self.rows.len() {
+                    if self.doc(&mut built, index)?.fields != doc.fields {
+                        others.push(index);
+                    }
+                }
+                chosen = rng
+                    .sample(others.len(), shots)
+                    .into_iter()
+                    .map(|i| self.doc(&mut built, others[i]))
+                    .collect::<Result<_, _>>()?;
+            }
+            contexts.push(chosen.iter().map(|shot| self.task.fewshot_example(shot)).collect());
+        }
+        Ok(contexts)
+    }
+
+    /// The preprocessed document of pool row `index`, built once.
+    fn doc(&self, built: &mut HashMap<usize, Doc>, index: usize) -> Result<Doc, RunError> {
+        if let Some(doc) = built.get(&index) {
+            return Ok(doc.clone());
+        }
+        let doc = self.task.doc(index, &self.rows[index]).map_err(|source| RunError::Task {
+            task: self.task.name().to_owned(),
+            file: self.file.display().to_string(),
+            source,
+        })?;
+        built.insert(index, doc.clone());
+        Ok(doc)
+    }
+}
