@@ -153,6 +153,13 @@ fn run(cli: Cli) -> Result<()> {
                 ]);
             }
             println!("{table}");
+            let mut groups = comfy_table::Table::new();
+            groups.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            groups.set_header(["group (size-weighted)", "tasks", "file"]);
+            for group in registry.groups() {
+                groups.add_row([group.group.as_str(), &group.tasks.join(", "), &group.source]);
+            }
+            println!("{groups}");
         }
     }
     Ok(())
