@@ -56,8 +56,13 @@ impl CandleModel {
         // writing new blobs rather than modifying existing ones.
         #[allow(unsafe_code)]
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) }.map_err(weights_error)?;
-        let llama = Llama::new(&config, vb).map_err(weights_error)?;
-        Ok(Self { llama, device: device.clone() })
+        Self::new(&config, vb).map_err(weights_error)
+    }
+
+    /// Builds the model from any variable source: safetensors, or a `VarMap` of random weights for benchmarks.
+    pub fn new(config: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let device = vb.device().clone();
+        Ok(Self { llama: Llama::new(config, vb)?, device })
     }
 
     /// The model's resolved shape.
@@ -80,7 +85,12 @@ impl CandleModel {
         let input_ids = Tensor::from_vec(padded, (batch.len(), width), &self.device)?;
         let hidden = self.llama.forward_hidden(&input_ids)?;
         let hidden = hidden.reshape((batch.len() * width, ()))?;
-        let targets: Vec<u32> = batch.iter().flat_map(|r| r.scored_targets(max_length).iter().copied()).collect();
+        // Each scored position predicts the next token: the last `scored` tokens of the continuation.
+        let targets: Vec<u32> = batch
+            .iter()
+            .zip(&inputs)
+            .flat_map(|(r, (_, scored))| r.continuation[r.continuation.len() - scored..].iter().copied())
+            .collect();
         let (logprobs, greedy) = self.target_logprobs(&hidden, &positions, &targets)?;
         let mut scores = Vec::with_capacity(batch.len());
         let mut offset = 0;

@@ -53,13 +53,6 @@ impl TokenRequest {
         let scored = self.continuation.len().min(input.len());
         (input, scored)
     }
-
-    /// The continuation tokens whose log-probabilities are read, aligned with the last positions of
-    /// [`TokenRequest::model_input`].
-    pub fn scored_targets(&self, max_length: usize) -> &[u32] {
-        let (_, scored) = self.model_input(max_length);
-        &self.continuation[self.continuation.len() - scored..]
-    }
 }
 
 #[cfg(test)]
@@ -72,7 +65,6 @@ mod tests {
         assert_eq!(request.model_input(100), (vec![1, 2, 3, 4], 2));
         // max_length 3 keeps the last 4 tokens [2,3,4,5] and drops the final one.
         assert_eq!(request.model_input(3), (vec![2, 3, 4], 2));
-        assert_eq!(request.scored_targets(3), &[4, 5]);
     }
 
     #[test]
@@ -81,6 +73,5 @@ mod tests {
         let (input, scored) = request.model_input(2);
         assert_eq!(input, vec![3, 4]);
         assert_eq!(scored, 2);
-        assert_eq!(request.scored_targets(2), &[4, 5]);
     }
 }

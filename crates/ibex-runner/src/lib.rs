@@ -310,7 +310,7 @@ fn score_requests(
     docs: &[Doc],
     requests: &[Vec<Request>],
     encoder: &Encoder,
-    model: &mut CandleModel,
+    model: &mut impl LanguageModel,
     batch_size: usize,
 ) -> Result<Vec<Vec<Response>>, RunError> {
     let mut flat: Vec<(usize, usize, TokenRequest)> = Vec::new();

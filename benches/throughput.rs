@@ -1,0 +1,84 @@
+//! Scoring throughput of ibex's Candle backend on random-weight models with the exact Salamandra-2B and -7B shapes,
+//! on the XNLI-shaped workload that `benches/hf_anchor.py` (HF transformers, what lm-eval's hf backend runs) times, so
+//! the two numbers compare on one card. Weights are random: speed does not depend on their values.
+//!
+//! Workload (as in hf_anchor.py): lengths `40 + (i * 37) % 161` for i < 4096, sorted longest first; sequence k holds
+//! token ids `(k * 7919 + j * 104729) % vocab`; batches of 64 consecutive sequences, right-padded; only real tokens
+//! count. Each sequence is scored as an XNLI request: the first token is the context, the rest the continuation.
+//!
+//!   cargo bench --bench throughput [--features cuda] -- [SHAPE] [DEVICE] [DTYPE] [SEQUENCES]
+//!   SHAPE: salamandra-2b (default), salamandra-7b, tiny; DEVICE: cuda (default) or cpu; DTYPE: bf16 (default), f32, f16
+
+use candle_core::DType;
+use candle_nn::{VarBuilder, VarMap};
+use ibex_candle::llama::Config;
+use ibex_candle::{parse_dtype, select_device, CandleModel};
+use ibex_core::{LanguageModel, TokenRequest};
+use std::time::Instant;
+
+fn shape(name: &str) -> Config {
+    let (hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads, vocab_size) =
+        match name {
+            "salamandra-2b" => (2048, 5440, 24, 16, 16, 256_000),
+            "salamandra-7b" => (4096, 11008, 32, 32, 8, 256_000),
+            "tiny" => (64, 172, 2, 4, 2, 1_000),
+            other => panic!("unknown shape {other}; use salamandra-2b, salamandra-7b or tiny"),
+        };
+    Config {
+        hidden_size,
+        intermediate_size,
+        vocab_size,
+        num_hidden_layers,
+        num_attention_heads,
+        num_key_value_heads,
+        head_dim: hidden_size / num_attention_heads,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        max_position_embeddings: 8192,
+        tie_word_embeddings: false,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.to_owned());
+    let (shape_name, device_name, dtype_name) = (arg(0, "salamandra-2b"), arg(1, "cuda"), arg(2, "bf16"));
+    let sequences: usize = arg(3, "4096").parse().expect("SEQUENCES is a number");
+    let config = shape(&shape_name);
+    let dtype = parse_dtype(&dtype_name).unwrap_or_else(|e| panic!("{e}"));
+    let device = select_device(&device_name, dtype).unwrap_or_else(|e| panic!("{e}"));
+    let varmap = VarMap::new();
+    let mut model = CandleModel::new(&config, VarBuilder::from_varmap(&varmap, dtype, &device)).expect("model builds");
+    let parameters: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+
+    let mut lengths: Vec<usize> = (0..sequences).map(|i| 40 + (i * 37) % 161).collect();
+    lengths.sort_unstable_by(|a, b| b.cmp(a));
+    let requests: Vec<TokenRequest> = lengths
+        .iter()
+        .enumerate()
+        .map(|(k, &len)| {
+            let ids: Vec<u32> = (0..len).map(|j| ((k * 7919 + j * 104_729) % config.vocab_size) as u32).collect();
+            TokenRequest { context: ids[..1].to_vec(), continuation: ids[1..].to_vec() }
+        })
+        .collect();
+    let real_tokens: usize = lengths.iter().sum();
+    let batches: Vec<&[TokenRequest]> = requests.chunks(64).collect();
+    for batch in batches.iter().take(2) {
+        model.score(batch).expect("warm-up batch scores");
+    }
+    let start = Instant::now();
+    for batch in &batches {
+        model.score(batch).expect("batch scores");
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let dtype_label = match dtype {
+        DType::BF16 => "bf16",
+        DType::F16 => "f16",
+        _ => "f32",
+    };
+    println!(
+        "{{\"shape\": \"{shape_name}\", \"parameters\": {parameters}, \"device\": \"{device_name}\", \"dtype\": \"{dtype_label}\", \
+         \"sequences\": {sequences}, \"real_tokens\": {real_tokens}, \"seconds\": {seconds:.3}, \"tokens_per_s\": {:.0}}}",
+        real_tokens as f64 / seconds
+    );
+}
