@@ -231,7 +231,7 @@ fn tokenization_contract_and_scores_match_lm_eval_pair_by_pair() {
         [(Value::Null, BosPolicy::Auto), (Value::Bool(false), BosPolicy::Never), (Value::Bool(true), BosPolicy::Always)]
     {
         let encoder =
-            Encoder::from_files(&folder.join("tokenizer.json"), Some(&folder.join("tokenizer_config.json")), policy)
+            Encoder::from_files(&folder.join("tokenizer.json"), &[folder.join("tokenizer_config.json")], policy)
                 .unwrap();
         for case in reference.as_array().unwrap().iter().filter(|c| c["add_bos_token"] == flag) {
             let request = Request::Loglikelihood {
@@ -255,4 +255,21 @@ fn tokenization_contract_and_scores_match_lm_eval_pair_by_pair() {
         }
     }
     assert_eq!(checked, 39);
+}
+
+/// Special tokens may live in special_tokens_map.json only (older checkpoints); tokenizer_config.json wins per key.
+#[test]
+fn special_tokens_map_supplies_what_tokenizer_config_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tokenizer_config.json");
+    let map = dir.path().join("special_tokens_map.json");
+    std::fs::write(&config, r#"{"add_bos_token": false, "eos_token": "</s>"}"#).unwrap();
+    std::fs::write(&map, r#"{"bos_token": {"content": "<s>", "lstrip": false}, "eos_token": "<unk>"}"#).unwrap();
+    let tokenizer = model_folder().join("tokenizer.json");
+    let encoder = Encoder::from_files(&tokenizer, &[config.clone(), map], BosPolicy::Auto).unwrap();
+    assert_eq!(encoder.prefix_token_id(), 1);
+    assert!(!encoder.adds_special_tokens());
+    let eos_only = Encoder::from_files(&tokenizer, &[config], BosPolicy::Auto).unwrap();
+    assert_eq!(eos_only.prefix_token_id(), 2);
+    assert!(Encoder::from_files(&tokenizer, &[], BosPolicy::Auto).is_err());
 }

@@ -3,7 +3,7 @@
 //! which side of the join a straddling token belongs to.
 
 use crate::{Request, TokenRequest};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
 /// Whether non-empty strings are encoded with the tokenizer's special tokens (for Llama-family tokenizers: a BOS).
@@ -78,23 +78,26 @@ impl Encoder {
         Self { tokenizer, add_special_tokens, prefix_token_id, prefix_text }
     }
 
-    /// Loads tokenizer.json, and tokenizer_config.json when the checkpoint has one, resolving the BOS policy and the
-    /// prefix token (BOS if the tokenizer has one, else EOS) as lm-eval's `HFLM` does.
-    pub fn from_files(
-        tokenizer_json: &Path,
-        tokenizer_config: Option<&Path>,
-        bos: BosPolicy,
-    ) -> Result<Self, EncodeError> {
+    /// Loads tokenizer.json and resolves the BOS policy and the prefix token (BOS if the tokenizer has one, else EOS)
+    /// as lm-eval's `HFLM` does. `settings` are the checkpoint's tokenizer_config.json and special_tokens_map.json,
+    /// as present; for each key the first file that sets it wins, as transformers reads them.
+    pub fn from_files(tokenizer_json: &Path, settings: &[PathBuf], bos: BosPolicy) -> Result<Self, EncodeError> {
         let tokenizer = Tokenizer::from_file(tokenizer_json)
             .map_err(|e| EncodeError::Load { path: tokenizer_json.display().to_string(), message: e.to_string() })?;
-        let config = match tokenizer_config {
-            Some(path) => {
-                let config_error = |message: String| EncodeError::Config { path: path.display().to_string(), message };
-                let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+        let mut config = serde_json::Map::new();
+        for path in settings {
+            let config_error = |message: String| EncodeError::Config { path: path.display().to_string(), message };
+            let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+            let serde_json::Value::Object(entries) =
                 serde_json::from_str(&text).map_err(|e| config_error(e.to_string()))?
+            else {
+                return Err(config_error("not a JSON object".into()));
+            };
+            for (key, value) in entries {
+                config.entry(key).or_insert(value);
             }
-            None => serde_json::Value::Null,
-        };
+        }
+        let config = serde_json::Value::Object(config);
         let special_token_id = |key: &str| {
             let token = match &config[key] {
                 serde_json::Value::String(s) => Some(s.as_str()),

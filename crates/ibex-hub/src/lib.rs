@@ -8,6 +8,9 @@
 use hf_hub::{HFClient, HFClientSync, HFError, HFRepositorySync, RepoType};
 use std::path::{Path, PathBuf};
 
+/// Optional tokenizer settings files, in the order transformers reads them.
+const TOKENIZER_SETTINGS: [&str; 2] = ["tokenizer_config.json", "special_tokens_map.json"];
+
 /// A model or dataset cannot be found or fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -63,8 +66,8 @@ pub struct ModelFiles {
     pub config: PathBuf,
     /// tokenizer.json.
     pub tokenizer: PathBuf,
-    /// tokenizer_config.json, when the checkpoint has one.
-    pub tokenizer_config: Option<PathBuf>,
+    /// tokenizer_config.json and special_tokens_map.json, those the checkpoint has, in that order.
+    pub tokenizer_settings: Vec<PathBuf>,
     /// model.safetensors, or every shard named by model.safetensors.index.json.
     pub weights: Vec<PathBuf>,
     /// Where they came from.
@@ -98,7 +101,10 @@ pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<ModelFiles, 
     let hub = Hub::new(model, revision, |client, owner, name| client.model(owner, name))?;
     let config = hub.get("config.json")?;
     let tokenizer = hub.get("tokenizer.json")?;
-    let tokenizer_config = hub.get_optional("tokenizer_config.json")?;
+    let mut tokenizer_settings = Vec::new();
+    for name in TOKENIZER_SETTINGS {
+        tokenizer_settings.extend(hub.get_optional(name)?);
+    }
     let weights = match hub.get_optional("model.safetensors")? {
         Some(single) => vec![single],
         None => {
@@ -107,7 +113,13 @@ pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<ModelFiles, 
         }
     };
     let commit = snapshot_commit(&config);
-    Ok(ModelFiles { config, tokenizer, tokenizer_config, weights, origin: Origin::Hub { repo: model.into(), commit } })
+    Ok(ModelFiles {
+        config,
+        tokenizer,
+        tokenizer_settings,
+        weights,
+        origin: Origin::Hub { repo: model.into(), commit },
+    })
 }
 
 /// Resolves the first of `candidates` that the dataset repo holds.
@@ -141,7 +153,7 @@ fn resolve_folder(folder: &Path) -> Result<ModelFiles, HubError> {
     };
     let config = required("config.json")?;
     let tokenizer = required("tokenizer.json")?;
-    let tokenizer_config = Some(folder.join("tokenizer_config.json")).filter(|p| p.is_file());
+    let tokenizer_settings = TOKENIZER_SETTINGS.iter().map(|name| folder.join(name)).filter(|p| p.is_file()).collect();
     let single = folder.join("model.safetensors");
     let weights = if single.is_file() {
         vec![single]
@@ -162,7 +174,7 @@ fn resolve_folder(folder: &Path) -> Result<ModelFiles, HubError> {
         }
         shards
     };
-    Ok(ModelFiles { config, tokenizer, tokenizer_config, weights, origin: Origin::Folder(folder.to_owned()) })
+    Ok(ModelFiles { config, tokenizer, tokenizer_settings, weights, origin: Origin::Folder(folder.to_owned()) })
 }
 
 /// A relative or absolute path rather than `owner/name`.

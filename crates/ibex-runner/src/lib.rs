@@ -173,7 +173,7 @@ pub fn run(config: &RunConfig) -> Result<RunResults, RunError> {
     let dtype = parse_dtype(&config.dtype)?;
     let device = select_device(&config.device, dtype)?;
     let files = ibex_hub::resolve_model(&config.model, config.revision.as_deref())?;
-    let encoder = Encoder::from_files(&files.tokenizer, files.tokenizer_config.as_deref(), config.bos)?;
+    let encoder = Encoder::from_files(&files.tokenizer, &files.tokenizer_settings, config.bos)?;
     let mut model = CandleModel::load(&files.config, &files.weights, dtype, &device)?;
     let mut results = RunResults {
         schema_version: SCHEMA_VERSION,
