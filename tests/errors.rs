@@ -106,3 +106,15 @@ fn tasks_lists_the_shipped_task() {
     );
     assert!(fixtures().is_dir());
 }
+
+#[test]
+fn limit_zero_is_refused_rather_than_reporting_nan() {
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--limit", "0"]);
+    assert!(stderr.contains("gives no documents to evaluate"), "{stderr}");
+}
+
+#[test]
+fn data_for_a_split_the_task_never_reads_is_refused() {
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_gl", "--data", "xnli_gl:train=/tmp/x.jsonl"]);
+    assert!(stderr.contains("names split `train` of `xnli_gl`, which it does not read; it reads test"), "{stderr}");
+}

@@ -200,55 +200,9 @@ pub fn run(config: &RunConfig) -> Result<RunResults, RunError> {
     std::fs::create_dir_all(&config.output)
         .map_err(|e| RunError::Write { path: config.output.clone(), message: e.to_string() })?;
     for &entry in &entries {
-        let task_name = entry.task.name().to_owned();
-        let spec = entry.task.data();
-        let eval_split = spec.eval_split().unwrap_or_default();
-        let (data_file, dataset) = data_file(entry, config, eval_split)?;
-        let rows = ibex_data::read_rows(&data_file)?;
-        let limit = config.limit.unwrap_or(rows.len()).min(rows.len());
-        let task_error =
-            |source| RunError::Task { task: task_name.clone(), file: data_file.display().to_string(), source };
-        let docs = rows[..limit]
-            .iter()
-            .enumerate()
-            .map(|(i, row)| entry.task.doc(i, row))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(task_error)?;
-        let contexts = if config.num_fewshot == 0 {
-            vec![String::new(); docs.len()]
-        } else {
-            let pool = FewshotPool::load(entry, config, eval_split, &rows, &data_file)?;
-            pool.contexts(&docs, config.num_fewshot, config.fewshot_seed)?
-        };
-        let requests: Vec<Vec<Request>> =
-            docs.iter().zip(&contexts).map(|(doc, context)| entry.task.requests(doc, context)).collect();
-        let responses = score_requests(&task_name, &docs, &requests, &encoder, &mut model, config.batch_size)?;
-        let scores: Vec<SampleScore> =
-            docs.iter().zip(&responses).map(|(doc, resps)| entry.task.score(doc, resps)).collect();
-        if config.log_samples {
-            let path = config.output.join(format!("samples_{task_name}.jsonl"));
-            write_samples(&path, entry.task.metrics(), &docs, &requests, &responses, &scores)?;
-        }
-        let mut metrics = BTreeMap::new();
-        for metric in entry.task.metrics() {
-            let values: Vec<f64> = scores.iter().map(|s| s.metrics[*metric]).collect();
-            let aggregate = mean_stderr(&values);
-            metrics.insert(format!("{metric},none"), Value::from(aggregate.value));
-            metrics.insert(format!("{metric}_stderr,none"), aggregate.stderr.map_or(Value::from("N/A"), Value::from));
-        }
-        metrics.insert("n".into(), Value::from(docs.len()));
-        results.results.insert(task_name.clone(), metrics);
-        results.tasks.insert(
-            task_name,
-            TaskRecord {
-                task_file: entry.source.clone(),
-                task_file_sha256: entry.sha256.clone(),
-                split: eval_split.to_owned(),
-                data_file: data_file.display().to_string(),
-                dataset,
-                n: docs.len(),
-            },
-        );
+        let (metrics, record) = evaluate_task(entry, config, &encoder, &mut model)?;
+        results.results.insert(entry.task.name().to_owned(), metrics);
+        results.tasks.insert(entry.task.name().to_owned(), record);
         write_json(&config.output.join("results.json"), &results)?;
     }
     for group in groups {
@@ -259,6 +213,68 @@ pub fn run(config: &RunConfig) -> Result<RunResults, RunError> {
     }
     write_json(&config.output.join("results.json"), &results)?;
     Ok(results)
+}
+
+/// Evaluates one task: documents, few-shot contexts, requests, scores, the sample log, and the task's metrics.
+fn evaluate_task(
+    entry: &Entry,
+    config: &RunConfig,
+    encoder: &Encoder,
+    model: &mut impl LanguageModel,
+) -> Result<(BTreeMap<String, Value>, TaskRecord), RunError> {
+    let task_name = entry.task.name().to_owned();
+    let spec = entry.task.data();
+    let eval_split = spec.eval_split().unwrap_or_default();
+    let (data_file, dataset) = data_file(entry, config, eval_split)?;
+    let rows = ibex_data::read_rows(&data_file)?;
+    let limit = config.limit.unwrap_or(rows.len()).min(rows.len());
+    if limit == 0 {
+        return Err(RunError::Data(format!(
+            "gives no documents to evaluate: {} has {} rows and --limit is {:?}",
+            data_file.display(),
+            rows.len(),
+            config.limit
+        )));
+    }
+    let task_error = |source| RunError::Task { task: task_name.clone(), file: data_file.display().to_string(), source };
+    let docs = rows[..limit]
+        .iter()
+        .enumerate()
+        .map(|(i, row)| entry.task.doc(i, row))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(task_error)?;
+    let contexts = if config.num_fewshot == 0 {
+        vec![String::new(); docs.len()]
+    } else {
+        let pool = FewshotPool::load(entry, config, eval_split, &rows, &data_file)?;
+        pool.contexts(&docs, config.num_fewshot, config.fewshot_seed)?
+    };
+    let requests: Vec<Vec<Request>> =
+        docs.iter().zip(&contexts).map(|(doc, context)| entry.task.requests(doc, context)).collect();
+    let responses = score_requests(&task_name, &docs, &requests, encoder, model, config.batch_size)?;
+    let scores: Vec<SampleScore> =
+        docs.iter().zip(&responses).map(|(doc, resps)| entry.task.score(doc, resps)).collect();
+    if config.log_samples {
+        let path = config.output.join(format!("samples_{task_name}.jsonl"));
+        write_samples(&path, entry.task.metrics(), &docs, &requests, &responses, &scores)?;
+    }
+    let mut metrics = BTreeMap::new();
+    for metric in entry.task.metrics() {
+        let values: Vec<f64> = scores.iter().map(|s| s.metrics[*metric]).collect();
+        let aggregate = mean_stderr(&values);
+        metrics.insert(format!("{metric},none"), Value::from(aggregate.value));
+        metrics.insert(format!("{metric}_stderr,none"), aggregate.stderr.map_or(Value::from("N/A"), Value::from));
+    }
+    metrics.insert("n".into(), Value::from(docs.len()));
+    let record = TaskRecord {
+        task_file: entry.source.clone(),
+        task_file_sha256: entry.sha256.clone(),
+        split: eval_split.to_owned(),
+        data_file: data_file.display().to_string(),
+        dataset,
+        n: docs.len(),
+    };
+    Ok((metrics, record))
 }
 
 /// A group's metrics from its tasks', as lm-eval aggregates with `weight_by_size: true`: the size-weighted mean, and
