@@ -129,14 +129,7 @@ impl Registry {
             let mut group: Group = toml::from_str(text).map_err(toml_error)?;
             group.source = source.to_owned();
             let name = group.group.clone();
-            if let Some(first) = self
-                .entries
-                .get(&name)
-                .map(|e| e.source.clone())
-                .or_else(|| self.groups.get(&name).map(|g| g.source.clone()))
-            {
-                return Err(RegistryError::Duplicate { name, first, second: source.to_owned() });
-            }
+            self.ensure_new(&name, source)?;
             self.groups.insert(name, group);
             return Ok(());
         }
@@ -153,17 +146,21 @@ impl Registry {
             }
         };
         let name = task.name().to_owned();
-        if let Some(first) = self
-            .entries
-            .get(&name)
-            .map(|e| e.source.clone())
-            .or_else(|| self.groups.get(&name).map(|g| g.source.clone()))
-        {
-            return Err(RegistryError::Duplicate { name, first, second: source.to_owned() });
-        }
+        self.ensure_new(&name, source)?;
         let sha256 = format!("{:x}", Sha256::digest(text.as_bytes()));
         self.entries.insert(name, Entry { task, family, language, source: source.to_owned(), sha256 });
         Ok(())
+    }
+
+    /// Fails if a task or group called `name` is already registered.
+    fn ensure_new(&self, name: &str, source: &str) -> Result<(), RegistryError> {
+        let first = self.entries.get(name).map(|e| &e.source).or_else(|| self.groups.get(name).map(|g| &g.source));
+        match first {
+            Some(first) => {
+                Err(RegistryError::Duplicate { name: name.to_owned(), first: first.clone(), second: source.to_owned() })
+            }
+            None => Ok(()),
+        }
     }
 
     /// Every task, by name.
@@ -250,6 +247,16 @@ mod tests {
         assert_eq!(tasks, ["xnli_ca", "teca"]);
         assert_eq!(groups[0].group, "nli_ca");
         assert_eq!(registry.select(&["xnli".to_owned()]).unwrap().0.len(), 15);
+    }
+
+    #[test]
+    fn a_second_definition_of_a_name_is_refused() {
+        let mut registry = Registry::load(&[] as &[&Path]).unwrap();
+        let text = BUILTIN.iter().find(|(p, _)| p.ends_with("xnli_en.toml")).unwrap().1;
+        let err = registry.add("mine/xnli_en.toml", text).unwrap_err().to_string();
+        assert_eq!(err, "task `xnli_en` is defined twice: tasks/nli/xnli_en.toml and mine/xnli_en.toml; rename one");
+        let err = registry.add("g.toml", "group = \"xnli\"\ntasks = [\"xnli_en\"]\n").unwrap_err().to_string();
+        assert!(err.starts_with("task `xnli` is defined twice: tasks/groups/xnli.toml and g.toml"), "{err}");
     }
 
     #[test]
