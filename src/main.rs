@@ -69,6 +69,9 @@ struct RunArgs {
     /// Seed of the few-shot sampler (lm-eval's fewshot_random_seed).
     #[arg(long, default_value_t = 1234)]
     seed: u64,
+    /// Tokens to generate at most, for tasks that do not set it (lm-eval's max_gen_toks).
+    #[arg(long, default_value_t = 256)]
+    max_gen_toks: usize,
     /// BOS on non-empty strings: auto = the tokenizer's default (lm-eval ≥ 0.4.9.2), false = lm-eval ≤ 0.4.9.
     #[arg(long, value_enum, default_value_t = BosFlag::Auto)]
     add_bos_token: BosFlag,
@@ -114,6 +117,7 @@ impl RunArgs {
             bos_flag: bos_flag.to_owned(),
             num_fewshot: self.num_fewshot,
             fewshot_seed: self.seed,
+            max_gen_toks: self.max_gen_toks,
         }
     }
 }

@@ -3,5 +3,6 @@
 
 mod common;
 mod errors;
+mod generation;
 mod parity;
 mod plugins;

@@ -129,20 +129,57 @@ impl CandleModel {
     }
 }
 
+impl CandleModel {
+    /// Greedy decoding with a KV cache: the prompt in one pass, then one token per step, so a step's cost does not
+    /// grow with the prompt's length beyond attending to the cache.
+    fn generate_greedy(
+        &self,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        stop: &mut dyn FnMut(&[u32]) -> bool,
+    ) -> candle_core::Result<Vec<u32>> {
+        let mut cache = self.llama.new_cache();
+        let mut generated = Vec::new();
+        let mut input = prompt.to_vec();
+        while generated.len() < max_new_tokens {
+            let ids = Tensor::new(input.as_slice(), &self.device)?.unsqueeze(0)?;
+            let logits = self.llama.forward_cached(&ids, &mut cache)?.to_dtype(DType::F32)?;
+            let next = logits.argmax(D::Minus1)?.squeeze(0)?.to_scalar::<u32>()?;
+            generated.push(next);
+            if stop(&generated) {
+                break;
+            }
+            input = vec![next];
+        }
+        Ok(generated)
+    }
+
+    fn model_error(&self, error: &candle_core::Error, batch: usize) -> ModelError {
+        let message = error.to_string();
+        if message.contains("out of memory") || message.contains("OUT_OF_MEMORY") {
+            ModelError::OutOfMemory { device: device_name(&self.device), batch }
+        } else {
+            ModelError::Backend(message)
+        }
+    }
+}
+
 impl LanguageModel for CandleModel {
     fn max_length(&self) -> usize {
         self.llama.config().max_position_embeddings
     }
 
     fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError> {
-        self.score_batch(batch).map_err(|e| {
-            let message = e.to_string();
-            if message.contains("out of memory") || message.contains("OUT_OF_MEMORY") {
-                ModelError::OutOfMemory { device: device_name(&self.device), batch: batch.len() }
-            } else {
-                ModelError::Backend(message)
-            }
-        })
+        self.score_batch(batch).map_err(|e| self.model_error(&e, batch.len()))
+    }
+
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        stop: &mut dyn FnMut(&[u32]) -> bool,
+    ) -> Result<Vec<u32>, ModelError> {
+        self.generate_greedy(prompt, max_new_tokens, stop).map_err(|e| self.model_error(&e, 1))
     }
 }
 

@@ -1,10 +1,11 @@
 //! LlamaForCausalLM (Salamandra, ALIA, Llama 2) with hidden states at every position.
 //!
 //! Derived from candle-transformers 0.11.1 `src/models/llama.rs` (huggingface/candle), itself a port of
-//! transformers' `modeling_llama.py`. The differences, all for scoring rather than chat: no KV cache (a scoring pass
-//! sees each sequence once); [`Llama::forward_hidden`] returns the final-norm hidden states at every position instead
-//! of the last position's logits, so the caller projects only the positions it scores (see [`Llama::logits`]); the
-//! rotary tables cover `max_position_embeddings`; config.json's `rope_theta` is read at the top level or under
+//! transformers' `modeling_llama.py`. The differences: [`Llama::forward_hidden`] (scoring, no cache) returns the
+//! final-norm hidden states at every position instead of the last position's logits, so the caller projects only the
+//! positions it scores (see [`Llama::logits`]); the KV cache is a value the caller owns ([`KvCache`], for
+//! [`Llama::forward_cached`] in generation) rather than shared state; the rotary tables cover
+//! `max_position_embeddings`; config.json's `rope_theta` is read at the top level or under
 //! transformers 5's `rope_parameters`, `head_dim` is honoured, and tied embeddings are taken from config.json.
 //! Attention scores are soft-maxed in f32 whatever the weights' dtype, as upstream does.
 
@@ -131,10 +132,11 @@ impl Rotary {
         Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
     }
 
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+    /// Rotates `x` `[batch, heads, seq, head_dim]` whose first position is `offset`.
+    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
         let seq_len = x.dim(2)?;
-        let cos = self.cos.narrow(0, 0, seq_len)?;
-        let sin = self.sin.narrow(0, 0, seq_len)?;
+        let cos = self.cos.narrow(0, offset, seq_len)?;
+        let sin = self.sin.narrow(0, offset, seq_len)?;
         candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
     }
 }
@@ -165,19 +167,38 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, rotary: &Rotary, causal_mask: &Tensor) -> Result<Tensor> {
+    /// Attention over `x` (positions `offset..`), after the keys and values in `cache` when there is one.
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        mask: Option<&Tensor>,
+        offset: usize,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
         let (batch, seq_len, _) = x.dims3()?;
         let heads = |t: Tensor, n: usize| t.reshape((batch, seq_len, n, self.head_dim))?.transpose(1, 2);
-        let q = rotary.apply(&heads(self.q_proj.forward(x)?, self.num_heads)?)?;
-        let k = rotary.apply(&heads(self.k_proj.forward(x)?, self.num_kv_heads)?)?;
-        let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let q = rotary.apply(&heads(self.q_proj.forward(x)?, self.num_heads)?, offset)?;
+        let mut k = rotary.apply(&heads(self.k_proj.forward(x)?, self.num_kv_heads)?, offset)?;
+        let mut v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?.contiguous()?;
+        if let Some(cache) = cache {
+            if let Some((past_k, past_v)) = cache.as_ref() {
+                k = Tensor::cat(&[past_k, &k], 2)?;
+                v = Tensor::cat(&[past_v, &v], 2)?;
+            }
+            *cache = Some((k.clone(), v.clone()));
+        }
         let group = self.num_heads / self.num_kv_heads;
         let k = repeat_kv(k, group)?.contiguous()?;
         let v = repeat_kv(v, group)?.contiguous()?;
         let dtype = q.dtype();
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.contiguous()?.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(causal_mask)?)?.to_dtype(dtype)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
         let out = weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq_len, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
     }
@@ -237,8 +258,16 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, rotary: &Rotary, causal_mask: &Tensor) -> Result<Tensor> {
-        let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rotary, causal_mask)?)?;
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        mask: Option<&Tensor>,
+        offset: usize,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let attention = self.self_attn.forward(&self.input_layernorm.forward(x)?, rotary, mask, offset, cache)?;
+        let x = (x + attention)?;
         &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
     }
 }
@@ -291,12 +320,39 @@ impl Llama {
                 self.config.max_position_embeddings
             );
         }
-        let causal_mask = causal_mask(seq_len, input_ids.device())?;
+        let mask = causal_mask(seq_len, 0, input_ids.device())?;
         let mut x = self.embed_tokens.forward(input_ids)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &self.rotary, &causal_mask)?;
+            x = layer.forward(&x, &self.rotary, Some(&mask), 0, None)?;
         }
         self.norm.forward(&x)
+    }
+
+    /// An empty cache for [`Llama::forward_cached`].
+    pub fn new_cache(&self) -> KvCache {
+        KvCache { layers: vec![None; self.layers.len()], len: 0 }
+    }
+
+    /// Logits `[batch, vocab]` at the last of `input_ids` `[batch, seq]`, which continue the positions in `cache`;
+    /// the cache then holds them too. For greedy generation: the prompt once, then one token at a time.
+    pub fn forward_cached(&self, input_ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let seq_len = input_ids.dim(1)?;
+        let offset = cache.len;
+        if offset + seq_len > self.config.max_position_embeddings {
+            candle_core::bail!(
+                "generation reached {} tokens, past max_position_embeddings {}",
+                offset + seq_len,
+                self.config.max_position_embeddings
+            );
+        }
+        let mask = (seq_len > 1).then(|| causal_mask(seq_len, offset, input_ids.device())).transpose()?;
+        let mut x = self.embed_tokens.forward(input_ids)?;
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = layer.forward(&x, &self.rotary, mask.as_ref(), offset, Some(layer_cache))?;
+        }
+        cache.len += seq_len;
+        let last = self.norm.forward(&x.narrow(1, seq_len - 1, 1)?)?.squeeze(1)?;
+        self.logits(&last)
     }
 
     /// Vocabulary logits `[rows, vocab]` for hidden states `[rows, hidden]`.
@@ -305,9 +361,19 @@ impl Llama {
     }
 }
 
-/// `[seq, seq]` additive mask: 0 on and below the diagonal, −∞ above.
-fn causal_mask(seq_len: usize, device: &Device) -> Result<Tensor> {
-    let mask: Vec<f32> =
-        (0..seq_len).flat_map(|i| (0..seq_len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
-    Tensor::from_vec(mask, (seq_len, seq_len), device)
+/// The keys and values of every layer for the positions seen so far, owned by one generation.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+/// `[seq, offset + seq]` additive mask for queries at positions `offset..offset + seq`: 0 where the key is at or
+/// before the query, −∞ after it.
+fn causal_mask(seq_len: usize, offset: usize, device: &Device) -> Result<Tensor> {
+    let keys = offset + seq_len;
+    let mask: Vec<f32> = (0..seq_len)
+        .flat_map(|i| (0..keys).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (seq_len, keys), device)
 }

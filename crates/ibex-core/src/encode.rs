@@ -66,6 +66,10 @@ pub struct Encoder {
     tokenizer: Tokenizer,
     add_special_tokens: bool,
     prefix_token_id: u32,
+    /// The end-of-text token: generation stops on it, and its text is a stop string (lm-eval's `eot_token_id`).
+    eos_token_id: Option<u32>,
+    /// transformers' `clean_up_tokenization_spaces`, applied after decoding.
+    clean_up_spaces: bool,
     /// The prefix token as text: a string starting with it gets no special tokens (lm-eval's `has_bos_prefix`).
     prefix_text: String,
 }
@@ -75,7 +79,7 @@ impl Encoder {
     /// for an empty context.
     pub fn new(tokenizer: Tokenizer, add_special_tokens: bool, prefix_token_id: u32) -> Self {
         let prefix_text = tokenizer.decode(&[prefix_token_id], false).unwrap_or_default();
-        Self { tokenizer, add_special_tokens, prefix_token_id, prefix_text }
+        Self { tokenizer, add_special_tokens, prefix_token_id, eos_token_id: None, clean_up_spaces: false, prefix_text }
     }
 
     /// Loads tokenizer.json and resolves the BOS policy and the prefix token (BOS if the tokenizer has one, else EOS)
@@ -116,7 +120,10 @@ impl Encoder {
             // `add_bos_token: false`; encoding without special tokens is the same.
             BosPolicy::Auto => config["add_bos_token"].as_bool().unwrap_or(true),
         };
-        Ok(Self::new(tokenizer, add_special_tokens, prefix_token_id))
+        let mut encoder = Self::new(tokenizer, add_special_tokens, prefix_token_id);
+        encoder.eos_token_id = eos_id;
+        encoder.clean_up_spaces = config["clean_up_tokenization_spaces"].as_bool().unwrap_or(false);
+        Ok(encoder)
     }
 
     /// Whether non-empty strings get the tokenizer's special tokens.
@@ -144,9 +151,79 @@ impl Encoder {
         self.add_special_tokens && (self.prefix_text.is_empty() || !text.starts_with(&self.prefix_text))
     }
 
-    /// Tokenizes a request as `TemplateLM.loglikelihood` does.
+    /// A generation prompt as lm-eval's `tok_batch_encode` builds it for one context: the tokenizer's default special
+    /// tokens (none when the text starts with the prefix token's string), left-truncated to `max_tokens`.
+    pub fn encode_prompt(&self, context: &str, max_tokens: usize) -> Result<Vec<u32>, EncodeError> {
+        let ids = self.tok_encode(context, self.specials_for(context))?;
+        Ok(ids[ids.len().saturating_sub(max_tokens)..].to_vec())
+    }
+
+    /// lm-eval's `tok_decode`: the tokenizer's decoder, and transformers' space clean-up when the checkpoint asks.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, EncodeError> {
+        let text = self
+            .tokenizer
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| EncodeError::Tokenize { text: format!("{ids:?}"), message: e.to_string() })?;
+        Ok(if self.clean_up_spaces { clean_up_tokenization(&text) } else { text })
+    }
+
+    /// The end-of-text token id, if the tokenizer has one.
+    pub fn eos_token_id(&self) -> Option<u32> {
+        self.eos_token_id
+    }
+
+    /// lm-eval's stop strings for a generation: the task's `until` plus the end-of-text token's text
+    /// (`handle_stop_sequences`), each with its look-back window in tokens (`MultiTokenEOSCriteria`: the stop string's
+    /// own token count plus two).
+    pub fn stop_sequences(&self, until: &[String]) -> Result<Vec<(String, usize)>, EncodeError> {
+        let mut sequences = until.to_vec();
+        if let Some(eos) = self.eos_token_id {
+            let eos_text = self.decode(&[eos], false)?;
+            if !sequences.contains(&eos_text) {
+                sequences.push(eos_text);
+            }
+        }
+        sequences.into_iter().map(|s| Ok((s.clone(), self.tok_encode(&s, false)?.len() + 2))).collect()
+    }
+
+    /// Whether generation stops after `generated`: on the end-of-text token, or when a stop string appears in the last
+    /// tokens decoded on their own (so a stop can fire that the full text would not show, as in lm-eval).
+    pub fn should_stop(&self, generated: &[u32], stop_sequences: &[(String, usize)]) -> Result<bool, EncodeError> {
+        if generated.last().is_some_and(|&t| Some(t) == self.eos_token_id) {
+            return Ok(true);
+        }
+        for (sequence, lookback) in stop_sequences {
+            let window = &generated[generated.len().saturating_sub(*lookback)..];
+            if self.decode(window, false)?.contains(sequence.as_str()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The final text of a generation: the new tokens decoded without special tokens, cut before the first
+    /// occurrence of each stop string in turn (`postprocess_generated_text`).
+    pub fn generated_text(&self, generated: &[u32], stop_sequences: &[(String, usize)]) -> Result<String, EncodeError> {
+        let mut text = self.decode(generated, true)?;
+        for (sequence, _) in stop_sequences {
+            if let Some(cut) = text.find(sequence.as_str()).filter(|_| !sequence.is_empty()) {
+                text.truncate(cut);
+            }
+        }
+        Ok(text)
+    }
+
+    /// Tokenizes a loglikelihood request as `TemplateLM.loglikelihood` does.
     pub fn encode(&self, request: &Request) -> Result<TokenRequest, EncodeError> {
-        let Request::Loglikelihood { context, continuation } = request;
+        let (context, continuation) = match request {
+            Request::Loglikelihood { context, continuation } => (context, continuation),
+            Request::Generate { context, .. } => {
+                return Err(EncodeError::Tokenize {
+                    text: context.clone(),
+                    message: "a generation request has no continuation to score".into(),
+                })
+            }
+        };
         let empty = || EncodeError::EmptyContinuation { context: context.clone(), continuation: continuation.clone() };
         if context.is_empty() {
             let mut continuation_ids = self.tok_encode(continuation, false)?;
@@ -183,4 +260,22 @@ impl Encoder {
 /// Python's `str.isspace`, which `rstrip()` uses: Unicode whitespace plus the ASCII separators U+001C–U+001F.
 fn is_python_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// transformers' `clean_up_tokenization`.
+fn clean_up_tokenization(text: &str) -> String {
+    [
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ]
+    .iter()
+    .fold(text.to_owned(), |text, (from, to)| text.replace(from, to))
 }

@@ -15,9 +15,11 @@ mod pyrandom;
 mod request;
 pub mod results;
 mod task;
+mod template;
 
 pub use encode::{BosPolicy, EncodeError, Encoder};
 pub use model::{LanguageModel, ModelError, TokenScore};
 pub use pyrandom::PyRandom;
 pub use request::{Request, Response, TokenRequest};
 pub use task::{DataSpec, Doc, SampleScore, Task, TaskError};
+pub use template::Template;

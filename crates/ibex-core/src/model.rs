@@ -36,4 +36,13 @@ pub trait LanguageModel {
 
     /// Scores a batch; the answers come back in the order of `batch`.
     fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError>;
+
+    /// Greedy decoding from `prompt`: appends the argmax token (the first on ties) until `stop` returns true for the
+    /// tokens generated so far (asked after each token, that token included) or `max_new_tokens` are generated.
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        stop: &mut dyn FnMut(&[u32]) -> bool,
+    ) -> Result<Vec<u32>, ModelError>;
 }

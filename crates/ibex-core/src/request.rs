@@ -14,20 +14,42 @@ pub enum Request {
         /// Text whose tokens are scored.
         continuation: String,
     },
+    /// Greedy generation from `context` until one of `until` appears or `max_gen_toks` tokens are generated:
+    /// lm-eval's `generate_until`.
+    Generate {
+        /// The prompt.
+        context: String,
+        /// Stop strings; the generated text is cut at the first of them.
+        until: Vec<String>,
+        /// The most tokens to generate, when the task sets it; else the run's default (lm-eval's model-level
+        /// `max_gen_toks`, 256).
+        max_gen_toks: Option<usize>,
+    },
 }
 
 /// A model's answer to one [`Request`].
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum Response {
     /// The answer to [`Request::Loglikelihood`]: `[loglikelihood, is_greedy]` in lm-eval's sample logs.
     Loglikelihood(TokenScore),
+    /// The answer to [`Request::Generate`]: the generated text, cut at the first stop string.
+    Generation(String),
 }
 
 impl Response {
-    /// The summed log-likelihood of a [`Response::Loglikelihood`].
-    pub fn loglikelihood(&self) -> f64 {
+    /// The summed log-likelihood, for a [`Response::Loglikelihood`].
+    pub fn loglikelihood(&self) -> Option<f64> {
         match self {
-            Response::Loglikelihood(score) => score.logprob,
+            Response::Loglikelihood(score) => Some(score.logprob),
+            Response::Generation(_) => None,
+        }
+    }
+
+    /// The generated text, for a [`Response::Generation`].
+    pub fn generation(&self) -> Option<&str> {
+        match self {
+            Response::Generation(text) => Some(text),
+            Response::Loglikelihood(_) => None,
         }
     }
 }

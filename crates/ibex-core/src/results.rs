@@ -21,12 +21,12 @@ pub struct SampleRecord {
     pub doc: Map<String, Value>,
     /// The gold answer.
     pub target: Value,
-    /// Each request's `[context, continuation]`.
-    pub arguments: Vec<[String; 2]>,
-    /// Each request's raw answers: `[[loglikelihood, is_greedy]]`.
-    pub resps: Vec<Vec<(f64, bool)>>,
-    /// Each request's answer after filtering (ibex applies none): `[loglikelihood, is_greedy]`.
-    pub filtered_resps: Vec<(f64, bool)>,
+    /// Each request's arguments: `[context, continuation]`, or `[context, generation_kwargs]`.
+    pub arguments: Vec<Value>,
+    /// Each request's raw answers: `[[loglikelihood, is_greedy]]`, or `[generated_text]`.
+    pub resps: Vec<Value>,
+    /// Each request's answer after filtering (ibex applies none): `[loglikelihood, is_greedy]`, or the text.
+    pub filtered_resps: Vec<Value>,
     /// The filter name; always `none`.
     pub filter: String,
     /// The metric names scored for this document.
@@ -82,6 +82,8 @@ pub struct ModelRecord {
     pub num_fewshot: usize,
     /// Seed of the few-shot sampler.
     pub fewshot_seed: u64,
+    /// Tokens generated at most where a task does not say.
+    pub max_gen_toks: usize,
 }
 
 /// Provenance of one task's numbers.

@@ -67,6 +67,9 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, DataError> {
                         _ => Err(row_error(i + 1, "array element is not an object".into())),
                     })
                     .collect(),
+                Ok(Value::Object(top)) if top.get("data").is_some_and(Value::is_array) => {
+                    Ok(squad_rows(top["data"].as_array().map(Vec::as_slice).unwrap_or_default()))
+                }
                 // `datasets` also reads JSON Lines from a .json file.
                 _ => json_lines(&text, &row_error),
             }
@@ -76,6 +79,34 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, DataError> {
         "tsv" => delimited(path, b'\t', false),
         _ => Err(DataError::Format(path.to_owned())),
     }
+}
+
+/// SQuAD's own nested JSON (`data → paragraphs → qas`, as SQuAD v1.1, XQuAD and CatalanQA ship it), one row per
+/// question: `id`, `title`, `context`, `question`, `answers` (`[{text, answer_start}]`). A `data` array of plain
+/// records is read as rows.
+fn squad_rows(data: &[Value]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for article in data {
+        let Some(paragraphs) = article.get("paragraphs").and_then(Value::as_array) else {
+            if let Value::Object(record) = article {
+                rows.push(record.clone());
+            }
+            continue;
+        };
+        for paragraph in paragraphs {
+            for qa in paragraph.get("qas").and_then(Value::as_array).into_iter().flatten() {
+                let mut row = Row::new();
+                let field = |value: Option<&Value>| value.cloned().unwrap_or(Value::Null);
+                row.insert("id".into(), field(qa.get("id")));
+                row.insert("title".into(), field(article.get("title")));
+                row.insert("context".into(), field(paragraph.get("context")));
+                row.insert("question".into(), field(qa.get("question")));
+                row.insert("answers".into(), field(qa.get("answers")));
+                rows.push(row);
+            }
+        }
+    }
+    rows
 }
 
 fn json_lines(text: &str, row_error: &dyn Fn(usize, String) -> DataError) -> Result<Vec<Row>, DataError> {
@@ -142,6 +173,22 @@ mod tests {
         assert!(matches!(rows, Err(DataError::Row { row: 1, .. })));
         let (_d, tsv) = file("q.tsv", "premise\tlabel\nHe said \"no.\t2\n");
         assert_eq!(read_rows(&tsv).unwrap()[0]["premise"], "He said \"no.");
+    }
+
+    #[test]
+    fn squad_nested_json_becomes_one_row_per_question() {
+        let (_d, path) = file(
+            "squad.json",
+            r#"{"version": "1.1", "data": [{"title": "Boats", "paragraphs": [{"context": "The boat is blue.",
+            "qas": [{"id": "q1", "question": "What colour?", "answers": [{"text": "blue", "answer_start": 12}]},
+                    {"id": "q2", "question": "What is blue?", "answers": [{"text": "The boat", "answer_start": 0}]}]}]}]}"#,
+        );
+        let rows = read_rows(&path).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1]["question"], "What is blue?");
+        assert_eq!(rows[1]["context"], "The boat is blue.");
+        assert_eq!(rows[0]["answers"][0]["text"], "blue");
+        assert_eq!(rows[0]["title"], "Boats");
     }
 
     #[test]

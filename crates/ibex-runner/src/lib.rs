@@ -54,6 +54,8 @@ pub struct RunConfig {
     pub num_fewshot: usize,
     /// Seed of the few-shot sampler (lm-eval's default is 1234).
     pub fewshot_seed: u64,
+    /// Tokens to generate when a task does not say (lm-eval's model-level `max_gen_toks`).
+    pub max_gen_toks: usize,
 }
 
 /// `--data TASK[:SPLIT]=PATH`.
@@ -192,6 +194,7 @@ pub fn run(config: &RunConfig) -> Result<RunResults, RunError> {
             limit: config.limit,
             num_fewshot: config.num_fewshot,
             fewshot_seed: config.fewshot_seed,
+            max_gen_toks: config.max_gen_toks,
         },
         results: BTreeMap::new(),
         groups: BTreeMap::new(),
@@ -251,7 +254,7 @@ fn evaluate_task(
     };
     let requests: Vec<Vec<Request>> =
         docs.iter().zip(&contexts).map(|(doc, context)| entry.task.requests(doc, context)).collect();
-    let responses = score_requests(&task_name, &docs, &requests, encoder, model, config.batch_size)?;
+    let responses = score_requests(&task_name, &docs, &requests, encoder, model, config)?;
     let scores: Vec<SampleScore> =
         docs.iter().zip(&responses).map(|(doc, resps)| entry.task.score(doc, resps)).collect();
     if config.log_samples {
@@ -319,40 +322,42 @@ fn data_file(entry: &Entry, config: &RunConfig, split: &str) -> Result<(PathBuf,
     Ok((file.path, Some(format!("{}@{}", spec.dataset, file.commit))))
 }
 
-/// Tokenizes every request, scores them longest first in batches (as lm-eval orders them, so the first batch shows
-/// whether memory suffices), and returns the responses per document in document order.
+/// Answers every request of every document, in document order: loglikelihood requests tokenized and scored longest
+/// first in batches (as lm-eval orders them, so the first batch shows whether memory suffices), generation requests
+/// one at a time with their own stop strings (lm-eval's batch-size-1 behaviour, where each sequence stops on its own).
 fn score_requests(
     task: &str,
     docs: &[Doc],
     requests: &[Vec<Request>],
     encoder: &Encoder,
     model: &mut impl LanguageModel,
-    batch_size: usize,
+    config: &RunConfig,
 ) -> Result<Vec<Vec<Response>>, RunError> {
-    let mut flat: Vec<(usize, usize, TokenRequest)> = Vec::new();
+    let request_error = |doc: usize, message: String| RunError::Request { task: task.to_owned(), doc, message };
+    let mut scored: Vec<(usize, usize, TokenRequest)> = Vec::new();
+    let mut generations: Vec<(usize, usize, &Request)> = Vec::new();
     for (doc, doc_requests) in docs.iter().zip(requests) {
         for (index, request) in doc_requests.iter().enumerate() {
-            let tokens = encoder.encode(request).map_err(|e| RunError::Request {
-                task: task.to_owned(),
-                doc: doc.id,
-                message: e.to_string(),
-            })?;
+            if matches!(request, Request::Generate { .. }) {
+                generations.push((doc.id, index, request));
+                continue;
+            }
+            let tokens = encoder.encode(request).map_err(|e| request_error(doc.id, e.to_string()))?;
             if tokens.continuation.len() > model.max_length() {
-                return Err(RunError::Request {
-                    task: task.to_owned(),
-                    doc: doc.id,
-                    message: format!(
+                return Err(request_error(
+                    doc.id,
+                    format!(
                         "continuation of {} tokens exceeds the model's context window of {}",
                         tokens.continuation.len(),
                         model.max_length()
                     ),
-                });
+                ));
             }
-            flat.push((doc.id, index, tokens));
+            scored.push((doc.id, index, tokens));
         }
     }
-    flat.sort_by_key(|(_, _, t)| std::cmp::Reverse(t.context.len() + t.continuation.len()));
-    let progress = ProgressBar::new(flat.len() as u64).with_style(
+    scored.sort_by_key(|(_, _, t)| std::cmp::Reverse(t.context.len() + t.continuation.len()));
+    let progress = ProgressBar::new((scored.len() + generations.len()) as u64).with_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} requests, {per_sec}, ETA {eta}")
             .expect("valid template")
             .progress_chars("=> "),
@@ -360,16 +365,66 @@ fn score_requests(
     progress.set_prefix(task.to_owned());
     let mut responses: Vec<Vec<Option<Response>>> = requests.iter().map(|r| vec![None; r.len()]).collect();
     let first_doc = docs.first().map_or(0, |d| d.id);
-    for batch in flat.chunks(batch_size.max(1)) {
+    let model_error = |source| RunError::Model { task: task.to_owned(), source };
+    for batch in scored.chunks(config.batch_size.max(1)) {
         let tokens: Vec<TokenRequest> = batch.iter().map(|(_, _, t)| t.clone()).collect();
-        let scores = model.score(&tokens).map_err(|source| RunError::Model { task: task.to_owned(), source })?;
+        let scores = model.score(&tokens).map_err(model_error)?;
         for ((doc, index, _), score) in batch.iter().zip(scores) {
             responses[doc - first_doc][*index] = Some(Response::Loglikelihood(score));
         }
         progress.inc(batch.len() as u64);
     }
+    for (doc, index, request) in generations {
+        let Request::Generate { context, until, max_gen_toks } = request else { continue };
+        let text = generate(encoder, model, context, until, max_gen_toks.unwrap_or(config.max_gen_toks)).map_err(
+            |e| match e {
+                GenerateError::Model(source) => model_error(source),
+                GenerateError::Request(message) => request_error(doc, message),
+            },
+        )?;
+        responses[doc - first_doc][index] = Some(Response::Generation(text));
+        progress.inc(1);
+    }
     progress.finish_and_clear();
-    Ok(responses.into_iter().map(|r| r.into_iter().map(|x| x.expect("every request scored")).collect()).collect())
+    Ok(responses.into_iter().map(|r| r.into_iter().map(|x| x.expect("every request answered")).collect()).collect())
+}
+
+enum GenerateError {
+    Model(ibex_core::ModelError),
+    Request(String),
+}
+
+/// lm-eval's `generate_until` for one context: the prompt left-truncated to leave `max_gen_toks` of the window, greedy
+/// tokens until a stop string shows in the last few decoded tokens or the end-of-text token comes, then the new
+/// tokens decoded and cut at the first stop string.
+fn generate(
+    encoder: &Encoder,
+    model: &mut impl LanguageModel,
+    context: &str,
+    until: &[String],
+    max_gen_toks: usize,
+) -> Result<String, GenerateError> {
+    let window = model.max_length();
+    if max_gen_toks >= window {
+        return Err(GenerateError::Request(format!(
+            "max_gen_toks {max_gen_toks} leaves no room for a prompt in the model's context window of {window}"
+        )));
+    }
+    let encode_error = |e: ibex_core::EncodeError| GenerateError::Request(e.to_string());
+    let prompt = encoder.encode_prompt(context, window - max_gen_toks).map_err(encode_error)?;
+    let stops = encoder.stop_sequences(until).map_err(encode_error)?;
+    let mut decode_failure = None;
+    let mut stop = |generated: &[u32]| {
+        encoder.should_stop(generated, &stops).unwrap_or_else(|e| {
+            decode_failure = Some(e);
+            true
+        })
+    };
+    let generated = model.generate(&prompt, max_gen_toks, &mut stop).map_err(GenerateError::Model)?;
+    if let Some(e) = decode_failure {
+        return Err(encode_error(e));
+    }
+    encoder.generated_text(&generated, &stops).map_err(encode_error)
 }
 
 fn write_samples(
@@ -383,20 +438,25 @@ fn write_samples(
     let write_error = |e: std::io::Error| RunError::Write { path: path.to_owned(), message: e.to_string() };
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(write_error)?);
     for (((doc, doc_requests), doc_responses), score) in docs.iter().zip(requests).zip(responses).zip(scores) {
-        let arguments: Vec<[String; 2]> = doc_requests
+        let arguments: Vec<Value> = doc_requests.iter().map(request_arguments).collect();
+        let answers: Vec<Value> = doc_responses
             .iter()
-            .map(|Request::Loglikelihood { context, continuation }| [context.clone(), continuation.clone()])
+            .map(|response| match response {
+                Response::Loglikelihood(s) => serde_json::json!([s.logprob, s.is_greedy]),
+                Response::Generation(text) => Value::from(text.as_str()),
+            })
             .collect();
-        let pairs: Vec<(f64, bool)> =
-            doc_responses.iter().map(|Response::Loglikelihood(s)| (s.logprob, s.is_greedy)).collect();
+        let first_context = doc_requests.first().map_or("", |r| match r {
+            Request::Loglikelihood { context, .. } | Request::Generate { context, .. } => context.as_str(),
+        });
         let record = SampleRecord {
             doc_id: doc.id,
             doc: doc.fields.clone(),
             target: score.target.clone(),
-            prompt_hash: sha256_hex(arguments.first().map_or("", |a| a[0].as_str())),
+            prompt_hash: sha256_hex(first_context),
             arguments,
-            resps: pairs.iter().map(|p| vec![*p]).collect(),
-            filtered_resps: pairs,
+            resps: answers.iter().map(|a| Value::Array(vec![a.clone()])).collect(),
+            filtered_resps: answers,
             filter: "none".into(),
             metrics: metrics.iter().map(|m| (*m).to_owned()).collect(),
             doc_hash: sha256_hex(&python_json_indent2(&Value::Object(doc.fields.clone()))),
@@ -407,6 +467,20 @@ fn write_samples(
         writeln!(out, "{line}").map_err(write_error)?;
     }
     out.flush().map_err(write_error)
+}
+
+/// A request's arguments as lm-eval logs them: `[context, continuation]`, or `[context, generation_kwargs]`.
+fn request_arguments(request: &Request) -> Value {
+    match request {
+        Request::Loglikelihood { context, continuation } => serde_json::json!([context, continuation]),
+        Request::Generate { context, until, max_gen_toks } => {
+            let mut kwargs = serde_json::json!({"until": until, "do_sample": false, "temperature": 0.0});
+            if let Some(max) = max_gen_toks {
+                kwargs["max_gen_toks"] = Value::from(*max);
+            }
+            serde_json::json!([context, kwargs])
+        }
+    }
 }
 
 fn write_json(path: &Path, results: &RunResults) -> Result<(), RunError> {

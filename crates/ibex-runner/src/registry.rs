@@ -3,6 +3,7 @@
 
 use ibex_core::{Task, TaskError};
 use ibex_task_nli::{NliSpec, NliTask};
+use ibex_task_qa::{QaSpec, QaTask};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -141,8 +142,18 @@ impl Registry {
                 let language = task.language().to_owned();
                 (Arc::new(task), ibex_task_nli::FAMILY, language)
             }
+            ibex_task_qa::FAMILY => {
+                let spec: QaSpec = toml::from_str(text).map_err(toml_error)?;
+                let task = QaTask::new(spec).map_err(task_error)?;
+                let language = task.language().to_owned();
+                (Arc::new(task), ibex_task_qa::FAMILY, language)
+            }
             other => {
-                return Err(file_error(format!("unknown family `{other}`; known families: {}", ibex_task_nli::FAMILY)))
+                return Err(file_error(format!(
+                    "unknown family `{other}`; known families: {}, {}",
+                    ibex_task_nli::FAMILY,
+                    ibex_task_qa::FAMILY
+                )))
             }
         };
         let name = task.name().to_owned();

@@ -1,0 +1,269 @@
+//! The extractive question-answering family (SQuAD, XQuAD, CatalanQA): a prompt built from a context and a question,
+//! a greedy answer generated until a stop string, scored with SQuAD's exact match and F1 ([`squad`]).
+//!
+//! lm-eval's xquad and catalan_bench tasks compare with the first gold answer only; the official SQuAD v1.1 metric
+//! takes the best over every gold answer. A task file says which (`gold = "first"` or `"all"`), so each task keeps the
+//! definition its published numbers used.
+
+pub mod squad;
+
+use ibex_core::{DataSpec, Doc, Request, Response, SampleScore, Task, TaskError, Template};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// The family name task files give as `family = "qa"`.
+pub const FAMILY: &str = "qa";
+
+/// lm-eval's default `fewshot_delimiter`.
+const FEWSHOT_DELIMITER: &str = "\n\n";
+
+/// Which gold answers a prediction is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gold {
+    /// The first gold answer, as lm-eval's xquad and catalan_bench tasks.
+    First,
+    /// The best over all gold answers, as the official SQuAD v1.1 evaluation.
+    All,
+}
+
+/// A task file of the QA family.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QaSpec {
+    /// lm-eval's task name.
+    pub name: String,
+    /// Always [`FAMILY`].
+    pub family: String,
+    /// ISO 639 code of the task's language.
+    pub language: String,
+    /// The prompt over `{context}` and `{question}` (lm-eval's `doc_to_text`).
+    pub prompt: Spanned<String>,
+    /// Between a few-shot example's prompt and its answer: lm-eval's `target_delimiter`.
+    pub target_delimiter: String,
+    /// Stop strings (lm-eval's `generation_kwargs.until`).
+    pub until: Vec<String>,
+    /// The most tokens to generate (lm-eval's `generation_kwargs.max_gen_toks`); the run's `--max-gen-toks` when unset.
+    #[serde(default)]
+    pub max_gen_toks: Option<usize>,
+    /// Which gold answers count.
+    pub gold: Gold,
+    /// Data column names, when not `context`, `question`, `answers`.
+    #[serde(default)]
+    pub fields: Fields,
+    /// Where the data lives.
+    pub data: DataSpec,
+}
+
+/// Data column names.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fields {
+    /// The passage.
+    pub context: String,
+    /// The question.
+    pub question: String,
+    /// The gold answers: `{"text": [...]}` (SQuAD, XQuAD), `[{"text": ...}]` (projecte-aina) or `[...]`.
+    pub answers: String,
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Self { context: "context".into(), question: "question".into(), answers: "answers".into() }
+    }
+}
+
+/// A validated QA task.
+#[derive(Clone, Debug)]
+pub struct QaTask {
+    spec: QaSpec,
+    prompt: Template,
+}
+
+impl QaTask {
+    /// Validates a spec: known template variables, an evaluated split, at least one stop string.
+    pub fn new(spec: QaSpec) -> Result<Self, TaskError> {
+        if spec.family != FAMILY {
+            return Err(TaskError::spec(format!("family is `{}`, expected `{FAMILY}`", spec.family)));
+        }
+        if spec.data.eval_split().is_none() {
+            return Err(TaskError::spec("[data] needs a test_split or a validation_split to evaluate"));
+        }
+        let prompt =
+            Template::parse(spec.prompt.get_ref(), &["context", "question"]).map_err(|e| e.at(spec.prompt.span()))?;
+        Ok(Self { spec, prompt })
+    }
+
+    /// The task's language code.
+    pub fn language(&self) -> &str {
+        &self.spec.language
+    }
+
+    fn text(&self, row: usize, fields: &Map<String, Value>, column: &str) -> Result<String, TaskError> {
+        match fields.get(column) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(row_error(row, column, format!("expected text, found {other}"))),
+            None => Err(row_error(
+                row,
+                column,
+                "missing; set [fields] in the task file if the column is named otherwise".into(),
+            )),
+        }
+    }
+
+    fn render_prompt(&self, doc: &Doc) -> String {
+        let text = |column: &str| doc.fields.get(column).and_then(Value::as_str).unwrap_or_default();
+        let (context, question) = (text(&self.spec.fields.context), text(&self.spec.fields.question));
+        self.prompt.render(|name| if name == "context" { context } else { question })
+    }
+
+    fn gold_answers(&self, doc: &Doc) -> Vec<String> {
+        doc.fields.get(&self.spec.fields.answers).map(answer_texts).unwrap_or_default()
+    }
+}
+
+/// The answer texts of an `answers` value in any of the hub's shapes.
+fn answer_texts(value: &Value) -> Vec<String> {
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o.get("text").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    };
+    match value {
+        Value::Object(o) => match o.get("text") {
+            Some(Value::Array(texts)) => texts.iter().filter_map(text).collect(),
+            Some(Value::String(single)) => vec![single.clone()],
+            _ => Vec::new(),
+        },
+        Value::Array(items) => items.iter().filter_map(text).collect(),
+        Value::String(single) => vec![single.clone()],
+        _ => Vec::new(),
+    }
+}
+
+impl Task for QaTask {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn data(&self) -> &DataSpec {
+        &self.spec.data
+    }
+
+    fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
+        self.text(row, fields, &self.spec.fields.context)?;
+        self.text(row, fields, &self.spec.fields.question)?;
+        let column = &self.spec.fields.answers;
+        let answers = fields.get(column).ok_or_else(|| row_error(row, column, "missing".into()))?;
+        if answer_texts(answers).is_empty() {
+            return Err(row_error(
+                row,
+                column,
+                format!("no answer text in {answers}; expected {{\"text\": [...]}}, [{{\"text\": ...}}] or [\"...\"]"),
+            ));
+        }
+        Ok(Doc { id: row, fields: fields.clone() })
+    }
+
+    fn requests(&self, doc: &Doc, fewshot_context: &str) -> Vec<Request> {
+        vec![Request::Generate {
+            context: format!("{fewshot_context}{}", self.render_prompt(doc)),
+            until: self.spec.until.clone(),
+            max_gen_toks: self.spec.max_gen_toks,
+        }]
+    }
+
+    fn fewshot_example(&self, doc: &Doc) -> String {
+        let answer = self.gold_answers(doc).into_iter().next().unwrap_or_default();
+        format!("{}{}{answer}{FEWSHOT_DELIMITER}", self.render_prompt(doc), self.spec.target_delimiter)
+    }
+
+    fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore {
+        let prediction = responses.first().and_then(Response::generation).unwrap_or_default();
+        let answers = self.gold_answers(doc);
+        let golds = match self.spec.gold {
+            Gold::First => &answers[..answers.len().min(1)],
+            Gold::All => &answers[..],
+        };
+        let best = |metric: fn(&str, &str) -> f64| golds.iter().map(|g| metric(g, prediction)).fold(0.0, f64::max);
+        SampleScore {
+            target: Value::from(answers.first().cloned().unwrap_or_default()),
+            metrics: BTreeMap::from([
+                ("exact_match".to_owned(), best(squad::exact_match)),
+                ("f1".to_owned(), best(squad::f1)),
+            ]),
+        }
+    }
+
+    fn metrics(&self) -> &[&'static str] {
+        &["f1", "exact_match"]
+    }
+}
+
+fn row_error(row: usize, field: &str, message: String) -> TaskError {
+    TaskError::Row { row, field: field.to_owned(), message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(file: &str, gold: &str) -> QaTask {
+        let text = std::fs::read_to_string(format!("{}/../../tasks/qa/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let mut spec: QaSpec = toml::from_str(&text).unwrap();
+        spec.gold = if gold == "all" { Gold::All } else { Gold::First };
+        QaTask::new(spec).unwrap()
+    }
+
+    fn row(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn answers_arrive_in_every_hub_shape() {
+        let task = task("xquad_en.toml", "first");
+        for answers in [
+            serde_json::json!({"text": ["blue", "navy"], "answer_start": [4, 9]}),
+            serde_json::json!([{"text": "blue", "answer_start": 4}, {"text": "navy", "answer_start": 9}]),
+            serde_json::json!(["blue", "navy"]),
+        ] {
+            let doc =
+                task.doc(0, &row(serde_json::json!({"context": "C", "question": "Q", "answers": answers}))).unwrap();
+            assert_eq!(task.gold_answers(&doc), ["blue", "navy"]);
+        }
+        let bad = task.doc(3, &row(serde_json::json!({"context": "C", "question": "Q", "answers": {"text": []}})));
+        assert!(bad.unwrap_err().to_string().starts_with("row 3, field `answers`: no answer text"));
+    }
+
+    #[test]
+    fn first_gold_or_best_gold_as_the_task_says() {
+        let doc_fields =
+            row(serde_json::json!({"context": "C", "question": "Q", "answers": {"text": ["blue", "navy blue"]}}));
+        let prediction = [Response::Generation(" navy blue".into())];
+        let first = task("xquad_en.toml", "first");
+        let doc = first.doc(0, &doc_fields).unwrap();
+        assert_eq!(first.score(&doc, &prediction).metrics["exact_match"], 0.0);
+        assert_eq!(first.score(&doc, &prediction).target, "blue");
+        let all = task("xquad_en.toml", "all");
+        assert_eq!(all.score(&doc, &prediction).metrics["exact_match"], 1.0);
+    }
+
+    #[test]
+    fn prompt_and_fewshot_example_follow_lm_eval() {
+        let task = task("xquad_en.toml", "first");
+        let doc = task
+            .doc(0, &row(serde_json::json!({"context": "C.", "question": "Q?", "answers": {"text": ["A"]}})))
+            .unwrap();
+        assert_eq!(
+            task.requests(&doc, "")[0],
+            Request::Generate {
+                context: "Context: C.\n\nQuestion: Q?\n\nAnswer:".into(),
+                until: vec!["\n".into()],
+                max_gen_toks: None
+            }
+        );
+        assert_eq!(task.fewshot_example(&doc), "Context: C.\n\nQuestion: Q?\n\nAnswer: A\n\n");
+    }
+}

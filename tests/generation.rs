@@ -1,0 +1,69 @@
+//! Extractive QA by greedy generation against lm-eval 0.4.13's `generate_until` on the fixture model: identical
+//! prompts, generated strings (stop strings, end of text, byte-fallback pieces), targets, exact match and F1.
+
+use crate::common::{fixtures, ibex_path_arg, read_json, read_jsonl, run_ok, HUB_MODEL};
+use serde_json::Value;
+
+/// A shipped QA task file with a 24-token budget, as the fixture's lm-eval run had (the tiny model's window is 96).
+fn short_variant(dir: &std::path::Path, shipped: &str, name: &str) {
+    let text = std::fs::read_to_string(fixtures().join("../../tasks/qa").join(format!("{shipped}.toml"))).unwrap();
+    let text = text
+        .replace(&format!("name = \"{shipped}\""), &format!("name = \"{name}\""))
+        .replace("until = [\"\\n\"]", "until = [\"\\n\"]\nmax_gen_toks = 24");
+    std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+}
+
+#[test]
+fn xquad_generations_and_scores_match_lm_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    short_variant(dir.path(), "xquad_en", "xquad_en_short");
+    short_variant(dir.path(), "xquad_ca", "xquad_ca_short");
+    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
+    let cases = [
+        ("xquad_en", "xquad_en_short", format!("xquad_en_short={}", data("qa_en.validation.jsonl"))),
+        ("xquad_ca", "xquad_ca_short", format!("xquad_ca_short={}", data("qa_ca.test.jsonl"))),
+    ];
+    for (reference_name, task, data_arg) in &cases {
+        for shots in ["0", "3"] {
+            let out = run_ok(&[
+                "--model",
+                HUB_MODEL,
+                "--tasks",
+                task,
+                "--tasks-dir",
+                ibex_path_arg(dir.path()),
+                "--data",
+                data_arg,
+                "--num-fewshot",
+                shots,
+            ]);
+            let ours = read_jsonl(&out.path().join(format!("samples_{task}.jsonl")));
+            let reference = read_jsonl(&fixtures().join(format!("lm_eval/samples_{reference_name}_{shots}shot.jsonl")));
+            assert_eq!(ours.len(), reference.len());
+            for (o, r) in ours.iter().zip(&reference) {
+                let id = &r["doc_id"];
+                for key in [
+                    "doc",
+                    "target",
+                    "arguments",
+                    "filtered_resps",
+                    "doc_hash",
+                    "prompt_hash",
+                    "target_hash",
+                    "metrics",
+                ] {
+                    assert_eq!(o[key], r[key], "{task} {shots}-shot doc {id}: `{key}` differs");
+                }
+                for metric in ["f1", "exact_match"] {
+                    assert_eq!(o[metric].as_f64(), r[metric].as_f64(), "{task} doc {id}: {metric}");
+                }
+            }
+            let results = read_json(&out.path().join("results.json"));
+            let summary = read_json(&fixtures().join(format!("lm_eval/results_{reference_name}_{shots}shot.json")));
+            for key in ["f1,none", "exact_match,none"] {
+                assert_eq!(results["results"][task][key].as_f64(), summary[key].as_f64(), "{task} {key}");
+            }
+            assert_eq!(results["results"][task]["n"], Value::from(reference.len()));
+        }
+    }
+}
