@@ -6,7 +6,11 @@
 //! token ids `(k * 7919 + j * 104729) % vocab`; batches of 64 consecutive sequences, right-padded; only real tokens
 //! count. Each sequence is scored as an XNLI request: the first token is the context, the rest the continuation.
 //!
-//!   cargo bench --bench throughput [--features cuda] -- [SHAPE] [DEVICE] [DTYPE] [SEQUENCES]
+//! With `generate` first, it measures greedy decoding instead: 128 new tokens after prompts of 32, 512 and 2048
+//! tokens, printing the prompt pass and the decode rate separately; with the KV cache the decode rate should barely
+//! depend on the prompt's length.
+//!
+//!   cargo bench --bench throughput [--features cuda] -- [generate] [SHAPE] [DEVICE] [DTYPE] [SEQUENCES]
 //!   SHAPE: salamandra-2b (default), salamandra-7b, tiny; DEVICE: cuda (default) or cpu; DTYPE: bf16 (default), f32, f16
 
 use candle_core::DType;
@@ -40,7 +44,11 @@ fn shape(name: &str) -> Config {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let generation = args.first().is_some_and(|a| a == "generate");
+    if generation {
+        args.remove(0);
+    }
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.to_owned());
     let (shape_name, device_name, dtype_name) = (arg(0, "salamandra-2b"), arg(1, "cuda"), arg(2, "bf16"));
     let sequences: usize = arg(3, "4096").parse().expect("SEQUENCES is a number");
@@ -50,6 +58,10 @@ fn main() {
     let varmap = VarMap::new();
     let mut model = CandleModel::new(&config, VarBuilder::from_varmap(&varmap, dtype, &device)).expect("model builds");
     let parameters: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+    if generation {
+        generate(&mut model, &config, &shape_name, &device_name);
+        return;
+    }
 
     let mut lengths: Vec<usize> = (0..sequences).map(|i| 40 + (i * 37) % 161).collect();
     lengths.sort_unstable_by(|a, b| b.cmp(a));
@@ -81,4 +93,24 @@ fn main() {
          \"sequences\": {sequences}, \"real_tokens\": {real_tokens}, \"seconds\": {seconds:.3}, \"tokens_per_s\": {:.0}}}",
         real_tokens as f64 / seconds
     );
+}
+
+/// Decode rate after prompts of growing length: the prompt pass is timed apart from the 128 one-token steps.
+fn generate(model: &mut CandleModel, config: &Config, shape_name: &str, device_name: &str) {
+    const NEW_TOKENS: usize = 128;
+    for prompt_len in [32usize, 512, 2048] {
+        let prompt: Vec<u32> = (0..prompt_len).map(|j| ((j * 104_729) % config.vocab_size) as u32).collect();
+        let start = Instant::now();
+        model.generate(&prompt, 1, &mut |_| false).expect("prompt pass");
+        let prompt_seconds = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let generated = model.generate(&prompt, NEW_TOKENS, &mut |_| false).expect("generation");
+        let decode_seconds = (start.elapsed().as_secs_f64() - prompt_seconds).max(f64::EPSILON);
+        println!(
+            "{{\"shape\": \"{shape_name}\", \"device\": \"{device_name}\", \"prompt_tokens\": {prompt_len}, \
+             \"prompt_seconds\": {prompt_seconds:.4}, \"new_tokens\": {}, \"decode_tokens_per_s\": {:.1}}}",
+            generated.len(),
+            (generated.len() - 1) as f64 / decode_seconds
+        );
+    }
 }
