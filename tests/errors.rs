@@ -118,3 +118,13 @@ fn data_for_a_split_the_task_never_reads_is_refused() {
     let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_gl", "--data", "xnli_gl:train=/tmp/x.jsonl"]);
     assert!(stderr.contains("names split `train` of `xnli_gl`, which it does not read; it reads test"), "{stderr}");
 }
+
+#[test]
+fn a_generation_budget_larger_than_the_window_is_refused() {
+    let data = format!("xquad_en={}", crate::common::fixtures().join("data/qa_en.validation.jsonl").display());
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xquad_en", "--data", &data]);
+    assert!(
+        stderr.contains("max_gen_toks 256 leaves no room for a prompt in the model's context window of 96"),
+        "{stderr}"
+    );
+}

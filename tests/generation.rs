@@ -67,3 +67,33 @@ fn xquad_generations_and_scores_match_lm_eval() {
         }
     }
 }
+
+/// The issue's own command: SQuAD v1.1 from its nested JSON and XQuAD from JSON Lines, offline, in one run.
+#[test]
+fn squad_from_nested_json_and_xquad_run_together_offline() {
+    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
+    let squad = format!("squad_en={}", data("squad_v1.1.dev.json"));
+    let xquad = format!("xquad_es={}", data("qa_en.validation.jsonl"));
+    let out = run_ok(&[
+        "--model",
+        HUB_MODEL,
+        "--tasks",
+        "squad_en,xquad_es",
+        "--data",
+        &squad,
+        "--data",
+        &xquad,
+        "--max-gen-toks",
+        "16",
+    ]);
+    let results = read_json(&out.path().join("results.json"));
+    assert_eq!(results["results"]["squad_en"]["n"], 3);
+    assert_eq!(results["results"]["xquad_es"]["n"], 8);
+    assert_eq!(results["model"]["max_gen_toks"], 16);
+    let samples = read_jsonl(&out.path().join("samples_squad_en.jsonl"));
+    assert_eq!(samples[0]["doc"]["question"], "What colours was the boat?");
+    assert_eq!(samples[0]["target"], "blue and white");
+    assert_eq!(samples[0]["arguments"][0][1]["until"], serde_json::json!(["\n"]));
+    let xquad_prompt = read_jsonl(&out.path().join("samples_xquad_es.jsonl"))[0]["arguments"][0][0].clone();
+    assert!(xquad_prompt.as_str().unwrap().starts_with("Contexto: The library opens"), "{xquad_prompt}");
+}
