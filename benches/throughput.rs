@@ -100,11 +100,12 @@ fn generate(model: &mut CandleModel, config: &Config, shape_name: &str, device_n
     const NEW_TOKENS: usize = 128;
     for prompt_len in [32usize, 512, 2048] {
         let prompt: Vec<u32> = (0..prompt_len).map(|j| ((j * 104_729) % config.vocab_size) as u32).collect();
+        let prompts = [prompt];
         let start = Instant::now();
-        model.generate(&prompt, 1, &mut |_| false).expect("prompt pass");
+        model.generate(&prompts, 1, &mut |_, _| false).expect("prompt pass");
         let prompt_seconds = start.elapsed().as_secs_f64();
         let start = Instant::now();
-        let generated = model.generate(&prompt, NEW_TOKENS, &mut |_| false).expect("generation");
+        let generated = model.generate(&prompts, NEW_TOKENS, &mut |_, _| false).expect("generation").remove(0);
         let decode_seconds = (start.elapsed().as_secs_f64() - prompt_seconds).max(f64::EPSILON);
         println!(
             "{{\"shape\": \"{shape_name}\", \"device\": \"{device_name}\", \"prompt_tokens\": {prompt_len}, \

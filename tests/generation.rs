@@ -23,19 +23,24 @@ fn xquad_generations_and_scores_match_lm_eval() {
         ("xquad_en", "xquad_en_short", format!("xquad_en_short={}", data("qa_en.validation.jsonl"))),
         ("xquad_ca", "xquad_ca_short", format!("xquad_ca_short={}", data("qa_ca.test.jsonl"))),
     ];
+    // Batch size 1, and batches of left-padded prompts of different lengths (3 and 8).
+    let runs = [("0", "1"), ("0", "3"), ("0", "8"), ("3", "8")];
     for (reference_name, task, data_arg) in &cases {
-        for shots in ["0", "3"] {
+        for (shots, batch_size) in runs {
+            let dir_arg = ibex_path_arg(dir.path());
             let out = run_ok(&[
                 "--model",
                 HUB_MODEL,
                 "--tasks",
                 task,
                 "--tasks-dir",
-                ibex_path_arg(dir.path()),
+                dir_arg,
                 "--data",
                 data_arg,
                 "--num-fewshot",
                 shots,
+                "--batch-size",
+                batch_size,
             ]);
             let ours = read_jsonl(&out.path().join(format!("samples_{task}.jsonl")));
             let reference = read_jsonl(&fixtures().join(format!("lm_eval/samples_{reference_name}_{shots}shot.jsonl")));
@@ -52,7 +57,7 @@ fn xquad_generations_and_scores_match_lm_eval() {
                     "target_hash",
                     "metrics",
                 ] {
-                    assert_eq!(o[key], r[key], "{task} {shots}-shot doc {id}: `{key}` differs");
+                    assert_eq!(o[key], r[key], "{task} {shots}-shot batch {batch_size} doc {id}: `{key}` differs");
                 }
                 for metric in ["f1", "exact_match"] {
                     assert_eq!(o[metric].as_f64(), r[metric].as_f64(), "{task} doc {id}: {metric}");

@@ -130,26 +130,36 @@ impl CandleModel {
 }
 
 impl CandleModel {
-    /// Greedy decoding with a KV cache: the prompt in one pass, then one token per step, so a step's cost does not
-    /// grow with the prompt's length beyond attending to the cache.
+    /// Greedy decoding with a KV cache for a batch of prompts, left-padded to one width: the prompts in one pass,
+    /// then one token per row per step, so a step's cost does not grow with the prompts beyond attending to the
+    /// cache. A row stops on its own when `stop` says so; the batch ends when every row has.
     fn generate_greedy(
         &self,
-        prompt: &[u32],
+        prompts: &[Vec<u32>],
         max_new_tokens: usize,
-        stop: &mut dyn FnMut(&[u32]) -> bool,
-    ) -> candle_core::Result<Vec<u32>> {
-        let mut cache = self.llama.new_cache();
-        let mut generated = Vec::new();
-        let mut input = prompt.to_vec();
-        while generated.len() < max_new_tokens {
-            let ids = Tensor::new(input.as_slice(), &self.device)?.unsqueeze(0)?;
-            let logits = self.llama.forward_cached(&ids, &mut cache)?.to_dtype(DType::F32)?;
-            let next = logits.argmax(D::Minus1)?.squeeze(0)?.to_scalar::<u32>()?;
-            generated.push(next);
-            if stop(&generated) {
+        stop: &mut dyn FnMut(usize, &[u32]) -> bool,
+    ) -> candle_core::Result<Vec<Vec<u32>>> {
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
+        let padded: Vec<u32> =
+            prompts.iter().flat_map(|p| std::iter::repeat_n(0, width - p.len()).chain(p.iter().copied())).collect();
+        let mut input = Tensor::from_vec(padded, (prompts.len(), width), &self.device)?;
+        let mut cache = self.llama.new_cache(pads);
+        let mut generated = vec![Vec::new(); prompts.len()];
+        let mut done = vec![false; prompts.len()];
+        for _ in 0..max_new_tokens {
+            let logits = self.llama.forward_cached(&input, &mut cache)?.to_dtype(DType::F32)?;
+            let next = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            for (row, &token) in next.iter().enumerate() {
+                if !done[row] {
+                    generated[row].push(token);
+                    done[row] = stop(row, &generated[row]);
+                }
+            }
+            if done.iter().all(|&d| d) {
                 break;
             }
-            input = vec![next];
+            input = Tensor::from_vec(next, (prompts.len(), 1), &self.device)?;
         }
         Ok(generated)
     }
@@ -175,11 +185,11 @@ impl LanguageModel for CandleModel {
 
     fn generate(
         &mut self,
-        prompt: &[u32],
+        prompts: &[Vec<u32>],
         max_new_tokens: usize,
-        stop: &mut dyn FnMut(&[u32]) -> bool,
-    ) -> Result<Vec<u32>, ModelError> {
-        self.generate_greedy(prompt, max_new_tokens, stop).map_err(|e| self.model_error(&e, 1))
+        stop: &mut dyn FnMut(usize, &[u32]) -> bool,
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
+        self.generate_greedy(prompts, max_new_tokens, stop).map_err(|e| self.model_error(&e, prompts.len()))
     }
 }
 

@@ -132,12 +132,30 @@ impl Rotary {
         Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
     }
 
-    /// Rotates `x` `[batch, heads, seq, head_dim]` whose first position is `offset`.
-    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
-        let seq_len = x.dim(2)?;
-        let cos = self.cos.narrow(0, offset, seq_len)?;
-        let sin = self.sin.narrow(0, offset, seq_len)?;
-        candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+    /// The angles of positions `offset..offset + len`, shared by every row: `[len, head_dim / 2]` each.
+    fn range(&self, offset: usize, len: usize) -> Result<Angles> {
+        Ok(Angles { cos: self.cos.narrow(0, offset, len)?, sin: self.sin.narrow(0, offset, len)? })
+    }
+
+    /// The angles of per-row positions `[batch, seq]` (left-padded generation): `[batch, seq, head_dim / 2]` each.
+    fn at(&self, positions: &Tensor) -> Result<Angles> {
+        let (batch, seq_len) = positions.dims2()?;
+        let flat = positions.flatten_all()?;
+        let gather = |table: &Tensor| table.index_select(&flat, 0)?.reshape((batch, seq_len, ()));
+        Ok(Angles { cos: gather(&self.cos)?, sin: gather(&self.sin)? })
+    }
+}
+
+/// cos/sin for the positions of one forward pass.
+struct Angles {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Angles {
+    /// Rotates `x` `[batch, heads, seq, head_dim]`.
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos, &self.sin)
     }
 }
 
@@ -167,19 +185,18 @@ impl Attention {
         })
     }
 
-    /// Attention over `x` (positions `offset..`), after the keys and values in `cache` when there is one.
+    /// Attention over `x`, after the keys and values in `cache` when there is one.
     fn forward(
         &self,
         x: &Tensor,
-        rotary: &Rotary,
+        angles: &Angles,
         mask: Option<&Tensor>,
-        offset: usize,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
         let (batch, seq_len, _) = x.dims3()?;
         let heads = |t: Tensor, n: usize| t.reshape((batch, seq_len, n, self.head_dim))?.transpose(1, 2);
-        let q = rotary.apply(&heads(self.q_proj.forward(x)?, self.num_heads)?, offset)?;
-        let mut k = rotary.apply(&heads(self.k_proj.forward(x)?, self.num_kv_heads)?, offset)?;
+        let q = angles.apply(&heads(self.q_proj.forward(x)?, self.num_heads)?)?;
+        let mut k = angles.apply(&heads(self.k_proj.forward(x)?, self.num_kv_heads)?)?;
         let mut v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?.contiguous()?;
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.as_ref() {
@@ -261,12 +278,11 @@ impl Block {
     fn forward(
         &self,
         x: &Tensor,
-        rotary: &Rotary,
+        angles: &Angles,
         mask: Option<&Tensor>,
-        offset: usize,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
-        let attention = self.self_attn.forward(&self.input_layernorm.forward(x)?, rotary, mask, offset, cache)?;
+        let attention = self.self_attn.forward(&self.input_layernorm.forward(x)?, angles, mask, cache)?;
         let x = (x + attention)?;
         &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
     }
@@ -320,35 +336,45 @@ impl Llama {
                 self.config.max_position_embeddings
             );
         }
-        let mask = causal_mask(seq_len, 0, input_ids.device())?;
+        let mask = causal_mask(seq_len, input_ids.device())?;
+        let angles = self.rotary.range(0, seq_len)?;
         let mut x = self.embed_tokens.forward(input_ids)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &self.rotary, Some(&mask), 0, None)?;
+            x = layer.forward(&x, &angles, Some(&mask), None)?;
         }
         self.norm.forward(&x)
     }
 
-    /// An empty cache for [`Llama::forward_cached`].
-    pub fn new_cache(&self) -> KvCache {
-        KvCache { layers: vec![None; self.layers.len()], len: 0 }
+    /// An empty cache for [`Llama::forward_cached`], for prompts left-padded by `pads[row]` tokens.
+    pub fn new_cache(&self, pads: Vec<usize>) -> KvCache {
+        KvCache { layers: vec![None; self.layers.len()], len: 0, pads }
     }
 
     /// Logits `[batch, vocab]` at the last of `input_ids` `[batch, seq]`, which continue the positions in `cache`;
-    /// the cache then holds them too. For greedy generation: the prompt once, then one token at a time.
+    /// the cache then holds them too. For greedy generation: the left-padded prompts once, then one token per row
+    /// at a time. A row's padding is masked out and its positions count from its first real token, as transformers'
+    /// `generate` does with an attention mask.
     pub fn forward_cached(&self, input_ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let seq_len = input_ids.dim(1)?;
+        let (batch, seq_len) = input_ids.dims2()?;
         let offset = cache.len;
-        if offset + seq_len > self.config.max_position_embeddings {
+        let longest = offset + seq_len - cache.pads.iter().min().copied().unwrap_or(0);
+        if longest > self.config.max_position_embeddings {
             candle_core::bail!(
-                "generation reached {} tokens, past max_position_embeddings {}",
-                offset + seq_len,
+                "generation reached {longest} tokens, past max_position_embeddings {}",
                 self.config.max_position_embeddings
             );
         }
-        let mask = (seq_len > 1).then(|| causal_mask(seq_len, offset, input_ids.device())).transpose()?;
+        let device = input_ids.device();
+        let positions: Vec<u32> = cache
+            .pads
+            .iter()
+            .flat_map(|&pad| (offset..offset + seq_len).map(move |p| p.saturating_sub(pad) as u32))
+            .collect();
+        let angles = self.rotary.at(&Tensor::from_vec(positions, (batch, seq_len), device)?)?;
+        let mask = padded_causal_mask(&cache.pads, seq_len, offset, device)?;
         let mut x = self.embed_tokens.forward(input_ids)?;
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            x = layer.forward(&x, &self.rotary, mask.as_ref(), offset, Some(layer_cache))?;
+            x = layer.forward(&x, &angles, mask.as_ref(), Some(layer_cache))?;
         }
         cache.len += seq_len;
         let last = self.norm.forward(&x.narrow(1, seq_len - 1, 1)?)?.squeeze(1)?;
@@ -366,14 +392,30 @@ impl Llama {
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
     len: usize,
+    pads: Vec<usize>,
 }
 
-/// `[seq, offset + seq]` additive mask for queries at positions `offset..offset + seq`: 0 where the key is at or
-/// before the query, −∞ after it.
-fn causal_mask(seq_len: usize, offset: usize, device: &Device) -> Result<Tensor> {
+/// `[seq, seq]` additive mask: 0 on and below the diagonal, −∞ above.
+fn causal_mask(seq_len: usize, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> =
+        (0..seq_len).flat_map(|i| (0..seq_len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
+    Tensor::from_vec(mask, (seq_len, seq_len), device)
+}
+
+/// `[batch, 1, seq, offset + seq]` additive mask for queries at positions `offset..offset + seq` of left-padded rows:
+/// a key after the query or inside the row's padding is hidden. `f32::MIN` rather than −∞, as transformers uses, so
+/// a padding query (which may see no key at all) gets finite scores instead of NaN. `None` when nothing is hidden.
+fn padded_causal_mask(pads: &[usize], seq_len: usize, offset: usize, device: &Device) -> Result<Option<Tensor>> {
+    if seq_len == 1 && pads.iter().all(|&p| p == 0) {
+        return Ok(None);
+    }
     let keys = offset + seq_len;
-    let mask: Vec<f32> = (0..seq_len)
-        .flat_map(|i| (0..keys).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+    let mask: Vec<f32> = pads
+        .iter()
+        .flat_map(|&pad| {
+            (0..seq_len)
+                .flat_map(move |i| (0..keys).map(move |j| if j > offset + i || j < pad { f32::MIN } else { 0.0 }))
+        })
         .collect();
-    Tensor::from_vec(mask, (seq_len, keys), device)
+    Ok(Some(Tensor::from_vec(mask, (pads.len(), 1, seq_len, keys), device)?))
 }

@@ -37,12 +37,13 @@ pub trait LanguageModel {
     /// Scores a batch; the answers come back in the order of `batch`.
     fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError>;
 
-    /// Greedy decoding from `prompt`: appends the argmax token (the first on ties) until `stop` returns true for the
-    /// tokens generated so far (asked after each token, that token included) or `max_new_tokens` are generated.
+    /// Greedy decoding from each of `prompts`: appends the argmax token (the first on ties) to a row until
+    /// `stop(row, tokens_so_far)` returns true (asked after each token, that token included) or `max_new_tokens` are
+    /// generated. Each row stops on its own, so a row's output does not depend on the others.
     fn generate(
         &mut self,
-        prompt: &[u32],
+        prompts: &[Vec<u32>],
         max_new_tokens: usize,
-        stop: &mut dyn FnMut(&[u32]) -> bool,
-    ) -> Result<Vec<u32>, ModelError>;
+        stop: &mut dyn FnMut(usize, &[u32]) -> bool,
+    ) -> Result<Vec<Vec<u32>>, ModelError>;
 }

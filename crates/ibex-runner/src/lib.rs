@@ -323,8 +323,9 @@ fn data_file(entry: &Entry, config: &RunConfig, split: &str) -> Result<(PathBuf,
 }
 
 /// Answers every request of every document, in document order: loglikelihood requests tokenized and scored longest
-/// first in batches (as lm-eval orders them, so the first batch shows whether memory suffices), generation requests
-/// one at a time with their own stop strings (lm-eval's batch-size-1 behaviour, where each sequence stops on its own).
+/// first in batches (as lm-eval orders them, so the first batch shows whether memory suffices); generation requests
+/// batched too, but each row stops on its own (lm-eval's batch-size-1 behaviour; lm-eval's batches stop only when
+/// every row has, which makes its output depend on the batch size).
 fn score_requests(
     task: &str,
     docs: &[Doc],
@@ -374,57 +375,61 @@ fn score_requests(
         }
         progress.inc(batch.len() as u64);
     }
+    // As lm-eval's Collator: generation requests grouped by their settings, longest prompt first, in batches.
+    let mut groups: BTreeMap<GenerationSettings, Vec<(usize, usize, &str)>> = BTreeMap::new();
     for (doc, index, request) in generations {
         let Request::Generate { context, until, max_gen_toks } = request else { continue };
-        let text = generate(encoder, model, context, until, max_gen_toks.unwrap_or(config.max_gen_toks)).map_err(
-            |e| match e {
-                GenerateError::Model(source) => model_error(source),
-                GenerateError::Request(message) => request_error(doc, message),
-            },
-        )?;
-        responses[doc - first_doc][index] = Some(Response::Generation(text));
-        progress.inc(1);
+        let budget = max_gen_toks.unwrap_or(config.max_gen_toks);
+        groups.entry((until.clone(), budget)).or_default().push((doc, index, context.as_str()));
+    }
+    for ((until, budget), members) in groups {
+        let prompts = members
+            .iter()
+            .map(|(doc, _, context)| {
+                prompt_tokens(encoder, model.max_length(), context, budget).map_err(|m| request_error(*doc, m))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..members.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
+        let stops = encoder.stop_sequences(&until).map_err(|e| request_error(members[0].0, e.to_string()))?;
+        for batch in order.chunks(config.batch_size.max(1)) {
+            let batch_prompts: Vec<Vec<u32>> = batch.iter().map(|&i| prompts[i].clone()).collect();
+            let mut decode_failure = None;
+            let mut stop = |_row: usize, generated: &[u32]| {
+                encoder.should_stop(generated, &stops).unwrap_or_else(|e| {
+                    decode_failure = Some(e);
+                    true
+                })
+            };
+            let outputs = model.generate(&batch_prompts, budget, &mut stop).map_err(model_error)?;
+            if let Some(e) = decode_failure {
+                return Err(request_error(members[batch[0]].0, e.to_string()));
+            }
+            for (&i, generated) in batch.iter().zip(outputs) {
+                let (doc, index, _) = members[i];
+                let text = encoder.generated_text(&generated, &stops).map_err(|e| request_error(doc, e.to_string()))?;
+                responses[doc - first_doc][index] = Some(Response::Generation(text));
+            }
+            progress.inc(batch.len() as u64);
+        }
     }
     progress.finish_and_clear();
     Ok(responses.into_iter().map(|r| r.into_iter().map(|x| x.expect("every request answered")).collect()).collect())
 }
 
-enum GenerateError {
-    Model(ibex_core::ModelError),
-    Request(String),
-}
+/// Stop strings and token budget: generation requests that share them share batches.
+type GenerationSettings = (Vec<String>, usize);
 
-/// lm-eval's `generate_until` for one context: the prompt left-truncated to leave `max_gen_toks` of the window, greedy
-/// tokens until a stop string shows in the last few decoded tokens or the end-of-text token comes, then the new
-/// tokens decoded and cut at the first stop string.
-fn generate(
-    encoder: &Encoder,
-    model: &mut impl LanguageModel,
-    context: &str,
-    until: &[String],
-    max_gen_toks: usize,
-) -> Result<String, GenerateError> {
-    let window = model.max_length();
-    if max_gen_toks >= window {
-        return Err(GenerateError::Request(format!(
-            "max_gen_toks {max_gen_toks} leaves no room for a prompt in the model's context window of {window}"
-        )));
+/// A generation prompt for lm-eval's `generate_until`: encoded with the tokenizer's default special tokens and
+/// left-truncated to leave `budget` tokens of the model's window for the answer.
+fn prompt_tokens(encoder: &Encoder, window: usize, context: &str, budget: usize) -> Result<Vec<u32>, String> {
+    if budget >= window {
+        return Err(format!(
+            "max_gen_toks {budget} leaves no room for a prompt in the model's context window of {window}; \
+             pass a smaller --max-gen-toks"
+        ));
     }
-    let encode_error = |e: ibex_core::EncodeError| GenerateError::Request(e.to_string());
-    let prompt = encoder.encode_prompt(context, window - max_gen_toks).map_err(encode_error)?;
-    let stops = encoder.stop_sequences(until).map_err(encode_error)?;
-    let mut decode_failure = None;
-    let mut stop = |generated: &[u32]| {
-        encoder.should_stop(generated, &stops).unwrap_or_else(|e| {
-            decode_failure = Some(e);
-            true
-        })
-    };
-    let generated = model.generate(&prompt, max_gen_toks, &mut stop).map_err(GenerateError::Model)?;
-    if let Some(e) = decode_failure {
-        return Err(encode_error(e));
-    }
-    encoder.generated_text(&generated, &stops).map_err(encode_error)
+    encoder.encode_prompt(context, window - budget).map_err(|e| e.to_string())
 }
 
 fn write_samples(
