@@ -20,6 +20,18 @@ struct Cli {
 enum Command {
     /// Evaluate a model on tasks.
     Run(Box<RunArgs>),
+    /// Compare results folders with published numbers: a table (also written as Markdown), JSON and an SVG chart.
+    Compare {
+        /// Folders written by `ibex run` (each holding results.json).
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Published-numbers files or folders [default: configs/published].
+        #[arg(long)]
+        published: Vec<PathBuf>,
+        /// Where to write comparison.md, comparison.json and comparison.svg [default: the first results folder].
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// List the known tasks.
     Tasks {
         /// Also read task files from this folder (repeatable).
@@ -36,9 +48,12 @@ struct RunArgs {
     /// Hub revision: branch, tag or commit.
     #[arg(long)]
     revision: Option<String>,
-    /// Comma-separated task names (see `ibex tasks`).
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Comma-separated task or group names (see `ibex tasks`).
+    #[arg(long, value_delimiter = ',', required_unless_present = "suite")]
     tasks: Vec<String>,
+    /// A suite: a name in configs/suites (essay, iberian) or a suite file; its tasks run before --tasks.
+    #[arg(long)]
+    suite: Option<String>,
     /// Also read task files from this folder (repeatable).
     #[arg(long = "tasks-dir")]
     tasks_dirs: Vec<PathBuf>,
@@ -85,8 +100,8 @@ enum BosFlag {
 }
 
 impl RunArgs {
-    /// The run as the runner takes it: defaults filled in.
-    fn into_config(self) -> RunConfig {
+    /// The run as the runner takes it: defaults filled in, the suite expanded.
+    fn into_config(self) -> Result<RunConfig> {
         let output = self.output.unwrap_or_else(|| {
             let slug: String = self
                 .model
@@ -101,10 +116,15 @@ impl RunArgs {
             BosFlag::True => (BosPolicy::Always, "true"),
             BosFlag::False => (BosPolicy::Never, "false"),
         };
-        RunConfig {
+        let mut tasks = match &self.suite {
+            Some(suite) => ibex_runner::suite_tasks(suite)?,
+            None => Vec::new(),
+        };
+        tasks.extend(self.tasks);
+        Ok(RunConfig {
             model: self.model,
             revision: self.revision,
-            tasks: self.tasks,
+            tasks,
             tasks_dirs: self.tasks_dirs,
             data: self.data,
             device: self.device,
@@ -118,7 +138,7 @@ impl RunArgs {
             num_fewshot: self.num_fewshot,
             fewshot_seed: self.seed,
             max_gen_toks: self.max_gen_toks,
-        }
+        })
     }
 }
 
@@ -135,10 +155,39 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
-            let config = args.into_config();
+            let config = args.into_config()?;
             let results = ibex_runner::run(&config)?;
             println!("{}", results_table(&results));
             println!("results written to {}", config.output.join("results.json").display());
+        }
+        Command::Compare { results, published, output } => {
+            let runs = results
+                .iter()
+                .map(|dir| {
+                    let path = dir.join("results.json");
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        anyhow::anyhow!("cannot read {}: {e}; pass folders written by `ibex run`", path.display())
+                    })?;
+                    serde_json::from_str(&text)
+                        .map_err(|e| anyhow::anyhow!("{} is not an ibex results file: {e}", path.display()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let sources = if published.is_empty() { vec![PathBuf::from("configs/published")] } else { published };
+            let mut files = Vec::new();
+            for source in &sources {
+                if !source.exists() {
+                    anyhow::bail!("no published numbers at {}; pass --published FILE_OR_FOLDER", source.display());
+                }
+                files.extend(ibex_compare::load(source)?);
+            }
+            let rows = ibex_compare::compare(&runs, &files);
+            println!("{}", ibex_compare::terminal_table(&rows));
+            let output = output.unwrap_or_else(|| results[0].clone());
+            std::fs::create_dir_all(&output)?;
+            std::fs::write(output.join("comparison.md"), ibex_compare::markdown(&rows))?;
+            std::fs::write(output.join("comparison.json"), serde_json::to_string_pretty(&rows)? + "\n")?;
+            std::fs::write(output.join("comparison.svg"), ibex_compare::svg(&rows))?;
+            println!("comparison written to {} (.md, .json, .svg)", output.join("comparison").display());
         }
         Command::Tasks { tasks_dirs } => {
             let registry = Registry::load(&tasks_dirs)?;

@@ -2,6 +2,7 @@
 //! tiny model and hand-written data (tests/fixtures/make_fixtures.py regenerates both).
 
 mod common;
+mod compare;
 mod errors;
 mod generation;
 mod parity;

@@ -96,6 +96,9 @@ pub enum RunError {
     /// A `--data` argument is unusable.
     #[error("--data {0}")]
     Data(String),
+    /// A suite cannot be read.
+    #[error("{0}")]
+    Suite(String),
     /// Device or dtype.
     #[error(transparent)]
     Device(#[from] ibex_candle::DeviceError),
@@ -147,6 +150,31 @@ pub enum RunError {
         /// The operating system's message.
         message: String,
     },
+}
+
+/// A suite file (`configs/suites/NAME.toml`): the tasks that re-run one published comparison.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Suite {
+    tasks: Vec<String>,
+}
+
+/// The tasks of a suite given by name (looked up in `configs/suites/`) or as a path to a suite file.
+pub fn suite_tasks(suite: &str) -> Result<Vec<String>, RunError> {
+    let path = if Path::new(suite).is_file() {
+        PathBuf::from(suite)
+    } else {
+        Path::new("configs/suites").join(format!("{suite}.toml"))
+    };
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        RunError::Suite(format!(
+            "unknown suite `{suite}`: no {}; run from the ibex repository (configs/suites) or pass a suite file",
+            path.display()
+        ))
+    })?;
+    let suite: Suite = toml::from_str(&text)
+        .map_err(|e| RunError::Suite(format!("{}: {}", path.display(), e.message().trim_end())))?;
+    Ok(suite.tasks)
 }
 
 /// Runs every task of `config` and returns what was written to `results.json`.

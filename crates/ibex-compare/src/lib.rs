@@ -1,0 +1,204 @@
+//! Compares measured results with published numbers, row by row, and says whether each published number holds.
+//!
+//! A row is consistent when the published value (or range), widened by half a unit of its last published digit,
+//! meets the measured value's 95% interval (± 1.96 standard errors); otherwise the measurement is higher or lower.
+//! Values stay fractions internally, as lm-eval reports them, and are shown as percentages, labelled.
+
+pub mod published;
+mod render;
+
+pub use published::{load, PublishedError, PublishedFile, PublishedRow};
+pub use render::{markdown, svg, terminal_table};
+
+use ibex_core::results::RunResults;
+use serde::Serialize;
+
+/// z for a two-sided 95% interval.
+const Z95: f64 = 1.96;
+
+/// Whether a published number holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The published value meets the measured 95% interval.
+    Consistent,
+    /// The measurement is above the published value.
+    Higher,
+    /// The measurement is below the published value.
+    Lower,
+    /// Nothing was published for this row.
+    NoPublished,
+    /// Published, but this model was not measured.
+    NotMeasured,
+}
+
+impl Verdict {
+    /// As a table shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Consistent => "consistent",
+            Verdict::Higher => "higher",
+            Verdict::Lower => "lower",
+            Verdict::NoPublished => "no published value",
+            Verdict::NotMeasured => "not measured",
+        }
+    }
+}
+
+/// The verdict for a measured value and its standard error against a published interval.
+pub fn verdict(measured: f64, stderr: Option<f64>, published: Option<(f64, f64)>) -> Verdict {
+    let Some((low, high)) = published else { return Verdict::NoPublished };
+    let margin = Z95 * stderr.unwrap_or(0.0);
+    if measured + margin < low {
+        Verdict::Lower
+    } else if measured - margin > high {
+        Verdict::Higher
+    } else {
+        Verdict::Consistent
+    }
+}
+
+/// One line of a comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComparisonRow {
+    /// Task or group.
+    pub task: String,
+    /// Metric.
+    pub metric: String,
+    /// Model id as given to `ibex run`, or as the source names it.
+    pub model: String,
+    /// Measured value (fraction).
+    pub measured: Option<f64>,
+    /// Its standard error.
+    pub stderr: Option<f64>,
+    /// Its 95% interval.
+    pub interval: Option<(f64, f64)>,
+    /// The published row, if any.
+    pub published: Option<PublishedRow>,
+    /// Its source's name.
+    pub source: Option<String>,
+    /// Measured minus published (the middle of a published range), as a fraction.
+    pub delta: Option<f64>,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// Joins results with published rows on (task, metric, model); published rows no run measured are kept too.
+pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<ComparisonRow> {
+    let mut rows = Vec::new();
+    let mut used: Vec<Vec<bool>> = published.iter().map(|file| vec![false; file.rows.len()]).collect();
+    for run in runs {
+        for (task, metrics) in &run.results {
+            for (key, value) in metrics {
+                let Some(metric) = key.strip_suffix(",none").filter(|m| !m.ends_with("_stderr")) else { continue };
+                let Some(measured) = value.as_f64() else { continue };
+                let stderr = metrics.get(&format!("{metric}_stderr,none")).and_then(|v| v.as_f64());
+                let mut found = None;
+                for (f, file) in published.iter().enumerate() {
+                    for (r, row) in file.rows.iter().enumerate() {
+                        if row.task == *task && row.metric == metric && row.model == run.model.model {
+                            used[f][r] = true;
+                            found = Some((row.clone(), file.source.name.clone()));
+                        }
+                    }
+                }
+                let interval = stderr.map(|se| (measured - Z95 * se, measured + Z95 * se));
+                let published_interval = found.as_ref().and_then(|(row, _)| row.interval());
+                let delta = found.as_ref().and_then(|(row, _)| midpoint(row)).map(|p| measured - p);
+                rows.push(ComparisonRow {
+                    task: task.clone(),
+                    metric: metric.to_owned(),
+                    model: run.model.model.clone(),
+                    measured: Some(measured),
+                    stderr,
+                    interval,
+                    verdict: verdict(measured, stderr, published_interval),
+                    delta,
+                    source: found.as_ref().map(|(_, s)| s.clone()),
+                    published: found.map(|(row, _)| row),
+                });
+            }
+        }
+    }
+    for (file, flags) in published.iter().zip(&used) {
+        for (row, _) in file.rows.iter().zip(flags).filter(|(_, used)| !**used) {
+            let measured_task = runs.iter().any(|run| run.results.contains_key(&row.task));
+            if measured_task {
+                rows.push(ComparisonRow {
+                    task: row.task.clone(),
+                    metric: row.metric.clone(),
+                    model: row.model.clone(),
+                    measured: None,
+                    stderr: None,
+                    interval: None,
+                    published: Some(row.clone()),
+                    source: Some(file.source.name.clone()),
+                    delta: None,
+                    verdict: Verdict::NotMeasured,
+                });
+            }
+        }
+    }
+    rows.sort_by(|a, b| (&a.task, &a.metric, &a.model).cmp(&(&b.task, &b.metric, &b.model)));
+    rows
+}
+
+fn midpoint(row: &PublishedRow) -> Option<f64> {
+    match (row.value, row.range) {
+        (_, Some([low, high])) => Some((low + high) / 2.0),
+        (value, None) => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(value: f64, decimals: u32) -> Option<(f64, f64)> {
+        PublishedRow {
+            task: "t".into(),
+            metric: "acc".into(),
+            model: "m".into(),
+            value: Some(value),
+            range: None,
+            decimals,
+            shots: None,
+            harness: None,
+            verified: true,
+            note: None,
+        }
+        .interval()
+    }
+
+    #[test]
+    fn verdict_edges() {
+        // 0.50 ± 1.96·0.01 = [0.4804, 0.5196]; 51.77% published with 2 decimals is [0.517695, 0.517705].
+        assert_eq!(verdict(0.50, Some(0.01), point(0.5177, 2)), Verdict::Consistent);
+        assert_eq!(verdict(0.49, Some(0.01), point(0.5177, 2)), Verdict::Lower);
+        assert_eq!(verdict(0.54, Some(0.01), point(0.5177, 2)), Verdict::Higher);
+        // Rounding widens: 66% (0 decimals) stands for [0.655, 0.665].
+        assert_eq!(verdict(0.6549, Some(0.0), point(0.66, 0)), Verdict::Lower);
+        assert_eq!(verdict(0.6551, Some(0.0), point(0.66, 0)), Verdict::Consistent);
+        // Without a stderr the interval is the point itself.
+        assert_eq!(verdict(0.70, None, point(0.66, 0)), Verdict::Higher);
+        assert_eq!(verdict(0.70, Some(0.02), None), Verdict::NoPublished);
+    }
+
+    #[test]
+    fn ranges_are_consistent_anywhere_inside_and_rounded_at_both_ends() {
+        let range = PublishedRow {
+            value: None,
+            range: Some([0.93, 0.94]),
+            decimals: 0,
+            ..serde_json::from_value(
+                serde_json::json!({"task": "t", "metric": "f1", "model": "m", "value": 0.0, "decimals": 0}),
+            )
+            .unwrap()
+        }
+        .interval();
+        assert_eq!(range, Some((0.925, 0.945)));
+        assert_eq!(verdict(0.935, Some(0.0), range), Verdict::Consistent);
+        assert_eq!(verdict(0.8153, Some(0.004), range), Verdict::Lower);
+        assert_eq!(verdict(0.946, Some(0.0), range), Verdict::Higher);
+    }
+}

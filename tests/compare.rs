@@ -1,0 +1,91 @@
+//! The essay suite on the fixture model, then `ibex compare` against published numbers: table, Markdown, JSON, SVG.
+
+use crate::common::{fixtures, ibex, ibex_path_arg, read_json, run_ok, HUB_MODEL};
+
+const PUBLISHED: &str = r#"
+[source]
+name = "fixture-paper"
+title = "Numbers written for this test"
+
+[[row]]
+task = "xnli_en"
+metric = "acc"
+model = "ibex-fixtures/tiny-salamandra"
+value = 0.40
+decimals = 0
+
+[[row]]
+task = "squad_en"
+metric = "f1"
+model = "ibex-fixtures/tiny-salamandra"
+value = 0.815
+decimals = 1
+
+[[row]]
+task = "xnli_en"
+metric = "acc"
+model = "someone/else"
+range = [0.6, 0.7]
+decimals = 0
+verified = false
+note = "not traceable"
+"#;
+
+#[test]
+fn essay_suite_then_compare_gives_verdicts_table_json_and_chart() {
+    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
+    let xnli = format!("xnli_en={}", data("xnli_en.validation.jsonl"));
+    let squad = format!("squad_en={}", data("squad_v1.1.dev.json"));
+    let run =
+        run_ok(&["--suite", "essay", "--model", HUB_MODEL, "--data", &xnli, "--data", &squad, "--max-gen-toks", "16"]);
+    let results = read_json(&run.path().join("results.json"));
+    assert_eq!(results["results"]["xnli_en"]["n"], 24);
+    assert_eq!(results["results"]["squad_en"]["n"], 3);
+
+    let published = run.path().join("published.toml");
+    std::fs::write(&published, PUBLISHED).unwrap();
+    let output = ibex(&["compare", ibex_path_arg(run.path()), "--published", ibex_path_arg(&published)]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("consistent") && stdout.contains("lower") && stdout.contains("not measured"), "{stdout}");
+
+    let rows = read_json(&run.path().join("comparison.json"));
+    let find = |task: &str, metric: &str, model: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["task"] == task && r["metric"] == metric && r["model"] == model)
+            .unwrap_or_else(|| panic!("no row {task}/{metric}/{model}"))
+            .clone()
+    };
+    let xnli = find("xnli_en", "acc", HUB_MODEL);
+    assert_eq!(xnli["verdict"], "consistent");
+    let delta = xnli["delta"].as_f64().unwrap();
+    assert!((delta - (10.0 / 24.0 - 0.40)).abs() < 1e-12);
+    assert_eq!(find("squad_en", "f1", HUB_MODEL)["verdict"], "lower");
+    assert_eq!(find("squad_en", "exact_match", HUB_MODEL)["verdict"], "no_published");
+    assert_eq!(find("xnli_en", "acc", "someone/else")["verdict"], "not_measured");
+
+    let markdown = std::fs::read_to_string(run.path().join("comparison.md")).unwrap();
+    assert!(markdown.contains("| xnli_en | acc | ibex-fixtures/tiny-salamandra | 41.67 ± 10.28 |"), "{markdown}");
+    assert!(markdown.contains("60–70 (unverified)") && markdown.contains("not traceable"), "{markdown}");
+    let chart = std::fs::read_to_string(run.path().join("comparison.svg")).unwrap();
+    assert!(chart.starts_with("<svg") && chart.matches("<circle").count() >= 4, "{chart}");
+}
+
+#[test]
+fn shipped_published_numbers_and_suites_load() {
+    let files = ibex_compare::load(&fixtures().join("../../configs/published")).unwrap();
+    let rows: usize = files.iter().map(|f| f.rows.len()).sum();
+    assert_eq!(rows, 16);
+    let essay = files.iter().find(|f| f.source.name == "essay").unwrap();
+    let llama_squad = essay.rows.iter().find(|r| r.task == "squad_en" && r.model.contains("Llama-2")).unwrap();
+    assert_eq!(llama_squad.interval(), Some((0.925, 0.945)));
+    assert!(!llama_squad.verified);
+    for suite in ["essay", "iberian"] {
+        let output = ibex(&["run", "--suite", suite, "--model", "./no-such-model"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // The suite resolves (every task exists); the run then stops at the missing model.
+        assert!(stderr.contains("no model folder at ./no-such-model"), "{suite}: {stderr}");
+    }
+}
