@@ -457,7 +457,11 @@ fn prompt_tokens(encoder: &Encoder, window: usize, context: &str, budget: usize)
              pass a smaller --max-gen-toks"
         ));
     }
-    encoder.encode_prompt(context, window - budget).map_err(|e| e.to_string())
+    let prompt = encoder.encode_prompt(context, window - budget).map_err(|e| e.to_string())?;
+    if prompt.is_empty() {
+        return Err("the prompt encodes to no tokens; a generation needs at least one".into());
+    }
+    Ok(prompt)
 }
 
 fn write_samples(
