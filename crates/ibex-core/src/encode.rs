@@ -245,7 +245,7 @@ impl Encoder {
     /// the continuation is what the whole string encodes to after as many tokens as the context has, so a token
     /// straddling the join is scored.
     fn encode_pair(&self, context: &str, continuation: &str) -> Result<TokenRequest, EncodeError> {
-        let kept = context.trim_end_matches(is_python_space);
+        let kept = context.trim_end_matches(crate::python::is_space);
         let (context, continuation) = (kept, format!("{}{continuation}", &context[kept.len()..]));
         let whole_text = format!("{context}{continuation}");
         let whole = self.tok_encode(&whole_text, self.specials_for(&whole_text))?;
@@ -255,11 +255,6 @@ impl Encoder {
         let continuation_ids = whole[context_ids.len().min(whole.len())..].to_vec();
         Ok(TokenRequest { context: context_ids, continuation: continuation_ids })
     }
-}
-
-/// Python's `str.isspace`, which `rstrip()` uses: Unicode whitespace plus the ASCII separators U+001C–U+001F.
-fn is_python_space(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
 /// transformers' `clean_up_tokenization`.

@@ -46,6 +46,11 @@ pub enum TaskError {
 }
 
 impl TaskError {
+    /// A data-row error.
+    pub fn row(row: usize, field: &str, message: impl Into<String>) -> Self {
+        TaskError::Row { row, field: field.to_owned(), message: message.into() }
+    }
+
     /// A task-file error without a location.
     pub fn spec(message: impl Into<String>) -> Self {
         TaskError::Spec { message: message.into(), span: None }
@@ -56,6 +61,17 @@ impl TaskError {
         match self {
             TaskError::Spec { message, .. } => TaskError::Spec { message, span: Some(range) },
             other => other,
+        }
+    }
+}
+
+/// The text in column `column` of data row `row`, or an error naming both.
+pub fn text_field(row: usize, fields: &Map<String, Value>, column: &str) -> Result<String, TaskError> {
+    match fields.get(column) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(TaskError::row(row, column, format!("expected text, found {other}"))),
+        None => {
+            Err(TaskError::row(row, column, "missing; set [fields] in the task file if the column is named otherwise"))
         }
     }
 }

@@ -10,7 +10,7 @@ mod preprocess;
 
 pub use preprocess::Step;
 
-use ibex_core::{DataSpec, Doc, Request, Response, SampleScore, Task, TaskError, Template};
+use ibex_core::{text_field, DataSpec, Doc, Request, Response, SampleScore, Task, TaskError, Template};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -108,28 +108,20 @@ impl NliTask {
         &self.spec.language
     }
 
-    fn text_field(&self, row: usize, fields: &Map<String, Value>, column: &str) -> Result<String, TaskError> {
-        match fields.get(column) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(other) => Err(row_error(row, column, format!("expected text, found {other}"))),
-            None => Err(row_error(
-                row,
-                column,
-                "missing; set [fields] in the task file if the column is named otherwise".into(),
-            )),
-        }
-    }
-
     fn label(&self, row: usize, fields: &Map<String, Value>) -> Result<usize, TaskError> {
         let column = &self.spec.fields.label;
-        let value = fields.get(column).ok_or_else(|| row_error(row, column, "missing".into()))?;
+        let value = fields.get(column).ok_or_else(|| TaskError::row(row, column, "missing"))?;
         let index = match value {
             Value::Number(n) => n.as_u64().map(|n| n as usize),
             Value::String(s) => s.trim().parse::<usize>().ok().or_else(|| LABEL_NAMES.iter().position(|l| l == s)),
             _ => None,
         };
         index.filter(|&i| i < LABEL_NAMES.len()).ok_or_else(|| {
-            row_error(row, column, format!("label {value} is not one of 0, 1, 2 or entailment, neutral, contradiction"))
+            TaskError::row(
+                row,
+                column,
+                format!("label {value} is not one of 0, 1, 2 or entailment, neutral, contradiction"),
+            )
         })
     }
 
@@ -158,8 +150,8 @@ impl Task for NliTask {
     }
 
     fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
-        let mut premise = self.text_field(row, fields, &self.spec.fields.premise)?;
-        let mut hypothesis = self.text_field(row, fields, &self.spec.fields.hypothesis)?;
+        let mut premise = text_field(row, fields, &self.spec.fields.premise)?;
+        let mut hypothesis = text_field(row, fields, &self.spec.fields.hypothesis)?;
         let label = self.label(row, fields)?;
         for step in &self.steps {
             step.apply(&mut premise, &mut hypothesis);
@@ -210,10 +202,6 @@ impl Task for NliTask {
     fn metrics(&self) -> &[&'static str] {
         &["acc"]
     }
-}
-
-fn row_error(row: usize, field: &str, message: String) -> TaskError {
-    TaskError::Row { row, field: field.to_owned(), message }
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ impl Step {
     pub fn apply(&self, premise: &mut String, hypothesis: &mut String) {
         let (target, edit): (Target, fn(&str) -> String) = match *self {
             Step::Detokenize(t) => (t, detokenize),
-            Step::Strip(t) => (t, |s| s.trim_matches(is_python_space).to_owned()),
+            Step::Strip(t) => (t, |s| s.trim_matches(ibex_core::python::is_space).to_owned()),
             Step::StripFinalPunct(t) => (t, |s| s.strip_suffix(['.', ',', '!', '?']).unwrap_or(s).to_owned()),
             Step::LowercaseFirst(t) => (t, lowercase_first),
             Step::EnsureFinalPeriod(t) => (t, |s| if s.ends_with('.') { s.to_owned() } else { format!("{s}.") }),
@@ -92,11 +92,6 @@ fn lowercase_first(text: &str) -> String {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
     }
-}
-
-/// Python's `str.isspace`: Unicode whitespace plus U+001C–U+001F.
-fn is_python_space(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 pub mod squad;
 
-use ibex_core::{DataSpec, Doc, Request, Response, SampleScore, Task, TaskError, Template};
+use ibex_core::{text_field, DataSpec, Doc, Request, Response, SampleScore, Task, TaskError, Template};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -101,18 +101,6 @@ impl QaTask {
         &self.spec.language
     }
 
-    fn text(&self, row: usize, fields: &Map<String, Value>, column: &str) -> Result<String, TaskError> {
-        match fields.get(column) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(other) => Err(row_error(row, column, format!("expected text, found {other}"))),
-            None => Err(row_error(
-                row,
-                column,
-                "missing; set [fields] in the task file if the column is named otherwise".into(),
-            )),
-        }
-    }
-
     fn render_prompt(&self, doc: &Doc) -> String {
         let text = |column: &str| doc.fields.get(column).and_then(Value::as_str).unwrap_or_default();
         let (context, question) = (text(&self.spec.fields.context), text(&self.spec.fields.question));
@@ -153,12 +141,12 @@ impl Task for QaTask {
     }
 
     fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
-        self.text(row, fields, &self.spec.fields.context)?;
-        self.text(row, fields, &self.spec.fields.question)?;
+        text_field(row, fields, &self.spec.fields.context)?;
+        text_field(row, fields, &self.spec.fields.question)?;
         let column = &self.spec.fields.answers;
-        let answers = fields.get(column).ok_or_else(|| row_error(row, column, "missing".into()))?;
+        let answers = fields.get(column).ok_or_else(|| TaskError::row(row, column, "missing"))?;
         if answer_texts(answers).is_empty() {
-            return Err(row_error(
+            return Err(TaskError::row(
                 row,
                 column,
                 format!("no answer text in {answers}; expected {{\"text\": [...]}}, [{{\"text\": ...}}] or [\"...\"]"),
@@ -200,10 +188,6 @@ impl Task for QaTask {
     fn metrics(&self) -> &[&'static str] {
         &["f1", "exact_match"]
     }
-}
-
-fn row_error(row: usize, field: &str, message: String) -> TaskError {
-    TaskError::Row { row, field: field.to_owned(), message }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub fn normalize(text: &str) -> String {
         }
     }
     flush(&mut word, &mut without_articles);
-    without_articles.split(is_python_space).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" ")
+    without_articles.split(ibex_core::python::is_space).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// `compute_exact`: 1.0 when the normalised strings are equal.
@@ -66,11 +66,6 @@ pub fn f1(gold: &str, prediction: &str) -> f64 {
     let precision = same as f64 / prediction_tokens.len() as f64;
     let recall = same as f64 / gold_tokens.len() as f64;
     2.0 * precision * recall / (precision + recall)
-}
-
-/// Python's `str.isspace`, which `str.split()` splits on.
-fn is_python_space(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
 #[cfg(test)]
