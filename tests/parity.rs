@@ -273,3 +273,26 @@ fn special_tokens_map_supplies_what_tokenizer_config_lacks() {
     assert_eq!(eos_only.prefix_token_id(), 2);
     assert!(Encoder::from_files(&tokenizer, &[], BosPolicy::Auto).is_err());
 }
+
+/// HiTZ/xnli-eu ships TSV (header, labels as text, quoting off): the same rows read from TSV score as lm-eval's.
+#[test]
+fn xnli_eu_from_tsv_matches_lm_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = dir.path().join("xnli.test.eu.tsv");
+    let mut text = String::from("premise\thypothesis\tlabel\n");
+    for row in read_jsonl(&fixtures().join("data/xnli_eu.test.jsonl")) {
+        text.push_str(&format!(
+            "{}\t{}\t{}\n",
+            row["premise"].as_str().unwrap(),
+            row["hypothesis"].as_str().unwrap(),
+            row["label"]
+        ));
+    }
+    std::fs::write(&tsv, text).unwrap();
+    let data = format!("xnli_eu={}", tsv.display());
+    let out = run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_eu", "--data", &data]);
+    assert_samples_match(
+        &out.path().join("samples_xnli_eu.jsonl"),
+        &fixtures().join("lm_eval/samples_xnli_eu_0shot.jsonl"),
+    );
+}
