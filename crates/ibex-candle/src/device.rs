@@ -79,5 +79,5 @@ fn open_cuda(ordinal: usize) -> Result<Device, DeviceError> {
     if !cfg!(feature = "cuda") {
         return Err(DeviceError::NoCudaBuild);
     }
-    Device::new_cuda(ordinal).map_err(|e| DeviceError::NoGpu { ordinal, message: e.to_string() })
+    Device::new_cuda(ordinal).map_err(|e| DeviceError::NoGpu { ordinal, message: crate::describe(&e) })
 }

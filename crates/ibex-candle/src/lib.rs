@@ -51,7 +51,7 @@ impl CandleModel {
     pub fn load(config_json: &Path, weights: &[PathBuf], dtype: DType, device: &Device) -> Result<Self, LoadError> {
         let config = read_config(config_json)?;
         let files = || weights.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-        let weights_error = |e: candle_core::Error| LoadError::Weights { files: files(), message: e.to_string() };
+        let weights_error = |e: candle_core::Error| LoadError::Weights { files: files(), message: describe(&e) };
         // SAFETY: the files are memory-mapped read-only; ibex never writes them, and the hub cache replaces files by
         // writing new blobs rather than modifying existing ones.
         #[allow(unsafe_code)]
@@ -165,7 +165,7 @@ impl CandleModel {
     }
 
     fn model_error(&self, error: &candle_core::Error, batch: usize) -> ModelError {
-        let message = error.to_string();
+        let message = describe(error);
         if message.contains("out of memory") || message.contains("OUT_OF_MEMORY") {
             ModelError::OutOfMemory { device: device_name(&self.device), batch }
         } else {
@@ -193,10 +193,41 @@ impl LanguageModel for CandleModel {
     }
 }
 
+/// Candle's message without the backtrace it appends when `RUST_BACKTRACE` is set, so a user's mistake stays one
+/// line.
+pub(crate) fn describe(error: &candle_core::Error) -> String {
+    let text = match error {
+        candle_core::Error::WithBacktrace { inner, .. } => return describe(inner),
+        other => other.to_string(),
+    };
+    let frame = |line: &&str| {
+        let trimmed = line.trim_start();
+        trimmed.starts_with("at ")
+            || trimmed.split_once(": ").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+    };
+    text.lines().filter(|line| !frame(line)).collect::<Vec<_>>().join(" ")
+}
+
 /// Reads and resolves config.json.
 pub fn read_config(path: &Path) -> Result<Config, LoadError> {
     let config_error = |message: String| LoadError::Config { path: path.to_owned(), message };
     let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
     let raw: LlamaConfig = serde_json::from_str(&text).map_err(|e| config_error(format!("malformed config: {e}")))?;
     raw.into_config().map_err(config_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backtraces_are_left_out_of_messages() {
+        let error = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::Msg("no GPU".into())),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        assert_eq!(describe(&error), "no GPU");
+        let wrapped = candle_core::Error::Msg("line one\n   0: frame\n             at src/x.rs:1".into());
+        assert_eq!(describe(&wrapped), "line one");
+    }
 }
