@@ -65,11 +65,6 @@ impl CandleModel {
         Ok(Self { llama: Llama::new(config, vb)?, device })
     }
 
-    /// The model's resolved shape.
-    pub fn config(&self) -> &Config {
-        self.llama.config()
-    }
-
     fn score_batch(&self, batch: &[TokenRequest]) -> candle_core::Result<Vec<TokenScore>> {
         let max_length = self.max_length();
         let inputs: Vec<(Vec<u32>, usize)> = batch.iter().map(|r| r.model_input(max_length)).collect();

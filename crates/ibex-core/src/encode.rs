@@ -75,13 +75,6 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// An encoder over `tokenizer`; `add_special_tokens` applies to non-empty strings, `prefix_token_id` stands
-    /// for an empty context.
-    pub fn new(tokenizer: Tokenizer, add_special_tokens: bool, prefix_token_id: u32) -> Self {
-        let prefix_text = tokenizer.decode(&[prefix_token_id], false).unwrap_or_default();
-        Self { tokenizer, add_special_tokens, prefix_token_id, eos_token_id: None, clean_up_spaces: false, prefix_text }
-    }
-
     /// Loads tokenizer.json and resolves the BOS policy and the prefix token (BOS if the tokenizer has one, else EOS)
     /// as lm-eval's `HFLM` does. `settings` are the checkpoint's tokenizer_config.json and special_tokens_map.json,
     /// as present; for each key the first file that sets it wins, as transformers reads them.
@@ -120,10 +113,15 @@ impl Encoder {
             // `add_bos_token: false`; encoding without special tokens is the same.
             BosPolicy::Auto => config["add_bos_token"].as_bool().unwrap_or(true),
         };
-        let mut encoder = Self::new(tokenizer, add_special_tokens, prefix_token_id);
-        encoder.eos_token_id = eos_id;
-        encoder.clean_up_spaces = config["clean_up_tokenization_spaces"].as_bool().unwrap_or(false);
-        Ok(encoder)
+        let prefix_text = tokenizer.decode(&[prefix_token_id], false).unwrap_or_default();
+        Ok(Self {
+            tokenizer,
+            add_special_tokens,
+            prefix_token_id,
+            eos_token_id: eos_id,
+            clean_up_spaces: config["clean_up_tokenization_spaces"].as_bool().unwrap_or(false),
+            prefix_text,
+        })
     }
 
     /// Whether non-empty strings get the tokenizer's special tokens.
@@ -167,11 +165,6 @@ impl Encoder {
         Ok(if self.clean_up_spaces { clean_up_tokenization(&text) } else { text })
     }
 
-    /// The end-of-text token id, if the tokenizer has one.
-    pub fn eos_token_id(&self) -> Option<u32> {
-        self.eos_token_id
-    }
-
     /// lm-eval's stop strings for a generation: the task's `until` plus the end-of-text token's text
     /// (`handle_stop_sequences`), each with its look-back window in tokens (`MultiTokenEOSCriteria`: the stop string's
     /// own token count plus two).
@@ -183,7 +176,13 @@ impl Encoder {
                 sequences.push(eos_text);
             }
         }
-        sequences.into_iter().map(|s| Ok((s.clone(), self.tok_encode(&s, false)?.len() + 2))).collect()
+        sequences
+            .into_iter()
+            .map(|s| {
+                let lookback = self.tok_encode(&s, false)?.len() + 2;
+                Ok((s, lookback))
+            })
+            .collect()
     }
 
     /// Whether generation stops after `generated`: on the end-of-text token, or when a stop string appears in the last

@@ -364,11 +364,13 @@ fn score_requests(
 ) -> Result<Vec<Vec<Response>>, RunError> {
     let request_error = |doc: usize, message: String| RunError::Request { task: task.to_owned(), doc, message };
     let mut scored: Vec<(usize, usize, TokenRequest)> = Vec::new();
-    let mut generations: Vec<(usize, usize, &Request)> = Vec::new();
+    // As lm-eval's Collator: generation requests grouped by their settings (then longest prompt first, in batches).
+    let mut generations: BTreeMap<GenerationSettings, Vec<(usize, usize, &str)>> = BTreeMap::new();
     for (doc, doc_requests) in docs.iter().zip(requests) {
         for (index, request) in doc_requests.iter().enumerate() {
-            if matches!(request, Request::Generate { .. }) {
-                generations.push((doc.id, index, request));
+            if let Request::Generate { context, until, max_gen_toks } = request {
+                let budget = max_gen_toks.unwrap_or(config.max_gen_toks);
+                generations.entry((until.clone(), budget)).or_default().push((doc.id, index, context.as_str()));
                 continue;
             }
             let tokens = encoder.encode(request).map_err(|e| request_error(doc.id, e.to_string()))?;
@@ -386,7 +388,8 @@ fn score_requests(
         }
     }
     scored.sort_by_key(|(_, _, t)| std::cmp::Reverse(t.context.len() + t.continuation.len()));
-    let progress = ProgressBar::new((scored.len() + generations.len()) as u64).with_style(
+    let generation_count: usize = generations.values().map(Vec::len).sum();
+    let progress = ProgressBar::new((scored.len() + generation_count) as u64).with_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} requests, {per_sec}, ETA {eta}")
             .expect("valid template")
             .progress_chars("=> "),
@@ -403,14 +406,7 @@ fn score_requests(
         }
         progress.inc(batch.len() as u64);
     }
-    // As lm-eval's Collator: generation requests grouped by their settings, longest prompt first, in batches.
-    let mut groups: BTreeMap<GenerationSettings, Vec<(usize, usize, &str)>> = BTreeMap::new();
-    for (doc, index, request) in generations {
-        let Request::Generate { context, until, max_gen_toks } = request else { continue };
-        let budget = max_gen_toks.unwrap_or(config.max_gen_toks);
-        groups.entry((until.clone(), budget)).or_default().push((doc, index, context.as_str()));
-    }
-    for ((until, budget), members) in groups {
+    for ((until, budget), members) in generations {
         let prompts = members
             .iter()
             .map(|(doc, _, context)| {
