@@ -13,11 +13,10 @@
 //!   cargo bench --bench throughput [--features cuda] -- [generate] [SHAPE] [DEVICE] [DTYPE] [SEQUENCES]
 //!   SHAPE: salamandra-2b (default), salamandra-7b, tiny; DEVICE: cuda (default) or cpu; DTYPE: bf16 (default), f32, f16
 
-use candle_core::DType;
 use candle_nn::{VarBuilder, VarMap};
 use ibex_candle::llama::Config;
-use ibex_candle::{parse_dtype, select_device, CandleModel};
-use ibex_core::{LanguageModel, TokenRequest};
+use ibex_candle::{candle_dtype, select_device, CandleModel};
+use ibex_core::{DeviceSpec, Dtype, StopCriteria, TokenModel, TokenRequest};
 use std::time::Instant;
 
 fn shape(name: &str) -> Config {
@@ -53,8 +52,10 @@ fn main() {
     let (shape_name, device_name, dtype_name) = (arg(0, "salamandra-2b"), arg(1, "cuda"), arg(2, "bf16"));
     let sequences: usize = arg(3, "4096").parse().expect("SEQUENCES is a number");
     let config = shape(&shape_name);
-    let dtype = parse_dtype(&dtype_name).unwrap_or_else(|e| panic!("{e}"));
-    let device = select_device(&device_name, dtype).unwrap_or_else(|e| panic!("{e}"));
+    let ibex_dtype: Dtype = dtype_name.parse().unwrap_or_else(|e| panic!("{e}"));
+    let device_spec: DeviceSpec = device_name.parse().unwrap_or_else(|e| panic!("{e}"));
+    let device = select_device(device_spec, ibex_dtype).unwrap_or_else(|e| panic!("{e}"));
+    let dtype = candle_dtype(ibex_dtype);
     let varmap = VarMap::new();
     let mut model = CandleModel::new(&config, VarBuilder::from_varmap(&varmap, dtype, &device)).expect("model builds");
     let parameters: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
@@ -83,11 +84,7 @@ fn main() {
         model.score(batch).expect("batch scores");
     }
     let seconds = start.elapsed().as_secs_f64();
-    let dtype_label = match dtype {
-        DType::BF16 => "bf16",
-        DType::F16 => "f16",
-        _ => "f32",
-    };
+    let dtype_label = ibex_dtype.to_string();
     println!(
         "{{\"shape\": \"{shape_name}\", \"parameters\": {parameters}, \"device\": \"{device_name}\", \"dtype\": \"{dtype_label}\", \
          \"sequences\": {sequences}, \"real_tokens\": {real_tokens}, \"seconds\": {seconds:.3}, \"tokens_per_s\": {:.0}}}",
@@ -102,10 +99,10 @@ fn generate(model: &mut CandleModel, config: &Config, shape_name: &str, device_n
         let prompt: Vec<u32> = (0..prompt_len).map(|j| ((j * 104_729) % config.vocab_size) as u32).collect();
         let prompts = [prompt];
         let start = Instant::now();
-        model.generate(&prompts, 1, &mut |_, _| false).expect("prompt pass");
+        model.generate(&prompts, 1, &StopCriteria::never()).expect("prompt pass");
         let prompt_seconds = start.elapsed().as_secs_f64();
         let start = Instant::now();
-        let generated = model.generate(&prompts, NEW_TOKENS, &mut |_, _| false).expect("generation").remove(0);
+        let generated = model.generate(&prompts, NEW_TOKENS, &StopCriteria::never()).expect("generation").remove(0);
         let decode_seconds = (start.elapsed().as_secs_f64() - prompt_seconds).max(f64::EPSILON);
         println!(
             "{{\"shape\": \"{shape_name}\", \"device\": \"{device_name}\", \"prompt_tokens\": {prompt_len}, \

@@ -1,10 +1,13 @@
-//! The `ibex` command: parses flags (clap), resolves them into a [`RunConfig`], hands it to the runner, prints the
+//! The `ibex` command: parses flags (clap) into [`RunSettings`], resolves them into a [`Plan`] before any weight
+//! loads, picks the backend (Candle, on the plan's device and dtype) and hands both to the runner, then prints the
 //! table. A user's mistake ends with one line on stderr and exit code 2, never a backtrace.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
-use ibex_core::BosPolicy;
-use ibex_runner::{results_table, DataOverride, Registry, RunConfig};
+use clap::{Parser, Subcommand};
+use ibex_candle::{candle_dtype, device_name, select_device, CandleModel};
+use ibex_core::{BosPolicy, DeviceSpec, Dtype, Encoder, TemplateLm};
+use ibex_runner::{plan_tables, results_table, DataOverride, Plan, Registry, RunSettings};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,7 +28,7 @@ enum Command {
         /// Folders written by `ibex run` (each holding results.json).
         #[arg(required = true)]
         results: Vec<PathBuf>,
-        /// Published-numbers files or folders [default: configs/published].
+        /// Published-numbers files or folders [default: the shipped configs/published].
         #[arg(long)]
         published: Vec<PathBuf>,
         /// Where to write comparison.md, comparison.json and comparison.svg [default: the first results folder].
@@ -51,7 +54,7 @@ struct RunArgs {
     /// Comma-separated task or group names (see `ibex tasks`).
     #[arg(long, value_delimiter = ',', required_unless_present = "suite")]
     tasks: Vec<String>,
-    /// A suite: a name in configs/suites (essay, iberian) or a suite file; its tasks run before --tasks.
+    /// A suite: a shipped name (essay, iberian) or a suite file; its tasks run before --tasks.
     #[arg(long)]
     suite: Option<String>,
     /// Also read task files from this folder (repeatable).
@@ -62,13 +65,13 @@ struct RunArgs {
     data: Vec<DataOverride>,
     /// cpu, cuda, cuda:N, or auto (CUDA when built in and a GPU answers).
     #[arg(long, default_value = "cpu")]
-    device: String,
-    /// f32, bf16 or f16 (f16 on CUDA only).
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    device: DeviceSpec,
+    /// f32, bf16 or f16 (f16 on CUDA only) [default: the model's recipe in configs/models, else f32].
+    #[arg(long)]
+    dtype: Option<Dtype>,
     /// Requests per forward pass.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
-    batch_size: u64,
+    #[arg(long, default_value = "8")]
+    batch_size: NonZeroUsize,
     /// Evaluate only the first N documents of each task.
     #[arg(long)]
     limit: Option<usize>,
@@ -87,59 +90,48 @@ struct RunArgs {
     /// Tokens to generate at most, for tasks that do not set it (lm-eval's max_gen_toks).
     #[arg(long, default_value_t = 256)]
     max_gen_toks: usize,
-    /// BOS on non-empty strings: auto = the tokenizer's default (lm-eval ≥ 0.4.9.2), false = lm-eval ≤ 0.4.9.
-    #[arg(long, value_enum, default_value_t = BosFlag::Auto)]
-    add_bos_token: BosFlag,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum BosFlag {
-    Auto,
-    True,
-    False,
+    /// BOS on non-empty strings: auto = the tokenizer's default (lm-eval >= 0.4.9.2), false = lm-eval <= 0.4.9
+    /// [default: the model's recipe in configs/models, else auto].
+    #[arg(long, value_enum)]
+    add_bos_token: Option<BosPolicy>,
+    /// Resolve and print the plan (tasks, data files, documents, requests, model files), then stop before loading
+    /// the model.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 impl RunArgs {
-    /// The run as the runner takes it: defaults filled in, the suite expanded.
-    fn into_config(self) -> Result<RunConfig> {
-        let output = self.output.unwrap_or_else(|| {
-            let slug: String = self
-                .model
-                .trim_end_matches('/')
-                .chars()
-                .map(|c| if c.is_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
-                .collect();
-            PathBuf::from("results").join(slug.trim_start_matches(['.', '_']))
-        });
-        let (bos, bos_flag) = match self.add_bos_token {
-            BosFlag::Auto => (BosPolicy::Auto, "auto"),
-            BosFlag::True => (BosPolicy::Always, "true"),
-            BosFlag::False => (BosPolicy::Never, "false"),
-        };
-        let mut tasks = match &self.suite {
-            Some(suite) => ibex_runner::suite_tasks(suite)?,
-            None => Vec::new(),
-        };
-        tasks.extend(self.tasks);
-        Ok(RunConfig {
+    fn settings(self) -> RunSettings {
+        RunSettings {
             model: self.model,
             revision: self.revision,
-            tasks,
+            suite: self.suite,
+            tasks: self.tasks,
             tasks_dirs: self.tasks_dirs,
             data: self.data,
             device: self.device,
             dtype: self.dtype,
-            batch_size: usize::try_from(self.batch_size).unwrap_or(usize::MAX),
+            batch_size: self.batch_size,
             limit: self.limit,
-            output,
+            output: self.output,
             log_samples: self.log_samples,
-            bos,
-            bos_flag: bos_flag.to_owned(),
+            add_bos_token: self.add_bos_token,
             num_fewshot: self.num_fewshot,
             fewshot_seed: self.seed,
             max_gen_toks: self.max_gen_toks,
-        })
+        }
     }
+}
+
+/// Loads the model the plan names with the Candle backend, behind lm-eval's text-level interface, and runs the plan.
+fn run_with_candle(plan: &Plan) -> Result<ibex_core::results::RunResults> {
+    let files = &plan.model_files;
+    let encoder = Encoder::from_files(&files.tokenizer, &files.tokenizer_settings, plan.bos)?;
+    let device = select_device(plan.device, plan.dtype)?;
+    let model = CandleModel::load(&files.config, &files.weights, candle_dtype(plan.dtype), &device)?;
+    let record = plan.model_record(device_name(&device), encoder.adds_special_tokens());
+    let mut model = TemplateLm::new(model, encoder, plan.batch_size, plan.max_gen_toks);
+    Ok(ibex_runner::run(plan, &mut model, record)?)
 }
 
 fn main() -> ExitCode {
@@ -155,10 +147,15 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
-            let config = args.into_config()?;
-            let results = ibex_runner::run(&config)?;
+            let dry_run = args.dry_run;
+            let plan = Plan::resolve(args.settings())?;
+            if dry_run {
+                println!("{}", plan_tables(&plan));
+                return Ok(());
+            }
+            let results = run_with_candle(&plan)?;
             println!("{}", results_table(&results));
-            println!("results written to {}", config.output.join("results.json").display());
+            println!("results written to {}", plan.output.join("results.json").display());
         }
         Command::Compare { results, published, output } => {
             let runs = results
@@ -172,9 +169,8 @@ fn run(cli: Cli) -> Result<()> {
                         .map_err(|e| anyhow::anyhow!("{} is not an ibex results file: {e}", path.display()))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let sources = if published.is_empty() { vec![PathBuf::from("configs/published")] } else { published };
-            let mut files = Vec::new();
-            for source in &sources {
+            let mut files = if published.is_empty() { ibex_compare::shipped()? } else { Vec::new() };
+            for source in &published {
                 if !source.exists() {
                     anyhow::bail!("no published numbers at {}; pass --published FILE_OR_FOLDER", source.display());
                 }
@@ -199,7 +195,7 @@ fn run(cli: Cli) -> Result<()> {
                 table.add_row([
                     entry.task.name(),
                     entry.family,
-                    &entry.language,
+                    entry.task.language(),
                     &data.dataset,
                     data.eval_split().unwrap_or_default(),
                     &entry.source,

@@ -19,7 +19,13 @@ pub fn model_folder() -> PathBuf {
 
 /// `ibex ARGS` with the fixture hub cache as HF_HOME, offline.
 pub fn ibex(args: &[&str]) -> Output {
+    ibex_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
+}
+
+/// `ibex ARGS` run from the folder `cwd`, with the fixture hub cache as HF_HOME, offline.
+pub fn ibex_in(cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ibex"))
+        .current_dir(cwd)
         .args(args)
         .env("HF_HOME", fixtures().join("hf-home"))
         .env_remove("HF_HUB_CACHE")

@@ -1,6 +1,6 @@
 //! The essay suite on the fixture model, then `ibex compare` against published numbers: table, Markdown, JSON, SVG.
 
-use crate::common::{fixtures, ibex, ibex_path_arg, read_json, run_ok, HUB_MODEL};
+use crate::common::{fixtures, ibex, ibex_in, ibex_path_arg, read_json, run_ok, HUB_MODEL};
 
 const PUBLISHED: &str = r#"
 [source]
@@ -82,10 +82,36 @@ fn shipped_published_numbers_and_suites_load() {
     let llama_squad = essay.rows.iter().find(|r| r.task == "squad_en" && r.model.contains("Llama-2")).unwrap();
     assert_eq!(llama_squad.interval(), Some((0.925, 0.945)));
     assert!(!llama_squad.verified);
+    let registry = ibex_runner::Registry::load(&[] as &[&std::path::Path]).unwrap();
     for suite in ["essay", "iberian"] {
-        let output = ibex(&["run", "--suite", suite, "--model", "./no-such-model"]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        // The suite resolves (every task exists); the run then stops at the missing model.
-        assert!(stderr.contains("no model folder at ./no-such-model"), "{suite}: {stderr}");
+        let tasks = ibex_runner::suite_tasks(suite).unwrap();
+        assert!(registry.select(&tasks).is_ok(), "suite {suite} names a task that does not exist");
     }
+}
+
+/// Suites and published numbers ship inside the binary: a run and a comparison from a folder that is not a checkout.
+#[test]
+fn suite_and_compare_work_outside_the_repository() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
+    let xnli = format!("xnli_en={}", data("xnli_en.validation.jsonl"));
+    let squad = format!("squad_en={}", data("squad_v1.1.dev.json"));
+    let args =
+        ["run", "--suite", "essay", "--model", HUB_MODEL, "--data", &xnli, "--data", &squad, "--max-gen-toks", "16"];
+    let output = ibex_in(cwd.path(), &[&args[..], &["--output", "mine"]].concat());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let results = read_json(&cwd.path().join("mine/results.json"));
+    assert_eq!(results["results"]["squad_en"]["n"], 3);
+
+    let output = ibex_in(cwd.path(), &["compare", "mine"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rows = read_json(&cwd.path().join("mine/comparison.json"));
+    let alia = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["task"] == "xnli_en" && r["model"] == "BSC-LT/ALIA-40b")
+        .expect("the shipped essay row for ALIA-40B");
+    assert_eq!(alia["source"], "essay");
+    assert_eq!(alia["verdict"], "not_measured");
 }

@@ -128,3 +128,114 @@ fn a_generation_budget_larger_than_the_window_is_refused() {
         "{stderr}"
     );
 }
+
+/// A checkpoint folder whose weights are not safetensors: a run that reached the weights would fail on them.
+fn folder_with_unreadable_weights() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(model_folder().join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(dir.path().join("model.safetensors"), b"weights that would fail to load").unwrap();
+    dir
+}
+
+#[test]
+fn a_mistake_in_the_last_of_three_tasks_is_reported_before_the_model_loads() {
+    let model = folder_with_unreadable_weights();
+    let out = tempfile::tempdir().unwrap();
+    let output_dir = out.path().join("results");
+    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
+    let xquad = format!("xquad_en={}", data("qa_en.validation.jsonl"));
+    let common =
+        ["run", "--model", ibex_path_arg(model.path()), "--output", ibex_path_arg(&output_dir), "--data", &xquad];
+    // The third task's dataset is not in the offline hub cache.
+    let mut args = common.to_vec();
+    args.extend(["--tasks", "xnli_en,xquad_en,xnli_gl", "--max-gen-toks", "16"]);
+    let stderr = fails(&args);
+    assert!(stderr.contains("proxectonos/xnli_gl") && stderr.contains("HF_HUB_OFFLINE"), "{stderr}");
+    // The third task's data has a bad row.
+    let bad =
+        data_file("{\"premise\": \"A.\", \"hypothesis\": \"B.\", \"label\": 0}\n{\"premise\": \"C.\", \"label\": 1}\n");
+    let bad_arg = format!("xnli_eu={}", bad.path().display());
+    let mut args = common.to_vec();
+    args.extend(["--tasks", "xnli_en,xquad_en,xnli_eu", "--data", &bad_arg, "--max-gen-toks", "16"]);
+    let stderr = fails(&args);
+    assert!(stderr.contains("task xnli_eu") && stderr.contains("row 1, field `hypothesis`: missing"), "{stderr}");
+    // The generation budget of the last task does not fit the checkpoint's window of 96.
+    let mut args = common.to_vec();
+    args.extend(["--tasks", "xnli_en,xquad_en", "--max-gen-toks", "96"]);
+    let stderr = fails(&args);
+    assert!(stderr.contains("task xquad_en: max_gen_toks 96 leaves no room"), "{stderr}");
+    // None of these runs read the weights, nor wrote anything.
+    assert!(!stderr.contains("cannot load weights"));
+    assert!(!output_dir.exists());
+    // With every task's data in order, the same run does reach the weights.
+    let mut args = common.to_vec();
+    args.extend(["--tasks", "xnli_en,xquad_en", "--max-gen-toks", "16"]);
+    assert!(fails(&args).contains("cannot load weights from"));
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_loads_nothing() {
+    let model = folder_with_unreadable_weights();
+    let out = tempfile::tempdir().unwrap();
+    let output_dir = out.path().join("results");
+    let output = ibex(&[
+        "run",
+        "--model",
+        ibex_path_arg(model.path()),
+        "--tasks",
+        "xnli_en",
+        "--num-fewshot",
+        "3",
+        "--output",
+        ibex_path_arg(&output_dir),
+        "--dry-run",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let row = stdout.lines().find(|l| l.contains("xnli_en") && l.contains("validation")).expect("a row for xnli_en");
+    assert!(row.contains("facebook/xnli@") && row.contains(" 24 ") && row.contains(" 72 "), "{stdout}");
+    assert!(stdout.contains("few-shot train") && stdout.contains("1 task(s), 24 documents, 72 requests"), "{stdout}");
+    assert!(stdout.contains("1 file(s), 1 KiB") && stdout.contains("3 (seed 1234)"), "{stdout}");
+    assert!(!output_dir.exists());
+}
+
+/// A hub id with a shipped recipe (configs/models) gets the recipe's dtype and BOS era unless a flag says otherwise.
+#[test]
+fn a_model_recipe_fills_the_settings_the_flags_leave_open() {
+    // A hub cache holding the fixture checkpoint under BSC-LT/salamandra-2b, beside the fixture's facebook/xnli.
+    let home = tempfile::tempdir().unwrap();
+    let hub = home.path().join("hub");
+    let repo = hub.join("models--BSC-LT--salamandra-2b");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123456789abcdef0123456789abcdef01234567").unwrap();
+    let snapshot = repo.join("snapshots/0123456789abcdef0123456789abcdef01234567");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+        std::fs::copy(model_folder().join(file), snapshot.join(file)).unwrap();
+    }
+    let data = format!("xnli_en={}", fixtures().join("data/xnli_en.validation.jsonl").display());
+    let dry_run = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ibex"))
+            .args(["run", "--model", "BSC-LT/salamandra-2b", "--tasks", "xnli_en", "--data", &data, "--dry-run"])
+            .args(extra)
+            .env("HF_HOME", home.path())
+            .env_remove("HF_HUB_CACHE")
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let setting = |stdout: &str, name: &str| {
+        let line = stdout.lines().find(|l| l.contains(&format!(" {name} "))).unwrap_or_else(|| panic!("{stdout}"));
+        line.split('┆').nth(1).unwrap().trim_end_matches('│').trim().to_owned()
+    };
+    let stdout = dry_run(&[]);
+    assert_eq!(setting(&stdout, "dtype"), "bf16 (from configs/models/salamandra-2b.toml)");
+    assert_eq!(setting(&stdout, "add_bos_token"), "false (from configs/models/salamandra-2b.toml)");
+    let stdout = dry_run(&["--dtype", "f32", "--add-bos-token", "auto"]);
+    assert_eq!(setting(&stdout, "dtype"), "f32");
+    assert_eq!(setting(&stdout, "add_bos_token"), "auto");
+}

@@ -2,7 +2,7 @@
 
 use crate::common::{fixtures, ibex_path_arg, model_folder, read_json, read_jsonl, run_ok, HUB_MODEL};
 use ibex_candle::CandleModel;
-use ibex_core::{BosPolicy, Encoder, LanguageModel, Request};
+use ibex_core::{BosPolicy, Encoder, LoglikelihoodRequest, TokenModel};
 use serde_json::Value;
 use std::path::Path;
 
@@ -234,7 +234,7 @@ fn tokenization_contract_and_scores_match_lm_eval_pair_by_pair() {
             Encoder::from_files(&folder.join("tokenizer.json"), &[folder.join("tokenizer_config.json")], policy)
                 .unwrap();
         for case in reference.as_array().unwrap().iter().filter(|c| c["add_bos_token"] == flag) {
-            let request = Request::Loglikelihood {
+            let request = LoglikelihoodRequest {
                 context: case["context"].as_str().unwrap().to_owned(),
                 continuation: case["continuation"].as_str().unwrap().to_owned(),
             };

@@ -8,6 +8,8 @@ name = "xnli_an_demo"
 family = "nli"
 language = "an"
 target_delimiter = ""
+
+[recipe]
 preprocess = ["strip_final_punct:premise", "lowercase_first:hypothesis"]
 choices = [
     "{premise}, verdat? Sí, {hypothesis}",
@@ -15,7 +17,7 @@ choices = [
     "{premise}, verdat? No, {hypothesis}",
 ]
 
-[fields]
+[recipe.fields]
 premise = "frase1"
 hypothesis = "frase2"
 label = "etiqueta"

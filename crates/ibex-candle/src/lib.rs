@@ -1,6 +1,6 @@
 //! ibex's Candle backend: loads a LlamaForCausalLM checkpoint onto a device and scores token sequences.
 //!
-//! It implements [`ibex_core::LanguageModel`] and sees token ids only; the tokenization contract and everything
+//! It implements [`ibex_core::TokenModel`] and sees token ids only; the tokenization contract and everything
 //! task-shaped happen before it. Scoring projects to the vocabulary only the positions that are scored, a chunk of
 //! rows at a time, so no `[batch, seq, vocab]` logits tensor is ever built (256k-vocabulary models make that tensor
 //! larger than the model's activations).
@@ -8,11 +8,11 @@
 mod device;
 pub mod llama;
 
-pub use device::{device_name, parse_dtype, select_device, DeviceError};
+pub use device::{candle_dtype, device_name, select_device, DeviceError};
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use ibex_core::{LanguageModel, ModelError, TokenRequest, TokenScore};
+use ibex_core::{ModelError, StopCriteria, TokenModel, TokenRequest, TokenScore};
 use llama::{Config, Llama, LlamaConfig};
 use std::path::{Path, PathBuf};
 
@@ -127,34 +127,38 @@ impl CandleModel {
 impl CandleModel {
     /// Greedy decoding with a KV cache for a batch of prompts, left-padded to one width: the prompts in one pass,
     /// then one token per row per step, so a step's cost does not grow with the prompts beyond attending to the
-    /// cache. A row stops on its own when `stop` says so; the batch ends when every row has.
+    /// cache. A row stops on its own when `stop` is met for it; the batch ends when every row has.
     fn generate_greedy(
         &self,
         prompts: &[Vec<u32>],
         max_new_tokens: usize,
-        stop: &mut dyn FnMut(usize, &[u32]) -> bool,
-    ) -> candle_core::Result<Vec<Vec<u32>>> {
+        stop: &StopCriteria,
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
+        let candle_error = |e: candle_core::Error| self.model_error(&e, prompts.len());
         let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
         let padded: Vec<u32> =
             prompts.iter().flat_map(|p| std::iter::repeat_n(0, width - p.len()).chain(p.iter().copied())).collect();
-        let mut input = Tensor::from_vec(padded, (prompts.len(), width), &self.device)?;
+        let mut input = Tensor::from_vec(padded, (prompts.len(), width), &self.device).map_err(candle_error)?;
         let mut cache = self.llama.new_cache(pads);
         let mut generated = vec![Vec::new(); prompts.len()];
         let mut done = vec![false; prompts.len()];
         for _ in 0..max_new_tokens {
-            let logits = self.llama.forward_cached(&input, &mut cache)?.to_dtype(DType::F32)?;
-            let next = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            let next = self
+                .llama
+                .forward_cached(&input, &mut cache)
+                .and_then(|logits| logits.to_dtype(DType::F32)?.argmax(D::Minus1)?.to_vec1::<u32>())
+                .map_err(candle_error)?;
             for (row, &token) in next.iter().enumerate() {
                 if !done[row] {
                     generated[row].push(token);
-                    done[row] = stop(row, &generated[row]);
+                    done[row] = stop.is_met(&generated[row])?;
                 }
             }
             if done.iter().all(|&d| d) {
                 break;
             }
-            input = Tensor::from_vec(next, (prompts.len(), 1), &self.device)?;
+            input = Tensor::from_vec(next, (prompts.len(), 1), &self.device).map_err(candle_error)?;
         }
         Ok(generated)
     }
@@ -169,7 +173,7 @@ impl CandleModel {
     }
 }
 
-impl LanguageModel for CandleModel {
+impl TokenModel for CandleModel {
     fn max_length(&self) -> usize {
         self.llama.config().max_position_embeddings
     }
@@ -182,9 +186,9 @@ impl LanguageModel for CandleModel {
         &mut self,
         prompts: &[Vec<u32>],
         max_new_tokens: usize,
-        stop: &mut dyn FnMut(usize, &[u32]) -> bool,
+        stop: &StopCriteria,
     ) -> Result<Vec<Vec<u32>>, ModelError> {
-        self.generate_greedy(prompts, max_new_tokens, stop).map_err(|e| self.model_error(&e, prompts.len()))
+        self.generate_greedy(prompts, max_new_tokens, stop)
     }
 }
 

@@ -7,9 +7,10 @@
 pub mod published;
 mod render;
 
-pub use published::{load, PublishedError, PublishedFile, PublishedRow};
+pub use published::{load, shipped, PublishedError, PublishedFile, PublishedRow};
 pub use render::{markdown, svg, terminal_table};
 
+use ibex_core::metrics::{parse_metric_key, stderr_key};
 use ibex_core::results::RunResults;
 use serde::Serialize;
 
@@ -90,9 +91,9 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
     for run in runs {
         for (task, metrics) in &run.results {
             for (key, value) in metrics {
-                let Some(metric) = key.strip_suffix(",none").filter(|m| !m.ends_with("_stderr")) else { continue };
+                let Some((metric, filter)) = parse_metric_key(key) else { continue };
                 let Some(measured) = value.as_f64() else { continue };
-                let stderr = metrics.get(&format!("{metric}_stderr,none")).and_then(|v| v.as_f64());
+                let stderr = metrics.get(&stderr_key(metric, filter)).and_then(|v| v.as_f64());
                 let mut found = None;
                 for (f, file) in published.iter().enumerate() {
                     for (r, row) in file.rows.iter().enumerate() {

@@ -104,13 +104,24 @@ pub fn load(path: &Path) -> Result<Vec<PublishedFile>, PublishedError> {
         return Ok(files);
     }
     let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    let file: PublishedFile = toml::from_str(&text).map_err(|e| error(e.message().trim_end().to_owned()))?;
+    files.push(parse(&path.display().to_string(), &text)?);
+    Ok(files)
+}
+
+/// The published numbers shipped in `configs/published/`, embedded in the binary.
+pub fn shipped() -> Result<Vec<PublishedFile>, PublishedError> {
+    ibex_assets::PUBLISHED.iter().map(|(path, text)| parse(path, text)).collect()
+}
+
+/// Parses one published-numbers file; `path` names it in errors.
+fn parse(path: &str, text: &str) -> Result<PublishedFile, PublishedError> {
+    let error = |message: String| PublishedError { path: path.to_owned(), message };
+    let file: PublishedFile = toml::from_str(text).map_err(|e| error(e.message().trim_end().to_owned()))?;
     if let Some(row) = file.rows.iter().find(|r| r.value.is_some() == r.range.is_some()) {
         return Err(error(format!(
             "row {}/{}/{} needs exactly one of `value` and `range`",
             row.task, row.metric, row.model
         )));
     }
-    files.push(file);
-    Ok(files)
+    Ok(file)
 }

@@ -2,23 +2,40 @@
 //! reason two harnesses on the same model can disagree: which BOS is added, where trailing whitespace goes, and
 //! which side of the join a straddling token belongs to.
 
-use crate::{Request, TokenRequest};
+use crate::{LoglikelihoodRequest, TokenRequest};
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
 /// Whether non-empty strings are encoded with the tokenizer's special tokens (for Llama-family tokenizers: a BOS).
 /// lm-eval ≤ 0.4.9 never added them unless asked (`add_bos_token=True`); since 0.4.9.2 the tokenizer's default
 /// applies. Reproducing a published number means choosing the era that produced it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum BosPolicy {
     /// The tokenizer's own default, as lm-eval ≥ 0.4.9.2: `add_bos_token` from tokenizer_config.json when it is
     /// set, otherwise whatever tokenizer.json's post-processor adds.
     #[default]
+    #[serde(rename = "auto")]
     Auto,
     /// Always encode with special tokens (lm-eval's `add_bos_token=True`).
+    #[serde(rename = "true")]
+    #[cfg_attr(feature = "clap", value(name = "true"))]
     Always,
     /// Never encode with special tokens (lm-eval ≤ 0.4.9's default).
+    #[serde(rename = "false")]
+    #[cfg_attr(feature = "clap", value(name = "false"))]
     Never,
+}
+
+impl std::fmt::Display for BosPolicy {
+    /// As `--add-bos-token` takes it: `auto`, `true`, `false`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BosPolicy::Auto => "auto",
+            BosPolicy::Always => "true",
+            BosPolicy::Never => "false",
+        })
+    }
 }
 
 /// A failure to build an [`Encoder`] or to encode a request.
@@ -165,10 +182,10 @@ impl Encoder {
         Ok(if self.clean_up_spaces { clean_up_tokenization(&text) } else { text })
     }
 
-    /// lm-eval's stop strings for a generation: the task's `until` plus the end-of-text token's text
+    /// lm-eval's stop criteria for a generation: the task's `until` plus the end-of-text token's text
     /// (`handle_stop_sequences`), each with its look-back window in tokens (`MultiTokenEOSCriteria`: the stop string's
-    /// own token count plus two).
-    pub fn stop_sequences(&self, until: &[String]) -> Result<Vec<(String, usize)>, EncodeError> {
+    /// own token count plus two), and the end-of-text token itself.
+    pub fn stop_criteria(&self, until: &[String]) -> Result<StopCriteria<'_>, EncodeError> {
         let mut sequences = until.to_vec();
         if let Some(eos) = self.eos_token_id {
             let eos_text = self.decode(&[eos], false)?;
@@ -176,53 +193,19 @@ impl Encoder {
                 sequences.push(eos_text);
             }
         }
-        sequences
+        let sequences = sequences
             .into_iter()
             .map(|s| {
                 let lookback = self.tok_encode(&s, false)?.len() + 2;
                 Ok((s, lookback))
             })
-            .collect()
-    }
-
-    /// Whether generation stops after `generated`: on the end-of-text token, or when a stop string appears in the last
-    /// tokens decoded on their own (so a stop can fire that the full text would not show, as in lm-eval).
-    pub fn should_stop(&self, generated: &[u32], stop_sequences: &[(String, usize)]) -> Result<bool, EncodeError> {
-        if generated.last().is_some_and(|&t| Some(t) == self.eos_token_id) {
-            return Ok(true);
-        }
-        for (sequence, lookback) in stop_sequences {
-            let window = &generated[generated.len().saturating_sub(*lookback)..];
-            if self.decode(window, false)?.contains(sequence.as_str()) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// The final text of a generation: the new tokens decoded without special tokens, cut before the first
-    /// occurrence of each stop string in turn (`postprocess_generated_text`).
-    pub fn generated_text(&self, generated: &[u32], stop_sequences: &[(String, usize)]) -> Result<String, EncodeError> {
-        let mut text = self.decode(generated, true)?;
-        for (sequence, _) in stop_sequences {
-            if let Some(cut) = text.find(sequence.as_str()).filter(|_| !sequence.is_empty()) {
-                text.truncate(cut);
-            }
-        }
-        Ok(text)
+            .collect::<Result<_, EncodeError>>()?;
+        Ok(StopCriteria { encoder: Some(self), eos_token_id: self.eos_token_id, sequences })
     }
 
     /// Tokenizes a loglikelihood request as `TemplateLM.loglikelihood` does.
-    pub fn encode(&self, request: &Request) -> Result<TokenRequest, EncodeError> {
-        let (context, continuation) = match request {
-            Request::Loglikelihood { context, continuation } => (context, continuation),
-            Request::Generate { context, .. } => {
-                return Err(EncodeError::Tokenize {
-                    text: context.clone(),
-                    message: "a generation request has no continuation to score".into(),
-                })
-            }
-        };
+    pub fn encode(&self, request: &LoglikelihoodRequest) -> Result<TokenRequest, EncodeError> {
+        let LoglikelihoodRequest { context, continuation } = request;
         let empty = || EncodeError::EmptyContinuation { context: context.clone(), continuation: continuation.clone() };
         if context.is_empty() {
             let mut continuation_ids = self.tok_encode(continuation, false)?;
@@ -253,6 +236,53 @@ impl Encoder {
         // sees `context_ids + whole[len(context_ids)..]`, which lm-eval feeds too.
         let continuation_ids = whole[context_ids.len().min(whole.len())..].to_vec();
         Ok(TokenRequest { context: context_ids, continuation: continuation_ids })
+    }
+}
+
+/// When a generation stops, checked by the generation loop after every token: lm-eval's `stop_sequences_criteria`
+/// (`lm_eval/models/utils.py`) plus transformers' stop on the end-of-text token.
+pub struct StopCriteria<'a> {
+    encoder: Option<&'a Encoder>,
+    eos_token_id: Option<u32>,
+    /// Stop strings with their look-back windows in tokens.
+    sequences: Vec<(String, usize)>,
+}
+
+impl StopCriteria<'static> {
+    /// Never stops: generation runs to its token budget (benchmarks).
+    pub fn never() -> Self {
+        Self { encoder: None, eos_token_id: None, sequences: Vec::new() }
+    }
+}
+
+impl StopCriteria<'_> {
+    /// Whether generation stops after `generated`: on the end-of-text token, or when a stop string appears in the last
+    /// tokens decoded on their own (so a stop can fire that the full text would not show, as in lm-eval).
+    pub fn is_met(&self, generated: &[u32]) -> Result<bool, EncodeError> {
+        if generated.last().is_some_and(|&t| Some(t) == self.eos_token_id) {
+            return Ok(true);
+        }
+        let Some(encoder) = self.encoder else { return Ok(false) };
+        for (sequence, lookback) in &self.sequences {
+            let window = &generated[generated.len().saturating_sub(*lookback)..];
+            if encoder.decode(window, false)?.contains(sequence.as_str()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The final text of a generation: the new tokens decoded without special tokens, cut before the first
+    /// occurrence of each stop string in turn (`postprocess_generated_text`).
+    pub fn generated_text(&self, generated: &[u32]) -> Result<String, EncodeError> {
+        let Some(encoder) = self.encoder else { return Ok(String::new()) };
+        let mut text = encoder.decode(generated, true)?;
+        for (sequence, _) in &self.sequences {
+            if let Some(cut) = text.find(sequence.as_str()).filter(|_| !sequence.is_empty()) {
+                text.truncate(cut);
+            }
+        }
+        Ok(text)
     }
 }
 

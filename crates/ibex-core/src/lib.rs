@@ -1,6 +1,7 @@
 //! ibex's shared vocabulary. Everything here is independent of any backend (no Candle) and of any task family:
 //! what a task asks of a model ([`Request`]), how that request becomes tokens exactly as lm-evaluation-harness
-//! builds them ([`Encoder`]), what a model must answer ([`LanguageModel`]), how per-sample scores aggregate
+//! builds them ([`Encoder`]), what a model must answer (the text-level [`LanguageModel`], the token-level [`TokenModel`] a backend
+//! implements, and the [`TemplateLm`] adapter between them), how per-sample scores aggregate
 //! ([`metrics`]), and the schema of what a run writes ([`results`]).
 //!
 //! A key design decision is that the tokenization contract lives here, once, rather than in each backend: lm-eval's
@@ -15,12 +16,20 @@ mod pyrandom;
 pub mod python;
 mod request;
 pub mod results;
+mod settings;
 mod task;
 mod template;
+mod template_lm;
 
-pub use encode::{BosPolicy, EncodeError, Encoder};
-pub use model::{LanguageModel, ModelError, TokenScore};
+pub use encode::{BosPolicy, EncodeError, Encoder, StopCriteria};
+pub use metrics::Metric;
+pub use model::{LanguageModel, ModelError, TokenModel, TokenScore};
 pub use pyrandom::PyRandom;
-pub use request::{Request, Response, TokenRequest};
-pub use task::{text_field, DataSpec, Doc, SampleScore, Task, TaskError};
+pub use request::{GenerateRequest, LoglikelihoodRequest, Request, Response, TokenRequest};
+pub use settings::{DeviceSpec, Dtype};
+pub use task::{
+    parse_task_file, text_field, DataSpec, Doc, SampleScore, Task, TaskError, TaskFamily, TaskHeader,
+    DEFAULT_FEWSHOT_DELIMITER,
+};
 pub use template::Template;
+pub use template_lm::{check_generation_budget, TemplateLm};

@@ -1,15 +1,67 @@
-//! Aggregation of per-sample scores, as lm-eval's `mean` and `mean_stderr` (`lm_eval/api/metrics.py`).
+//! Typed metrics and every lm-eval rule for turning per-sample scores into a task's and a group's numbers
+//! (`lm_eval/api/metrics.py`), and the one place lm-eval's result keys (`acc,none`, `acc_stderr,none`) are written
+//! and read.
+
+use serde_json::Value;
+
+/// How per-sample items become a task's value.
+#[derive(Clone, Copy, Debug)]
+pub enum Aggregation {
+    /// lm-eval's `mean`, with `mean_stderr` (sample standard deviation over √n): items are numbers.
+    Mean,
+    /// A corpus-level metric (lm-eval's `matthews_corrcoef`, `f1`, `bleu`): the function sees every item at once.
+    /// lm-eval estimates these metrics' standard errors by bootstrap; ibex reports none ("N/A").
+    Corpus(fn(&[Value]) -> Result<f64, String>),
+}
+
+/// A metric a task reports: lm-eval's `metric_list` entry.
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    /// lm-eval's metric name (`acc`, `exact_match`).
+    pub name: &'static str,
+    /// lm-eval's `higher_is_better`.
+    pub higher_is_better: bool,
+    /// How items aggregate.
+    pub aggregation: Aggregation,
+}
+
+impl Metric {
+    /// Accuracy: 1 when the most likely choice is the gold one.
+    pub const ACC: Metric = Metric { name: "acc", higher_is_better: true, aggregation: Aggregation::Mean };
+    /// SQuAD's exact match, in [0, 1].
+    pub const EXACT_MATCH: Metric =
+        Metric { name: "exact_match", higher_is_better: true, aggregation: Aggregation::Mean };
+    /// SQuAD's token F1, in [0, 1].
+    pub const F1: Metric = Metric { name: "f1", higher_is_better: true, aggregation: Aggregation::Mean };
+    /// Matthews correlation over `[gold, prediction]` items (lm-eval's `mcc`, as scikit-learn's `matthews_corrcoef`).
+    pub const MCC: Metric =
+        Metric { name: "mcc", higher_is_better: true, aggregation: Aggregation::Corpus(matthews_corrcoef) };
+
+    /// Aggregates one task's items: the value and, for means of two or more items, the standard error.
+    pub fn aggregate(&self, items: &[Value]) -> Result<Aggregate, String> {
+        match self.aggregation {
+            Aggregation::Mean => {
+                let values = items
+                    .iter()
+                    .map(|item| item.as_f64().ok_or_else(|| format!("`{}` item {item} is not a number", self.name)))
+                    .collect::<Result<Vec<f64>, String>>()?;
+                Ok(mean_stderr(&values))
+            }
+            Aggregation::Corpus(function) => Ok(Aggregate { value: function(items)?, stderr: None }),
+        }
+    }
+}
 
 /// A metric's value over a task, with its standard error.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Aggregate {
-    /// The mean of the per-sample values.
+    /// The metric's value.
     pub value: f64,
-    /// Sample standard deviation over √n; `None` below two samples, where lm-eval reports "N/A".
+    /// Its standard error; `None` where lm-eval reports "N/A".
     pub stderr: Option<f64>,
 }
 
-/// Mean and standard error of the mean: `sqrt(Σ(x − μ)² / (n − 1)) / √n`.
+/// Mean and standard error of the mean: `sqrt(Σ(x − μ)² / (n − 1)) / √n`; no stderr below two samples.
 pub fn mean_stderr(values: &[f64]) -> Aggregate {
     let n = values.len() as f64;
     let value = values.iter().sum::<f64>() / n;
@@ -20,9 +72,70 @@ pub fn mean_stderr(values: &[f64]) -> Aggregate {
     Aggregate { value, stderr }
 }
 
+/// A group's value from its tasks' `(documents, aggregate)`, as lm-eval aggregates with `weight_by_size: true`: the
+/// size-weighted mean, and the pooled standard error (`aggregate_subtask_metrics`, `pooled_sample_stderr`), which is
+/// "N/A" when any member has none.
+pub fn group_aggregate(members: &[(usize, Aggregate)]) -> Aggregate {
+    let sizes: Vec<f64> = members.iter().map(|(n, _)| *n as f64).collect();
+    let total: f64 = sizes.iter().sum();
+    let value = members.iter().zip(&sizes).map(|((_, a), n)| a.value * n).sum::<f64>() / total;
+    let stderrs: Option<Vec<f64>> = members.iter().map(|(_, a)| a.stderr).collect();
+    let stderr = stderrs.map(|stderrs| {
+        let pooled_variance = stderrs.iter().zip(&sizes).map(|(se, n)| (n - 1.0) * se * se * n).sum::<f64>()
+            / (total - sizes.len() as f64);
+        (pooled_variance / total).sqrt()
+    });
+    Aggregate { value, stderr }
+}
+
+/// scikit-learn's `matthews_corrcoef` over `[gold, prediction]` items of any number of classes; 0 when undefined.
+pub fn matthews_corrcoef(items: &[Value]) -> Result<f64, String> {
+    let pairs = items
+        .iter()
+        .map(|item| match item.as_array().map(Vec::as_slice) {
+            Some([gold, predicted]) => Ok((gold.to_string(), predicted.to_string())),
+            _ => Err(format!("`mcc` item {item} is not [gold, prediction]")),
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut classes: Vec<&String> = pairs.iter().flat_map(|(g, p)| [g, p]).collect();
+    classes.sort();
+    classes.dedup();
+    let k = classes.len();
+    let index = |label: &String| classes.binary_search(&label).expect("every label is a class");
+    let mut confusion = vec![vec![0.0_f64; k]; k];
+    for (gold, predicted) in &pairs {
+        confusion[index(gold)][index(predicted)] += 1.0;
+    }
+    let true_counts: Vec<f64> = confusion.iter().map(|row| row.iter().sum()).collect();
+    let predicted_counts: Vec<f64> = (0..k).map(|j| confusion.iter().map(|row| row[j]).sum()).collect();
+    let correct: f64 = (0..k).map(|i| confusion[i][i]).sum();
+    let total = pairs.len() as f64;
+    let covariance = correct * total - predicted_counts.iter().zip(&true_counts).map(|(p, t)| p * t).sum::<f64>();
+    let predicted_spread = total * total - predicted_counts.iter().map(|p| p * p).sum::<f64>();
+    let true_spread = total * total - true_counts.iter().map(|t| t * t).sum::<f64>();
+    let denominator = (predicted_spread * true_spread).sqrt();
+    Ok(if denominator == 0.0 { 0.0 } else { covariance / denominator })
+}
+
+/// lm-eval's results key of a metric under a filter: `acc,none`.
+pub fn metric_key(metric: &str, filter: &str) -> String {
+    format!("{metric},{filter}")
+}
+
+/// lm-eval's results key of a metric's standard error: `acc_stderr,none`.
+pub fn stderr_key(metric: &str, filter: &str) -> String {
+    format!("{metric}_stderr,{filter}")
+}
+
+/// The metric and filter of a value key (`acc,none` → `("acc", "none")`); `None` for stderr keys and other entries.
+pub fn parse_metric_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once(',').filter(|(metric, _)| !metric.ends_with("_stderr"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn stderr_matches_lm_eval_formula() {
@@ -35,5 +148,45 @@ mod tests {
     #[test]
     fn one_sample_has_no_stderr() {
         assert_eq!(mean_stderr(&[1.0]), Aggregate { value: 1.0, stderr: None });
+    }
+
+    #[test]
+    fn a_non_numeric_mean_item_is_an_error_not_a_panic() {
+        let err = Metric::ACC.aggregate(&[json!(1.0), json!("yes")]).unwrap_err();
+        assert_eq!(err, "`acc` item \"yes\" is not a number");
+    }
+
+    #[test]
+    fn matthews_corrcoef_equals_scikit_learns() {
+        // sklearn.metrics.matthews_corrcoef([1, 1, 0, 0, 1, 0], [1, 0, 0, 0, 1, 1]) = 0.3333333333333333
+        let items: Vec<Value> =
+            [(1, 1), (1, 0), (0, 0), (0, 0), (1, 1), (0, 1)].iter().map(|(g, p)| json!([g, p])).collect();
+        let mcc = Metric::MCC.aggregate(&items).unwrap();
+        assert!((mcc.value - 1.0 / 3.0).abs() < 1e-12, "{mcc:?}");
+        assert_eq!(mcc.stderr, None);
+        // Three classes: matthews_corrcoef([0, 1, 2, 2, 1], [0, 2, 2, 2, 1]) = 0.7349684152591671
+        let items: Vec<Value> = [(0, 0), (1, 2), (2, 2), (2, 2), (1, 1)].iter().map(|(g, p)| json!([g, p])).collect();
+        assert!((matthews_corrcoef(&items).unwrap() - 0.734_968_415_259_167_1).abs() < 1e-12);
+        // A constant prediction leaves it undefined: scikit-learn returns 0.
+        assert_eq!(matthews_corrcoef(&[json!([0, 1]), json!([1, 1])]).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn group_aggregate_weights_by_size_and_pools_stderr() {
+        let a = mean_stderr(&[1.0, 0.0, 1.0, 1.0]);
+        let b = mean_stderr(&[0.0, 0.0]);
+        let group = group_aggregate(&[(4, a), (2, b)]);
+        assert!((group.value - 0.5).abs() < 1e-12);
+        // Σ (n−1)·se²·n / (N − k) = (3·(0.25²)·4 + 1·0·2) / 4 = 0.1875; / N = 0.03125.
+        assert!((group.stderr.unwrap() - 0.03125_f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn result_keys_are_written_and_read_in_one_format() {
+        assert_eq!(metric_key("acc", "none"), "acc,none");
+        assert_eq!(stderr_key("acc", "none"), "acc_stderr,none");
+        assert_eq!(parse_metric_key("exact_match,none"), Some(("exact_match", "none")));
+        assert_eq!(parse_metric_key("acc_stderr,none"), None);
+        assert_eq!(parse_metric_key("n"), None);
     }
 }

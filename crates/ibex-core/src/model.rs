@@ -1,6 +1,8 @@
-//! The interface a backend implements.
+//! The two model seams. [`LanguageModel`] is lm-eval's `LM` (`lm_eval/api/model.py`): text in, answers out; the runner
+//! talks to nothing else. [`TokenModel`] is what a backend implements: token ids in, scores and token ids out. One
+//! adapter, [`crate::TemplateLm`] (lm-eval's `TemplateLM`), joins them and owns everything between text and tokens.
 
-use crate::TokenRequest;
+use crate::{EncodeError, GenerateRequest, LoglikelihoodRequest, StopCriteria, TokenRequest};
 use serde::Serialize;
 
 /// The score of one continuation: lm-eval's `(loglikelihood, is_greedy)`.
@@ -12,7 +14,7 @@ pub struct TokenScore {
     pub is_greedy: bool,
 }
 
-/// A failure inside a backend.
+/// A failure inside a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// The backend ran out of device memory.
@@ -23,27 +25,59 @@ pub enum ModelError {
         /// The batch size that did not fit.
         batch: usize,
     },
+    /// One request cannot be answered (it encodes to nothing, or does not fit the context window).
+    #[error("{message}")]
+    Request {
+        /// The request's index in the slice the model was given.
+        index: usize,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The tokenizer failed while checking a stop criterion.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     /// Any other backend failure, with the backend's own message.
     #[error("{0}")]
     Backend(String),
 }
 
-/// A causal language model that scores token sequences. Backends see tokens only, never tasks or text: the
-/// tokenization contract is applied before, by [`crate::Encoder`].
+/// A causal language model at lm-eval's level: requests as text, answers in the order of the requests. What it does
+/// between text and answers (tokenization, sorting, batching, devices) is its own business.
 pub trait LanguageModel {
-    /// The context window: lm-eval's `max_length` (the checkpoint's `max_position_embeddings`).
+    /// The context window in tokens: lm-eval's `max_length`.
+    fn max_length(&self) -> usize;
+
+    /// lm-eval's `loglikelihood`: one score per request. `progress` is told how many requests each step answered.
+    fn loglikelihood(
+        &mut self,
+        requests: &[LoglikelihoodRequest],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<TokenScore>, ModelError>;
+
+    /// lm-eval's `generate_until`: one generated text per request, cut at its first stop string.
+    fn generate_until(
+        &mut self,
+        requests: &[GenerateRequest],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<String>, ModelError>;
+}
+
+/// A causal language model at the token level: what a backend (Candle on CPU or CUDA) implements. It never sees
+/// text, tasks or the tokenizer's rules.
+pub trait TokenModel {
+    /// The context window: the checkpoint's `max_position_embeddings`.
     fn max_length(&self) -> usize;
 
     /// Scores a batch; the answers come back in the order of `batch`.
     fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError>;
 
-    /// Greedy decoding from each of `prompts`: appends the argmax token (the first on ties) to a row until
-    /// `stop(row, tokens_so_far)` returns true (asked after each token, that token included) or `max_new_tokens` are
+    /// Greedy decoding from each of `prompts`: appends the argmax token (the first on ties) to a row until `stop` is
+    /// met for that row's generated tokens (checked after each token, that token included) or `max_new_tokens` are
     /// generated. Each row stops on its own, so a row's output does not depend on the others.
     fn generate(
         &mut self,
         prompts: &[Vec<u32>],
         max_new_tokens: usize,
-        stop: &mut dyn FnMut(usize, &[u32]) -> bool,
+        stop: &StopCriteria,
     ) -> Result<Vec<Vec<u32>>, ModelError>;
 }

@@ -3,28 +3,46 @@
 use crate::TokenScore;
 use serde::Serialize;
 
+/// lm-eval's `loglikelihood` request: the log-probability of `continuation` following `context`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoglikelihoodRequest {
+    /// Text the model conditions on; may be empty.
+    pub context: String,
+    /// Text whose tokens are scored.
+    pub continuation: String,
+}
+
+/// lm-eval's `generate_until` request: greedy generation from `context` until one of `until` appears or
+/// `max_gen_toks` tokens are generated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GenerateRequest {
+    /// The prompt.
+    pub context: String,
+    /// Stop strings; the generated text is cut at the first of them.
+    pub until: Vec<String>,
+    /// The most tokens to generate, when the task sets it; else the model's default (lm-eval's model-level
+    /// `max_gen_toks`, 256).
+    pub max_gen_toks: Option<usize>,
+}
+
 /// What a task asks of a model, before tokenization. lm-eval's `multiple_choice` never reaches a model: a task
 /// expands it into one [`Request::Loglikelihood`] per choice, as `ConfigurableTask.construct_requests` does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Request {
-    /// The log-probability of `continuation` following `context`.
-    Loglikelihood {
-        /// Text the model conditions on; may be empty.
-        context: String,
-        /// Text whose tokens are scored.
-        continuation: String,
-    },
-    /// Greedy generation from `context` until one of `until` appears or `max_gen_toks` tokens are generated:
-    /// lm-eval's `generate_until`.
-    Generate {
-        /// The prompt.
-        context: String,
-        /// Stop strings; the generated text is cut at the first of them.
-        until: Vec<String>,
-        /// The most tokens to generate, when the task sets it; else the run's default (lm-eval's model-level
-        /// `max_gen_toks`, 256).
-        max_gen_toks: Option<usize>,
-    },
+    /// See [`LoglikelihoodRequest`].
+    Loglikelihood(LoglikelihoodRequest),
+    /// See [`GenerateRequest`].
+    Generate(GenerateRequest),
+}
+
+impl Request {
+    /// The text the model conditions on.
+    pub fn context(&self) -> &str {
+        match self {
+            Request::Loglikelihood(r) => &r.context,
+            Request::Generate(r) => &r.context,
+        }
+    }
 }
 
 /// A model's answer to one [`Request`].

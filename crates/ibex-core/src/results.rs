@@ -37,9 +37,9 @@ pub struct SampleRecord {
     pub prompt_hash: String,
     /// SHA-256 of the target's string form.
     pub target_hash: String,
-    /// Each metric's value for this document (`acc`: 0 or 1).
+    /// Each metric's item for this document (`acc`: 0 or 1).
     #[serde(flatten)]
-    pub scores: BTreeMap<String, f64>,
+    pub scores: BTreeMap<String, Value>,
 }
 
 /// `results.json`.

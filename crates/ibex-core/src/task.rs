@@ -1,8 +1,12 @@
-//! The interface a task family implements. Tasks see text and JSON, never a backend.
+//! The interfaces a task family implements ([`TaskFamily`], [`Task`]) and the task-file header every family shares
+//! ([`TaskHeader`]). Tasks see text and JSON, never a backend.
 
+use crate::metrics::Metric;
 use crate::{Request, Response};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One evaluated document after the task's preprocessing.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,8 +22,9 @@ pub struct Doc {
 pub struct SampleScore {
     /// The gold answer as lm-eval logs it under `target`.
     pub target: Value,
-    /// Each metric's per-sample value (e.g. `acc` → 1.0), averaged over documents by the runner.
-    pub metrics: BTreeMap<String, f64>,
+    /// Each metric's per-sample item (`acc` → 1.0; `mcc` → `[gold, prediction]`), aggregated over documents as the
+    /// task's [`Metric`] says.
+    pub metrics: BTreeMap<String, Value>,
 }
 
 /// A task's definition is wrong, or a data row does not fit it.
@@ -70,9 +75,11 @@ pub fn text_field(row: usize, fields: &Map<String, Value>, column: &str) -> Resu
     match fields.get(column) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(TaskError::row(row, column, format!("expected text, found {other}"))),
-        None => {
-            Err(TaskError::row(row, column, "missing; set [fields] in the task file if the column is named otherwise"))
-        }
+        None => Err(TaskError::row(
+            row,
+            column,
+            "missing; set [recipe.fields] in the task file if the column is named otherwise",
+        )),
     }
 }
 
@@ -119,28 +126,121 @@ impl DataSpec {
     }
 }
 
+/// lm-eval's default `fewshot_delimiter`, after each few-shot example.
+pub const DEFAULT_FEWSHOT_DELIMITER: &str = "\n\n";
+
+/// What every task file says, whatever its family: the part of lm-eval's task config that is not about prompts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TaskHeader {
+    /// lm-eval's task name (`xnli_en`).
+    pub name: String,
+    /// The family that reads the task's `[recipe]`.
+    pub family: String,
+    /// ISO 639 code of the task's language, for listings.
+    pub language: String,
+    /// Between a prompt and its answer: lm-eval's `target_delimiter`.
+    pub target_delimiter: String,
+    /// After each few-shot example: lm-eval's `fewshot_delimiter`.
+    pub fewshot_delimiter: String,
+    /// Where the data lives.
+    pub data: DataSpec,
+}
+
+/// A task file: the shared header, then the family's own `[recipe]` table.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskFile<R> {
+    name: String,
+    family: String,
+    language: String,
+    target_delimiter: String,
+    #[serde(default = "default_fewshot_delimiter")]
+    fewshot_delimiter: String,
+    data: DataSpec,
+    recipe: R,
+}
+
+fn default_fewshot_delimiter() -> String {
+    DEFAULT_FEWSHOT_DELIMITER.to_owned()
+}
+
+/// Parses a task file into its header and the family's recipe `R`, and validates the header (an evaluated split).
+/// Errors carry the byte range of the offending value, so the registry can name its line.
+pub fn parse_task_file<R: DeserializeOwned>(text: &str) -> Result<(TaskHeader, R), TaskError> {
+    let file: TaskFile<R> = toml::from_str(text)
+        .map_err(|e| TaskError::Spec { message: e.message().trim_end().to_owned(), span: e.span() })?;
+    if file.data.eval_split().is_none() {
+        return Err(TaskError::spec("[data] needs a test_split or a validation_split to evaluate"));
+    }
+    let header = TaskHeader {
+        name: file.name,
+        family: file.family,
+        language: file.language,
+        target_delimiter: file.target_delimiter,
+        fewshot_delimiter: file.fewshot_delimiter,
+        data: file.data,
+    };
+    Ok((header, file.recipe))
+}
+
+/// A kind of task (cloze NLI, extractive QA): reads the `[recipe]` of the task files that name it.
+pub trait TaskFamily: Sync {
+    /// The name task files give as `family = "…"`.
+    fn name(&self) -> &'static str;
+
+    /// Builds and validates the task a task file defines (see [`parse_task_file`]).
+    fn load(&self, text: &str) -> Result<Arc<dyn Task>, TaskError>;
+}
+
 /// An evaluation task: turns data rows into documents, documents into requests, and responses into scores.
 pub trait Task: Send + Sync {
+    /// The task file's shared header.
+    fn header(&self) -> &TaskHeader;
+
     /// The task's name, identical to lm-eval's (`xnli_en`).
-    fn name(&self) -> &str;
+    fn name(&self) -> &str {
+        &self.header().name
+    }
+
+    /// The task's language code.
+    fn language(&self) -> &str {
+        &self.header().language
+    }
 
     /// Where the task's data lives by default.
-    fn data(&self) -> &DataSpec;
+    fn data(&self) -> &DataSpec {
+        &self.header().data
+    }
 
     /// Builds the document for data row `row` of the evaluated split, applying the task's preprocessing.
     fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError>;
+
+    /// lm-eval's `doc_to_text`: the prompt of a document, before the target delimiter.
+    fn doc_to_text(&self, doc: &Doc) -> String;
+
+    /// lm-eval's `doc_to_target` as text: the gold answer a few-shot example shows.
+    fn doc_to_target(&self, doc: &Doc) -> String;
 
     /// The requests one document needs (one per choice for multiple choice), after `fewshot_context` (the
     /// concatenated [`Task::fewshot_example`]s of the chosen shots; empty at zero shots).
     fn requests(&self, doc: &Doc, fewshot_context: &str) -> Vec<Request>;
 
-    /// A solved example for few-shot prompts, with lm-eval's delimiters: `doc_to_text + target_delimiter + gold
-    /// answer + fewshot_delimiter`.
-    fn fewshot_example(&self, doc: &Doc) -> String;
+    /// A solved example for few-shot prompts, as lm-eval's sampler builds it: `doc_to_text + target_delimiter +
+    /// doc_to_target + fewshot_delimiter`.
+    fn fewshot_example(&self, doc: &Doc) -> String {
+        let header = self.header();
+        format!(
+            "{}{}{}{}",
+            self.doc_to_text(doc),
+            header.target_delimiter,
+            self.doc_to_target(doc),
+            header.fewshot_delimiter
+        )
+    }
 
     /// Scores a document from the responses to its [`Task::requests`], in the same order.
     fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore;
 
     /// The metrics [`Task::score`] reports, in display order.
-    fn metrics(&self) -> &[&'static str];
+    fn metrics(&self) -> &[Metric];
 }

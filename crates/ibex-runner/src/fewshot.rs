@@ -2,46 +2,37 @@
 //! `sample(fewshot_docs, k)` once per evaluated document in evaluation order (so document i's shots depend on every
 //! draw before it, hence on `--limit`), k + 1 drawn and the evaluated document dropped when the task has no test split.
 
-use crate::{data_file, Entry, RunConfig, RunError};
+use crate::RunError;
 use ibex_core::{Doc, PyRandom, Task};
 use ibex_data::Row;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The documents few-shot examples are drawn from.
 pub(crate) struct FewshotPool<'a> {
     task: &'a dyn Task,
-    rows: std::borrow::Cow<'a, [Row]>,
-    file: PathBuf,
+    rows: &'a [Row],
+    file: &'a Path,
     excludes_eval_doc: bool,
 }
 
 impl<'a> FewshotPool<'a> {
-    /// Reads the task's few-shot split, reusing the evaluated rows when it is the evaluated split.
-    pub(crate) fn load(
-        entry: &'a Entry,
-        config: &RunConfig,
-        eval_split: &str,
-        eval_rows: &'a [Row],
-        eval_file: &Path,
+    /// The pool of `rows` (split `split`, read from `file`); fails when it cannot give `shots` examples.
+    pub(crate) fn new(
+        task: &'a dyn Task,
+        split: &str,
+        rows: &'a [Row],
+        file: &'a Path,
+        shots: usize,
     ) -> Result<Self, RunError> {
-        let spec = entry.task.data();
-        let split = spec.fewshot_split().unwrap_or(eval_split);
-        let (rows, file) = if split == eval_split {
-            (std::borrow::Cow::Borrowed(eval_rows), eval_file.to_owned())
-        } else {
-            let (file, _) = data_file(entry, config, split)?;
-            (std::borrow::Cow::Owned(ibex_data::read_rows(&file)?), file)
-        };
-        let pool = Self { task: entry.task.as_ref(), rows, file, excludes_eval_doc: spec.fewshot_excludes_eval_doc() };
-        let needed = config.num_fewshot + usize::from(pool.excludes_eval_doc);
+        let pool = Self { task, rows, file, excludes_eval_doc: task.data().fewshot_excludes_eval_doc() };
+        let needed = shots + usize::from(pool.excludes_eval_doc);
         if pool.rows.len() < needed {
             return Err(RunError::Data(format!(
-                "is too small: few-shot split `{split}` of {} ({}) has {} documents; --num-fewshot {} needs {needed}",
-                entry.task.name(),
-                pool.file.display(),
+                "is too small: few-shot split `{split}` of {} ({}) has {} documents; --num-fewshot {shots} needs {needed}",
+                task.name(),
+                file.display(),
                 pool.rows.len(),
-                config.num_fewshot
             )));
         }
         Ok(pool)

@@ -1,16 +1,17 @@
 //! The task registry: every task file shipped in `tasks/` (embedded at build time) plus those of `--tasks-dir`
 //! folders, each dispatched to its family by the file's `family` key.
 
-use ibex_core::{Task, TaskError};
-use ibex_task_nli::{NliSpec, NliTask};
-use ibex_task_qa::{QaSpec, QaTask};
+use ibex_core::{Task, TaskError, TaskFamily};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Every task family ibex knows. Adding a family is one line here.
+const FAMILIES: &[&dyn TaskFamily] = &[&ibex_task_nli::Nli, &ibex_task_qa::Qa];
+
 /// The task files compiled into the binary: (path relative to the repository, content).
-const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_tasks.rs"));
+const BUILTIN: &[(&str, &str)] = ibex_assets::TASKS;
 
 /// A task file is invalid, or a task name is unknown.
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +51,6 @@ pub struct Entry {
     pub task: Arc<dyn Task>,
     /// Its family.
     pub family: &'static str,
-    /// Its language code.
-    pub language: String,
     /// The task file (repository-relative for shipped tasks).
     pub source: String,
     /// SHA-256 of the task file's bytes, recorded in results so a changed definition is visible.
@@ -134,32 +133,16 @@ impl Registry {
             self.groups.insert(name, group);
             return Ok(());
         }
-        let family = table.get("family").and_then(|f| f.as_str()).unwrap_or_default();
-        let (task, family, language): (Arc<dyn Task>, &'static str, String) = match family {
-            ibex_task_nli::FAMILY => {
-                let spec: NliSpec = toml::from_str(text).map_err(toml_error)?;
-                let task = NliTask::new(spec).map_err(task_error)?;
-                let language = task.language().to_owned();
-                (Arc::new(task), ibex_task_nli::FAMILY, language)
-            }
-            ibex_task_qa::FAMILY => {
-                let spec: QaSpec = toml::from_str(text).map_err(toml_error)?;
-                let task = QaTask::new(spec).map_err(task_error)?;
-                let language = task.language().to_owned();
-                (Arc::new(task), ibex_task_qa::FAMILY, language)
-            }
-            other => {
-                return Err(file_error(format!(
-                    "unknown family `{other}`; known families: {}, {}",
-                    ibex_task_nli::FAMILY,
-                    ibex_task_qa::FAMILY
-                )))
-            }
+        let family_name = table.get("family").and_then(|f| f.as_str()).unwrap_or_default();
+        let Some(family) = FAMILIES.iter().find(|f| f.name() == family_name) else {
+            let known: Vec<&str> = FAMILIES.iter().map(|f| f.name()).collect();
+            return Err(file_error(format!("unknown family `{family_name}`; known families: {}", known.join(", "))));
         };
+        let task = family.load(text).map_err(task_error)?;
         let name = task.name().to_owned();
         self.ensure_new(&name, source)?;
         let sha256 = format!("{:x}", Sha256::digest(text.as_bytes()));
-        self.entries.insert(name, Entry { task, family, language, source: source.to_owned(), sha256 });
+        self.entries.insert(name, Entry { task, family: family.name(), source: source.to_owned(), sha256 });
         Ok(())
     }
 
@@ -281,5 +264,12 @@ mod tests {
         let bad = text.replace("family = \"nli\"", "family = \"nli\"\nshots = 3");
         let err = registry.add("y.toml", &bad).unwrap_err().to_string();
         assert!(err.starts_with("task file y.toml: line 4: unknown field `shots`"), "{err}");
+        let bad = text.replace("[recipe]", "[recipe]\nshots = 3");
+        let err = registry.add("z.toml", &bad).unwrap_err().to_string();
+        let line = bad.lines().position(|l| l == "shots = 3").unwrap() + 1;
+        assert!(err.starts_with(&format!("task file z.toml: line {line}: unknown field `shots`")), "{err}");
+        let bad = text.replace("family = \"nli\"", "family = \"mcq\"");
+        let err = registry.add("w.toml", &bad).unwrap_err().to_string();
+        assert_eq!(err, "task file w.toml: unknown family `mcq`; known families: nli, qa");
     }
 }

@@ -1,7 +1,10 @@
-//! The table printed at the end of a run.
+//! What a person reads: the plan of a dry run, and the table printed at the end of a run.
 
+use crate::{Plan, PlannedTask, SplitSource};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use ibex_core::metrics::{parse_metric_key, stderr_key};
 use ibex_core::results::RunResults;
+use ibex_hub::Origin;
 
 /// One row per task and metric: value and stderr as percentages, labelled, and the number of documents.
 pub fn results_table(results: &RunResults) -> Table {
@@ -9,8 +12,8 @@ pub fn results_table(results: &RunResults) -> Table {
     table.load_preset(UTF8_FULL_CONDENSED).set_header(["task", "metric", "value (%)", "± stderr (%)", "n"]);
     for (task, metrics) in &results.results {
         for (key, value) in metrics {
-            let Some(metric) = key.strip_suffix(",none").filter(|m| !m.ends_with("_stderr")) else { continue };
-            let stderr = metrics.get(&format!("{metric}_stderr,none")).and_then(|v| v.as_f64());
+            let Some((metric, filter)) = parse_metric_key(key) else { continue };
+            let stderr = metrics.get(&stderr_key(metric, filter)).and_then(|v| v.as_f64());
             let percent = |v: f64| format!("{:.2}", v * 100.0);
             table.add_row([
                 Cell::new(task),
@@ -23,4 +26,81 @@ pub fn results_table(results: &RunResults) -> Table {
         }
     }
     table
+}
+
+/// What `ibex run --dry-run` prints: the run's settings and model files, then one row per task with its data files,
+/// documents and requests.
+pub fn plan_tables(plan: &Plan) -> String {
+    let mut settings = Table::new();
+    settings.load_preset(UTF8_FULL_CONDENSED).set_header(["setting", "value"]);
+    let files = &plan.model_files;
+    let origin = match &files.origin {
+        Origin::Hub { repo, commit } => format!("{repo}@{commit}"),
+        Origin::Folder(folder) => folder.display().to_string(),
+    };
+    let file_names: Vec<String> = [&files.config, &files.tokenizer]
+        .into_iter()
+        .chain(&files.tokenizer_settings)
+        .chain(&files.weights)
+        .filter_map(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+        .collect();
+    let from_recipe = |name: &str| match &plan.recipe {
+        Some((source, applied)) if applied.contains(&name) => format!(" (from {source})"),
+        _ => String::new(),
+    };
+    let rows = [
+        ("model", origin),
+        ("files", file_names.join(", ")),
+        ("weights", format!("{} file(s), {}", files.weights.len(), human_bytes(plan.weights_bytes()))),
+        ("device", plan.device.to_string()),
+        ("dtype", format!("{}{}", plan.dtype, from_recipe("dtype"))),
+        ("add_bos_token", format!("{}{}", plan.bos, from_recipe("add_bos_token"))),
+        ("batch size", plan.batch_size.to_string()),
+        ("few-shot", format!("{} (seed {})", plan.num_fewshot, plan.fewshot_seed)),
+        ("max_gen_toks", plan.max_gen_toks.to_string()),
+        ("limit", plan.limit.map_or("none".into(), |l| l.to_string())),
+        ("output", plan.output.display().to_string()),
+    ];
+    for (name, value) in rows {
+        settings.add_row([name.to_owned(), value]);
+    }
+    let mut tasks = Table::new();
+    tasks.load_preset(UTF8_FULL_CONDENSED).set_header(["task", "family", "split", "data", "documents", "requests"]);
+    for task in &plan.tasks {
+        let mut data = describe_source(&task.eval);
+        if let Some(fewshot) = &task.fewshot {
+            data.push_str(&format!("\nfew-shot {}: {}", fewshot.split, describe_source(fewshot)));
+        }
+        tasks.add_row([
+            Cell::new(task.name()),
+            Cell::new(task.entry.family),
+            Cell::new(&task.eval.split),
+            Cell::new(data),
+            Cell::new(task.docs.len()).set_alignment(CellAlignment::Right),
+            Cell::new(task.request_count()).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    let documents: usize = plan.tasks.iter().map(|t| t.docs.len()).sum();
+    let requests: usize = plan.tasks.iter().map(PlannedTask::request_count).sum();
+    format!("{settings}\n{tasks}\n{} task(s), {documents} documents, {requests} requests", plan.tasks.len())
+}
+
+/// A data file as a person wants to read it: `repo@commit/path-in-repo` for hub files, else the path given.
+fn describe_source(source: &SplitSource) -> String {
+    let path = source.file.display().to_string();
+    let in_repo = path.split_once("/snapshots/").and_then(|(_, rest)| rest.split_once('/')).map(|(_, file)| file);
+    match (&source.dataset, in_repo) {
+        (Some(dataset), Some(file)) => format!("{dataset}/{file}"),
+        _ => path,
+    }
+}
+
+/// `1.50 GiB`, `3.2 MiB`, `930 KiB`.
+fn human_bytes(bytes: u64) -> String {
+    let bytes = bytes as f64;
+    match bytes {
+        b if b >= f64::from(1u32 << 30) => format!("{:.2} GiB", b / f64::from(1u32 << 30)),
+        b if b >= f64::from(1u32 << 20) => format!("{:.1} MiB", b / f64::from(1u32 << 20)),
+        b => format!("{:.0} KiB", (b / 1024.0).ceil()),
+    }
 }

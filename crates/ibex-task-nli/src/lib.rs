@@ -1,5 +1,5 @@
 //! The cloze natural-language-inference family: XNLI in every language and its Catalan, Basque and Galician
-//! relatives. Each task is a task file ([`NliSpec`]); the family turns a row into three scored sentences, one per
+//! relatives. Each task is a task file whose `[recipe]` is an [`NliRecipe`]; the family turns a row into three scored sentences, one per
 //! label, and the task's accuracy is how often the gold sentence is the most likely.
 //!
 //! As in lm-eval, the context is empty and each choice is the whole sentence
@@ -10,41 +10,43 @@ mod preprocess;
 
 pub use preprocess::Step;
 
-use ibex_core::{text_field, DataSpec, Doc, Request, Response, SampleScore, Task, TaskError, Template};
+use ibex_core::{
+    parse_task_file, text_field, Doc, LoglikelihoodRequest, Metric, Request, Response, SampleScore, Task, TaskError,
+    TaskFamily, TaskHeader, Template,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use toml::Spanned;
 
-/// The family name task files give as `family = "nli"`.
-pub const FAMILY: &str = "nli";
+/// The family task files name as `family = "nli"`.
+pub struct Nli;
 
-/// lm-eval's default `fewshot_delimiter`, after each few-shot example.
-const FEWSHOT_DELIMITER: &str = "\n\n";
+impl TaskFamily for Nli {
+    fn name(&self) -> &'static str {
+        "nli"
+    }
+
+    fn load(&self, text: &str) -> Result<Arc<dyn Task>, TaskError> {
+        let (header, recipe) = parse_task_file(text)?;
+        Ok(Arc::new(NliTask::new(header, recipe)?))
+    }
+}
 
 /// The labels in choice order: lm-eval's 0 entailment, 1 neutral, 2 contradiction.
 const LABEL_NAMES: [&str; 3] = ["entailment", "neutral", "contradiction"];
 
-/// A task file of the NLI family.
+/// The `[recipe]` of an NLI task file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NliSpec {
-    /// lm-eval's task name.
-    pub name: String,
-    /// Always [`FAMILY`].
-    pub family: String,
-    /// ISO 639 code of the task's language, for listings.
-    pub language: String,
-    /// Where the data lives.
-    pub data: DataSpec,
+pub struct NliRecipe {
     /// Data columns holding the premise, hypothesis and label, when they are not named so.
     #[serde(default)]
     pub fields: Fields,
     /// Preprocessing steps, in order (`detokenize:premise`, `lowercase_first:hypothesis`, …).
     #[serde(default)]
     pub preprocess: Vec<Spanned<String>>,
-    /// Put between the (empty) context and each choice: lm-eval's `target_delimiter`.
-    pub target_delimiter: String,
     /// One template per label, in label order, over `{premise}` and `{hypothesis}`.
     pub choices: Vec<Spanned<String>>,
 }
@@ -70,46 +72,36 @@ impl Default for Fields {
 /// A validated NLI task.
 #[derive(Clone, Debug)]
 pub struct NliTask {
-    spec: NliSpec,
+    header: TaskHeader,
+    fields: Fields,
     steps: Vec<Step>,
     templates: Vec<Template>,
 }
 
 impl NliTask {
-    /// Validates a spec: three choices, known template variables, known preprocessing steps.
-    pub fn new(spec: NliSpec) -> Result<Self, TaskError> {
-        if spec.family != FAMILY {
-            return Err(TaskError::spec(format!("family is `{}`, expected `{FAMILY}`", spec.family)));
-        }
-        if spec.choices.len() != LABEL_NAMES.len() {
+    /// Validates a recipe: three choices, known template variables, known preprocessing steps.
+    pub fn new(header: TaskHeader, recipe: NliRecipe) -> Result<Self, TaskError> {
+        if recipe.choices.len() != LABEL_NAMES.len() {
             return Err(TaskError::spec(format!(
                 "`choices` has {} templates; NLI needs 3 (entailment, neutral, contradiction)",
-                spec.choices.len()
+                recipe.choices.len()
             )));
         }
-        if spec.data.eval_split().is_none() {
-            return Err(TaskError::spec("[data] needs a test_split or a validation_split to evaluate"));
-        }
-        let templates = spec
+        let templates = recipe
             .choices
             .iter()
             .map(|t| Template::parse(t.get_ref(), &["premise", "hypothesis"]).map_err(|e| e.at(t.span())))
             .collect::<Result<_, _>>()?;
-        let steps = spec
+        let steps = recipe
             .preprocess
             .iter()
             .map(|s| Step::parse(s.get_ref()).map_err(|e| e.at(s.span())))
             .collect::<Result<_, _>>()?;
-        Ok(Self { spec, steps, templates })
-    }
-
-    /// The task's language code.
-    pub fn language(&self) -> &str {
-        &self.spec.language
+        Ok(Self { header, fields: recipe.fields, steps, templates })
     }
 
     fn label(&self, row: usize, fields: &Map<String, Value>) -> Result<usize, TaskError> {
-        let column = &self.spec.fields.label;
+        let column = &self.fields.label;
         let value = fields.get(column).ok_or_else(|| TaskError::row(row, column, "missing"))?;
         let index = match value {
             Value::Number(n) => n.as_u64().map(|n| n as usize),
@@ -128,7 +120,7 @@ impl NliTask {
     /// The three choice sentences of a document, in label order.
     fn choices(&self, doc: &Doc) -> Vec<String> {
         let text = |column: &str| doc.fields[column].as_str().unwrap_or_default().to_owned();
-        let (premise, hypothesis) = (text(&self.spec.fields.premise), text(&self.spec.fields.hypothesis));
+        let (premise, hypothesis) = (text(&self.fields.premise), text(&self.fields.hypothesis));
         self.templates
             .iter()
             .map(|template| template.render(|name| if name == "premise" { &premise } else { &hypothesis }))
@@ -136,46 +128,49 @@ impl NliTask {
     }
 
     fn gold(&self, doc: &Doc) -> usize {
-        doc.fields[&self.spec.fields.label].as_u64().unwrap_or_default() as usize
+        doc.fields[&self.fields.label].as_u64().unwrap_or_default() as usize
     }
 }
 
 impl Task for NliTask {
-    fn name(&self) -> &str {
-        &self.spec.name
-    }
-
-    fn data(&self) -> &DataSpec {
-        &self.spec.data
+    fn header(&self) -> &TaskHeader {
+        &self.header
     }
 
     fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
-        let mut premise = text_field(row, fields, &self.spec.fields.premise)?;
-        let mut hypothesis = text_field(row, fields, &self.spec.fields.hypothesis)?;
+        let mut premise = text_field(row, fields, &self.fields.premise)?;
+        let mut hypothesis = text_field(row, fields, &self.fields.hypothesis)?;
         let label = self.label(row, fields)?;
         for step in &self.steps {
             step.apply(&mut premise, &mut hypothesis);
         }
         let mut doc = fields.clone();
-        doc.insert(self.spec.fields.premise.clone(), Value::String(premise));
-        doc.insert(self.spec.fields.hypothesis.clone(), Value::String(hypothesis));
-        doc.insert(self.spec.fields.label.clone(), Value::from(label));
+        doc.insert(self.fields.premise.clone(), Value::String(premise));
+        doc.insert(self.fields.hypothesis.clone(), Value::String(hypothesis));
+        doc.insert(self.fields.label.clone(), Value::from(label));
         Ok(Doc { id: row, fields: doc })
+    }
+
+    /// Empty: NLI's whole sentence is the choice.
+    fn doc_to_text(&self, _doc: &Doc) -> String {
+        String::new()
+    }
+
+    fn doc_to_target(&self, doc: &Doc) -> String {
+        self.choices(doc).swap_remove(self.gold(doc))
     }
 
     /// The context is the few-shot examples alone: NLI's `doc_to_text` is empty, the whole sentence is scored.
     fn requests(&self, doc: &Doc, fewshot_context: &str) -> Vec<Request> {
         self.choices(doc)
             .into_iter()
-            .map(|choice| Request::Loglikelihood {
-                context: fewshot_context.to_owned(),
-                continuation: format!("{}{choice}", self.spec.target_delimiter),
+            .map(|choice| {
+                Request::Loglikelihood(LoglikelihoodRequest {
+                    context: format!("{fewshot_context}{}", self.doc_to_text(doc)),
+                    continuation: format!("{}{choice}", self.header.target_delimiter),
+                })
             })
             .collect()
-    }
-
-    fn fewshot_example(&self, doc: &Doc) -> String {
-        format!("{}{}{FEWSHOT_DELIMITER}", self.spec.target_delimiter, self.choices(doc)[self.gold(doc)])
     }
 
     fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore {
@@ -195,12 +190,12 @@ impl Task for NliTask {
             .0;
         SampleScore {
             target: Value::from(gold),
-            metrics: BTreeMap::from([("acc".to_owned(), f64::from(u8::from(predicted == gold)))]),
+            metrics: BTreeMap::from([("acc".to_owned(), Value::from(f64::from(u8::from(predicted == gold))))]),
         }
     }
 
-    fn metrics(&self) -> &[&'static str] {
-        &["acc"]
+    fn metrics(&self) -> &[Metric] {
+        &[Metric::ACC]
     }
 }
 
@@ -208,9 +203,8 @@ impl Task for NliTask {
 mod tests {
     use super::*;
 
-    fn xnli_en() -> NliTask {
-        let spec: NliSpec = toml::from_str(include_str!("../../../tasks/nli/xnli_en.toml")).unwrap();
-        NliTask::new(spec).unwrap()
+    fn xnli_en() -> Arc<dyn Task> {
+        Nli.load(include_str!("../../../tasks/nli/xnli_en.toml")).unwrap()
     }
 
     fn row(premise: &str, hypothesis: &str, label: Value) -> Map<String, Value> {
@@ -225,11 +219,11 @@ mod tests {
             .requests(&doc, "")
             .into_iter()
             .map(|request| match request {
-                Request::Loglikelihood { context, continuation } => {
+                Request::Loglikelihood(LoglikelihoodRequest { context, continuation }) => {
                     assert_eq!(context, "");
                     continuation
                 }
-                Request::Generate { .. } => panic!("NLI asks for log-likelihoods"),
+                Request::Generate(_) => panic!("NLI asks for log-likelihoods"),
             })
             .collect();
         assert_eq!(
@@ -247,9 +241,7 @@ mod tests {
         let task = xnli_en();
         let doc = task.doc(0, &row("A cat sat.", "An animal sat.", Value::from(2))).unwrap();
         assert_eq!(task.fewshot_example(&doc), " A cat sat., right? No, An animal sat.\n\n");
-        assert!(
-            matches!(&task.requests(&doc, "shots\n\n")[0], Request::Loglikelihood { context, .. } if context == "shots\n\n")
-        );
+        assert!(task.requests(&doc, "shots\n\n")[0].context() == "shots\n\n");
     }
 
     #[test]
@@ -278,5 +270,6 @@ mod tests {
         let ll = |v: f64| Response::Loglikelihood(ibex_core::TokenScore { logprob: v, is_greedy: false });
         assert_eq!(task.score(&doc, &[ll(-3.0), ll(-1.0), ll(-2.0)]).metrics["acc"], 1.0);
         assert_eq!(task.score(&doc, &[ll(-1.0), ll(-1.0), ll(-2.0)]).metrics["acc"], 0.0);
+        assert_eq!(task.metrics()[0].name, "acc");
     }
 }

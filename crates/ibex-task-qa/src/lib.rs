@@ -2,22 +2,34 @@
 //! a greedy answer generated until a stop string, scored with SQuAD's exact match and F1 ([`squad`]).
 //!
 //! lm-eval's xquad and catalan_bench tasks compare with the first gold answer only; the official SQuAD v1.1 metric
-//! takes the best over every gold answer. A task file says which (`gold = "first"` or `"all"`), so each task keeps the
+//! takes the best over every gold answer. A task file's `[recipe]` ([`QaRecipe`]) says which (`gold = "first"` or `"all"`), so each task keeps the
 //! definition its published numbers used.
 
 pub mod squad;
 
-use ibex_core::{text_field, DataSpec, Doc, Request, Response, SampleScore, Task, TaskError, Template};
+use ibex_core::{
+    parse_task_file, text_field, Doc, GenerateRequest, Metric, Request, Response, SampleScore, Task, TaskError,
+    TaskFamily, TaskHeader, Template,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use toml::Spanned;
 
-/// The family name task files give as `family = "qa"`.
-pub const FAMILY: &str = "qa";
+/// The family task files name as `family = "qa"`.
+pub struct Qa;
 
-/// lm-eval's default `fewshot_delimiter`.
-const FEWSHOT_DELIMITER: &str = "\n\n";
+impl TaskFamily for Qa {
+    fn name(&self) -> &'static str {
+        "qa"
+    }
+
+    fn load(&self, text: &str) -> Result<Arc<dyn Task>, TaskError> {
+        let (header, recipe) = parse_task_file(text)?;
+        Ok(Arc::new(QaTask::new(header, recipe)?))
+    }
+}
 
 /// Which gold answers a prediction is compared with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -29,20 +41,12 @@ pub enum Gold {
     All,
 }
 
-/// A task file of the QA family.
+/// The `[recipe]` of a QA task file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QaSpec {
-    /// lm-eval's task name.
-    pub name: String,
-    /// Always [`FAMILY`].
-    pub family: String,
-    /// ISO 639 code of the task's language.
-    pub language: String,
+pub struct QaRecipe {
     /// The prompt over `{context}` and `{question}` (lm-eval's `doc_to_text`).
     pub prompt: Spanned<String>,
-    /// Between a few-shot example's prompt and its answer: lm-eval's `target_delimiter`.
-    pub target_delimiter: String,
     /// Stop strings (lm-eval's `generation_kwargs.until`).
     pub until: Vec<String>,
     /// The most tokens to generate (lm-eval's `generation_kwargs.max_gen_toks`); the run's `--max-gen-toks` when unset.
@@ -53,8 +57,6 @@ pub struct QaSpec {
     /// Data column names, when not `context`, `question`, `answers`.
     #[serde(default)]
     pub fields: Fields,
-    /// Where the data lives.
-    pub data: DataSpec,
 }
 
 /// Data column names.
@@ -78,37 +80,21 @@ impl Default for Fields {
 /// A validated QA task.
 #[derive(Clone, Debug)]
 pub struct QaTask {
-    spec: QaSpec,
+    header: TaskHeader,
+    recipe: QaRecipe,
     prompt: Template,
 }
 
 impl QaTask {
-    /// Validates a spec: known template variables, an evaluated split, at least one stop string.
-    pub fn new(spec: QaSpec) -> Result<Self, TaskError> {
-        if spec.family != FAMILY {
-            return Err(TaskError::spec(format!("family is `{}`, expected `{FAMILY}`", spec.family)));
-        }
-        if spec.data.eval_split().is_none() {
-            return Err(TaskError::spec("[data] needs a test_split or a validation_split to evaluate"));
-        }
-        let prompt =
-            Template::parse(spec.prompt.get_ref(), &["context", "question"]).map_err(|e| e.at(spec.prompt.span()))?;
-        Ok(Self { spec, prompt })
-    }
-
-    /// The task's language code.
-    pub fn language(&self) -> &str {
-        &self.spec.language
-    }
-
-    fn render_prompt(&self, doc: &Doc) -> String {
-        let text = |column: &str| doc.fields.get(column).and_then(Value::as_str).unwrap_or_default();
-        let (context, question) = (text(&self.spec.fields.context), text(&self.spec.fields.question));
-        self.prompt.render(|name| if name == "context" { context } else { question })
+    /// Validates a recipe: known template variables.
+    pub fn new(header: TaskHeader, recipe: QaRecipe) -> Result<Self, TaskError> {
+        let prompt = Template::parse(recipe.prompt.get_ref(), &["context", "question"])
+            .map_err(|e| e.at(recipe.prompt.span()))?;
+        Ok(Self { header, recipe, prompt })
     }
 
     fn gold_answers(&self, doc: &Doc) -> Vec<String> {
-        doc.fields.get(&self.spec.fields.answers).map(answer_texts).unwrap_or_default()
+        doc.fields.get(&self.recipe.fields.answers).map(answer_texts).unwrap_or_default()
     }
 }
 
@@ -132,46 +118,49 @@ fn answer_texts(value: &Value) -> Vec<String> {
 }
 
 impl Task for QaTask {
-    fn name(&self) -> &str {
-        &self.spec.name
-    }
-
-    fn data(&self) -> &DataSpec {
-        &self.spec.data
+    fn header(&self) -> &TaskHeader {
+        &self.header
     }
 
     fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
-        text_field(row, fields, &self.spec.fields.context)?;
-        text_field(row, fields, &self.spec.fields.question)?;
-        let column = &self.spec.fields.answers;
-        let answers = fields.get(column).ok_or_else(|| TaskError::row(row, column, "missing"))?;
+        let names = &self.recipe.fields;
+        text_field(row, fields, &names.context)?;
+        text_field(row, fields, &names.question)?;
+        let answers = fields.get(&names.answers).ok_or_else(|| TaskError::row(row, &names.answers, "missing"))?;
         if answer_texts(answers).is_empty() {
             return Err(TaskError::row(
                 row,
-                column,
+                &names.answers,
                 format!("no answer text in {answers}; expected {{\"text\": [...]}}, [{{\"text\": ...}}] or [\"...\"]"),
             ));
         }
         Ok(Doc { id: row, fields: fields.clone() })
     }
 
-    fn requests(&self, doc: &Doc, fewshot_context: &str) -> Vec<Request> {
-        vec![Request::Generate {
-            context: format!("{fewshot_context}{}", self.render_prompt(doc)),
-            until: self.spec.until.clone(),
-            max_gen_toks: self.spec.max_gen_toks,
-        }]
+    fn doc_to_text(&self, doc: &Doc) -> String {
+        let text = |column: &str| doc.fields.get(column).and_then(Value::as_str).unwrap_or_default();
+        let names = &self.recipe.fields;
+        let (context, question) = (text(&names.context), text(&names.question));
+        self.prompt.render(|name| if name == "context" { context } else { question })
     }
 
-    fn fewshot_example(&self, doc: &Doc) -> String {
-        let answer = self.gold_answers(doc).into_iter().next().unwrap_or_default();
-        format!("{}{}{answer}{FEWSHOT_DELIMITER}", self.render_prompt(doc), self.spec.target_delimiter)
+    /// The first gold answer, as lm-eval's xquad tasks show in few-shot examples.
+    fn doc_to_target(&self, doc: &Doc) -> String {
+        self.gold_answers(doc).into_iter().next().unwrap_or_default()
+    }
+
+    fn requests(&self, doc: &Doc, fewshot_context: &str) -> Vec<Request> {
+        vec![Request::Generate(GenerateRequest {
+            context: format!("{fewshot_context}{}", self.doc_to_text(doc)),
+            until: self.recipe.until.clone(),
+            max_gen_toks: self.recipe.max_gen_toks,
+        })]
     }
 
     fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore {
         let prediction = responses.first().and_then(Response::generation).unwrap_or_default();
         let answers = self.gold_answers(doc);
-        let golds = match self.spec.gold {
+        let golds = match self.recipe.gold {
             Gold::First => &answers[..answers.len().min(1)],
             Gold::All => &answers[..],
         };
@@ -179,14 +168,14 @@ impl Task for QaTask {
         SampleScore {
             target: Value::from(answers.first().cloned().unwrap_or_default()),
             metrics: BTreeMap::from([
-                ("exact_match".to_owned(), best(squad::exact_match)),
-                ("f1".to_owned(), best(squad::f1)),
+                ("exact_match".to_owned(), Value::from(best(squad::exact_match))),
+                ("f1".to_owned(), Value::from(best(squad::f1))),
             ]),
         }
     }
 
-    fn metrics(&self) -> &[&'static str] {
-        &["f1", "exact_match"]
+    fn metrics(&self) -> &[Metric] {
+        &[Metric::F1, Metric::EXACT_MATCH]
     }
 }
 
@@ -196,9 +185,9 @@ mod tests {
 
     fn task(file: &str, gold: &str) -> QaTask {
         let text = std::fs::read_to_string(format!("{}/../../tasks/qa/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        let mut spec: QaSpec = toml::from_str(&text).unwrap();
-        spec.gold = if gold == "all" { Gold::All } else { Gold::First };
-        QaTask::new(spec).unwrap()
+        let (header, mut recipe): (TaskHeader, QaRecipe) = parse_task_file(&text).unwrap();
+        recipe.gold = if gold == "all" { Gold::All } else { Gold::First };
+        QaTask::new(header, recipe).unwrap()
     }
 
     fn row(value: Value) -> Map<String, Value> {
@@ -242,11 +231,11 @@ mod tests {
             .unwrap();
         assert_eq!(
             task.requests(&doc, "")[0],
-            Request::Generate {
+            Request::Generate(GenerateRequest {
                 context: "Context: C.\n\nQuestion: Q?\n\nAnswer:".into(),
                 until: vec!["\n".into()],
                 max_gen_toks: None
-            }
+            })
         );
         assert_eq!(task.fewshot_example(&doc), "Context: C.\n\nQuestion: Q?\n\nAnswer: A\n\n");
     }

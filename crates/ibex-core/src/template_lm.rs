@@ -1,0 +1,134 @@
+//! The one adapter between the two model seams: lm-eval's `TemplateLM` (`lm_eval/api/model.py`) and the request
+//! ordering of `HFLM` (`lm_eval/models/huggingface.py`). It owns the tokenization contract ([`Encoder`]), the length
+//! sorting and batching, and the stop criteria; the backend below it sees token ids only.
+
+use crate::{
+    Encoder, GenerateRequest, LanguageModel, LoglikelihoodRequest, ModelError, TokenModel, TokenRequest, TokenScore,
+};
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+
+/// A [`TokenModel`] made a [`LanguageModel`].
+pub struct TemplateLm<M> {
+    model: M,
+    encoder: Encoder,
+    batch_size: NonZeroUsize,
+    max_gen_toks: usize,
+}
+
+impl<M: TokenModel> TemplateLm<M> {
+    /// `max_gen_toks` is lm-eval's model-level default, used by requests that do not set their own.
+    pub fn new(model: M, encoder: Encoder, batch_size: NonZeroUsize, max_gen_toks: usize) -> Self {
+        Self { model, encoder, batch_size, max_gen_toks }
+    }
+
+    /// The tokenizer contract in use.
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// A generation prompt for lm-eval's `generate_until`: encoded with the tokenizer's default special tokens and
+    /// left-truncated to leave `budget` tokens of the model's window for the answer.
+    fn prompt_tokens(&self, context: &str, budget: usize) -> Result<Vec<u32>, String> {
+        let window = self.model.max_length();
+        check_generation_budget(budget, window)?;
+        let prompt = self.encoder.encode_prompt(context, window - budget).map_err(|e| e.to_string())?;
+        if prompt.is_empty() {
+            return Err("the prompt encodes to no tokens; a generation needs at least one".into());
+        }
+        Ok(prompt)
+    }
+}
+
+/// A generation budget must leave at least one token of the context window for the prompt.
+pub fn check_generation_budget(budget: usize, window: usize) -> Result<(), String> {
+    if budget >= window {
+        return Err(format!(
+            "max_gen_toks {budget} leaves no room for a prompt in the model's context window of {window}; \
+             pass a smaller --max-gen-toks"
+        ));
+    }
+    Ok(())
+}
+
+impl<M: TokenModel> LanguageModel for TemplateLm<M> {
+    fn max_length(&self) -> usize {
+        self.model.max_length()
+    }
+
+    /// Tokenizes every request, then scores them longest first in batches (as lm-eval's `Collator` orders them, so
+    /// the first batch shows whether memory suffices), and returns the scores in request order.
+    fn loglikelihood(
+        &mut self,
+        requests: &[LoglikelihoodRequest],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<TokenScore>, ModelError> {
+        let window = self.model.max_length();
+        let tokens = requests
+            .iter()
+            .enumerate()
+            .map(|(index, request)| {
+                let tokens =
+                    self.encoder.encode(request).map_err(|e| ModelError::Request { index, message: e.to_string() })?;
+                if tokens.continuation.len() > window {
+                    return Err(ModelError::Request {
+                        index,
+                        message: format!(
+                            "continuation of {} tokens exceeds the model's context window of {window}",
+                            tokens.continuation.len()
+                        ),
+                    });
+                }
+                Ok(tokens)
+            })
+            .collect::<Result<Vec<TokenRequest>, _>>()?;
+        let mut order: Vec<usize> = (0..tokens.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].context.len() + tokens[i].continuation.len()));
+        let mut scores = vec![None; tokens.len()];
+        for batch in order.chunks(self.batch_size.get()) {
+            let batch_tokens: Vec<TokenRequest> = batch.iter().map(|&i| tokens[i].clone()).collect();
+            for (&i, score) in batch.iter().zip(self.model.score(&batch_tokens)?) {
+                scores[i] = Some(score);
+            }
+            progress(batch.len());
+        }
+        Ok(scores.into_iter().map(|s| s.expect("every request is in one batch")).collect())
+    }
+
+    /// Groups requests by their stop strings and budget (lm-eval's `Collator` groups by generation settings), then
+    /// generates longest prompt first in batches. Each row stops on its own (lm-eval's batch-size-1 behaviour;
+    /// lm-eval's batches stop only when every row has, which makes its output depend on the batch size).
+    fn generate_until(
+        &mut self,
+        requests: &[GenerateRequest],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<String>, ModelError> {
+        let mut groups: BTreeMap<(&[String], usize), Vec<usize>> = BTreeMap::new();
+        for (index, request) in requests.iter().enumerate() {
+            let budget = request.max_gen_toks.unwrap_or(self.max_gen_toks);
+            groups.entry((&request.until, budget)).or_default().push(index);
+        }
+        let mut texts = vec![None; requests.len()];
+        for ((until, budget), members) in groups {
+            let prompts = members
+                .iter()
+                .map(|&index| {
+                    self.prompt_tokens(&requests[index].context, budget)
+                        .map_err(|message| ModelError::Request { index, message })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut order: Vec<usize> = (0..members.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
+            let stop = self.encoder.stop_criteria(until)?;
+            for batch in order.chunks(self.batch_size.get()) {
+                let batch_prompts: Vec<Vec<u32>> = batch.iter().map(|&i| prompts[i].clone()).collect();
+                let outputs = self.model.generate(&batch_prompts, budget, &stop)?;
+                for (&i, generated) in batch.iter().zip(outputs) {
+                    texts[members[i]] = Some(stop.generated_text(&generated)?);
+                }
+                progress(batch.len());
+            }
+        }
+        Ok(texts.into_iter().map(|t| t.expect("every request is in one group")).collect())
+    }
+}

@@ -1,0 +1,100 @@
+//! Everything that stops a run, each with what to do about it. The binary prints an error with its sources joined
+//! by ": ", so a variant's message never repeats its source's.
+
+use std::path::PathBuf;
+
+/// Anything that stops a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A task file, group or task name.
+    #[error(transparent)]
+    Registry(#[from] crate::RegistryError),
+    /// A `--data` argument is unusable, or a task's data does not give what the run needs.
+    #[error("--data {0}")]
+    Data(String),
+    /// A suite cannot be found or read.
+    #[error("{0}")]
+    Suite(String),
+    /// A model recipe in `configs/models` is malformed.
+    #[error("model recipe {path}")]
+    Recipe {
+        /// The recipe file.
+        path: String,
+        /// The TOML error.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// Model files.
+    #[error(transparent)]
+    Hub(#[from] ibex_hub::HubError),
+    /// A task's data file cannot be had from the hub.
+    #[error("task {task} reads split `{split}` from the hub (or pass it with --data {task}:{split}=PATH)")]
+    Dataset {
+        /// The task.
+        task: String,
+        /// The split.
+        split: String,
+        /// The hub's error.
+        #[source]
+        source: ibex_hub::HubError,
+    },
+    /// A data file.
+    #[error(transparent)]
+    Rows(#[from] ibex_data::DataError),
+    /// A data row does not fit its task.
+    #[error("task {task}, data {file}")]
+    Task {
+        /// The task.
+        task: String,
+        /// The data file.
+        file: String,
+        /// The row error.
+        #[source]
+        source: ibex_core::TaskError,
+    },
+    /// One request cannot be answered.
+    #[error("task {task}, document {doc}")]
+    Request {
+        /// The task.
+        task: String,
+        /// The document's `doc_id`.
+        doc: usize,
+        /// The model's error.
+        #[source]
+        source: ibex_core::ModelError,
+    },
+    /// The model failed mid-run.
+    #[error("task {task}")]
+    Model {
+        /// The task.
+        task: String,
+        /// The model's error.
+        #[source]
+        source: ibex_core::ModelError,
+    },
+    /// A generation request cannot fit the model's context window.
+    #[error("task {task}: {message}")]
+    Generation {
+        /// The task.
+        task: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A task's scores cannot be aggregated.
+    #[error("task {task}: {message}")]
+    Metric {
+        /// The task.
+        task: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Writing results failed.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}

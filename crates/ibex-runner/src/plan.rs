@@ -1,0 +1,359 @@
+//! A run resolved once, before any weights load: flags and the model's shipped recipe merged into typed settings,
+//! every task's data file found (on disk or in the hub cache) and read, every row turned into a document, every
+//! few-shot context drawn and every request built. Any mistake anywhere in the run surfaces here, so a wrong path
+//! in the last task never costs a 75 GiB model load.
+
+use crate::configs::{model_recipe, suite_tasks};
+use crate::fewshot::FewshotPool;
+use crate::registry::{Entry, Group, Registry};
+use crate::RunError;
+use ibex_core::results::ModelRecord;
+use ibex_core::{check_generation_budget, BosPolicy, DeviceSpec, Doc, Dtype, Request};
+use ibex_hub::{ModelFiles, Origin};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+/// What the user asked for, parsed but not yet resolved (the binary's flags).
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    /// A local folder or a Hugging Face model id.
+    pub model: String,
+    /// Hub revision (branch, tag or commit).
+    pub revision: Option<String>,
+    /// A suite (shipped name or file); its tasks run before `tasks`.
+    pub suite: Option<String>,
+    /// Task and group names, in run order.
+    pub tasks: Vec<String>,
+    /// Extra task-file folders.
+    pub tasks_dirs: Vec<PathBuf>,
+    /// Data files replacing a task's data for a split.
+    pub data: Vec<DataOverride>,
+    /// Where the model runs.
+    pub device: DeviceSpec,
+    /// The dtype; the model recipe's, else f32, when absent.
+    pub dtype: Option<Dtype>,
+    /// Requests per forward pass.
+    pub batch_size: NonZeroUsize,
+    /// Evaluate only the first N documents of each task.
+    pub limit: Option<usize>,
+    /// Folder for results.json and sample logs; `results/<model>` when absent.
+    pub output: Option<PathBuf>,
+    /// Whether to write `samples_<task>.jsonl`.
+    pub log_samples: bool,
+    /// The BOS policy; the model recipe's, else `auto`, when absent.
+    pub add_bos_token: Option<BosPolicy>,
+    /// Few-shot examples per document.
+    pub num_fewshot: usize,
+    /// Seed of the few-shot sampler (lm-eval's default is 1234).
+    pub fewshot_seed: u64,
+    /// Tokens to generate when a task does not say (lm-eval's model-level `max_gen_toks`).
+    pub max_gen_toks: usize,
+}
+
+/// `--data TASK[:SPLIT]=PATH`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataOverride {
+    /// The task.
+    pub task: String,
+    /// The split replaced (the evaluated or the few-shot split); the evaluated split when absent.
+    pub split: Option<String>,
+    /// The file.
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for DataOverride {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (key, path) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}` is not TASK[:SPLIT]=PATH (e.g. xnli_en=/scratch/xnli_en.parquet)"))?;
+        let (task, split) = match key.split_once(':') {
+            Some((task, split)) => (task, Some(split.to_owned())),
+            None => (key, None),
+        };
+        if task.is_empty() || path.is_empty() {
+            return Err(format!("`{text}` is not TASK[:SPLIT]=PATH"));
+        }
+        Ok(Self { task: task.to_owned(), split, path: PathBuf::from(path) })
+    }
+}
+
+/// A resolved, validated run.
+pub struct Plan {
+    /// The `--model` argument.
+    pub model: String,
+    /// The checkpoint's files (hub-resolved or a folder).
+    pub model_files: ModelFiles,
+    /// The shipped model recipe that supplied settings the flags left open, and which ones.
+    pub recipe: Option<(String, Vec<&'static str>)>,
+    /// Where the model runs.
+    pub device: DeviceSpec,
+    /// The dtype.
+    pub dtype: Dtype,
+    /// Requests per forward pass.
+    pub batch_size: NonZeroUsize,
+    /// The BOS policy.
+    pub bos: BosPolicy,
+    /// `--limit`.
+    pub limit: Option<usize>,
+    /// Folder for results.json and sample logs.
+    pub output: PathBuf,
+    /// Whether to write sample logs.
+    pub log_samples: bool,
+    /// Few-shot examples per document.
+    pub num_fewshot: usize,
+    /// Seed of the few-shot sampler.
+    pub fewshot_seed: u64,
+    /// The model-level generation budget.
+    pub max_gen_toks: usize,
+    /// The tasks, in run order, with their documents and requests.
+    pub tasks: Vec<PlannedTask>,
+    /// The groups to aggregate after their tasks.
+    pub groups: Vec<Group>,
+}
+
+/// One data file of a task.
+#[derive(Clone, Debug)]
+pub struct SplitSource {
+    /// The split's name.
+    pub split: String,
+    /// The file read.
+    pub file: PathBuf,
+    /// `repo@commit` when the file came from the hub.
+    pub dataset: Option<String>,
+}
+
+/// A task with everything it will ask the model.
+pub struct PlannedTask {
+    /// The registered task.
+    pub entry: Entry,
+    /// The evaluated split.
+    pub eval: SplitSource,
+    /// Where few-shot examples come from, when the run has shots and they come from another split.
+    pub fewshot: Option<SplitSource>,
+    /// The documents, in evaluation order.
+    pub docs: Vec<Doc>,
+    /// Each document's requests, few-shot context included.
+    pub requests: Vec<Vec<Request>>,
+}
+
+impl PlannedTask {
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        self.entry.task.name()
+    }
+
+    /// How many requests the task makes.
+    pub fn request_count(&self) -> usize {
+        self.requests.iter().map(Vec::len).sum()
+    }
+}
+
+impl Plan {
+    /// Resolves `settings`: tasks and data first (cheap, and where mistakes are likeliest), then the model's files.
+    pub fn resolve(settings: RunSettings) -> Result<Self, RunError> {
+        let registry = Registry::load(&settings.tasks_dirs)?;
+        let mut names = match &settings.suite {
+            Some(suite) => suite_tasks(suite)?,
+            None => Vec::new(),
+        };
+        names.extend(settings.tasks.iter().cloned());
+        let (entries, groups) = registry.select(&names)?;
+        check_overrides(&registry, &entries, &settings.data)?;
+        let tasks = entries.iter().map(|entry| plan_task(entry, &settings)).collect::<Result<Vec<_>, _>>()?;
+
+        let recipe = model_recipe(&settings.model)?;
+        let mut applied = Vec::new();
+        let dtype = or_recipe(settings.dtype, recipe.as_ref().and_then(|r| r.dtype), "dtype", &mut applied)
+            .unwrap_or(Dtype::F32);
+        let bos = or_recipe(
+            settings.add_bos_token,
+            recipe.as_ref().and_then(|r| r.add_bos_token),
+            "add_bos_token",
+            &mut applied,
+        )
+        .unwrap_or_default();
+        let model_files = ibex_hub::resolve_model(&settings.model, settings.revision.as_deref())?;
+        check_generation_budgets(&tasks, &model_files, settings.max_gen_toks)?;
+        let output = settings.output.clone().unwrap_or_else(|| default_output(&settings.model));
+        Ok(Self {
+            recipe: recipe.filter(|_| !applied.is_empty()).map(|r| (r.source, applied)),
+            model: settings.model,
+            model_files,
+            device: settings.device,
+            dtype,
+            batch_size: settings.batch_size,
+            bos,
+            limit: settings.limit,
+            output,
+            log_samples: settings.log_samples,
+            num_fewshot: settings.num_fewshot,
+            fewshot_seed: settings.fewshot_seed,
+            max_gen_toks: settings.max_gen_toks,
+            tasks,
+            groups: groups.into_iter().cloned().collect(),
+        })
+    }
+
+    /// The run's record for results.json, given what only the loaded model knows: the device it landed on and whether
+    /// its tokenizer adds special tokens.
+    pub fn model_record(&self, device: String, add_special_tokens: bool) -> ModelRecord {
+        ModelRecord {
+            model: self.model.clone(),
+            revision: match &self.model_files.origin {
+                Origin::Hub { commit, .. } => Some(commit.clone()),
+                Origin::Folder(_) => None,
+            },
+            dtype: self.dtype.to_string(),
+            device,
+            batch_size: self.batch_size.get(),
+            add_bos_token: self.bos.to_string(),
+            add_special_tokens,
+            limit: self.limit,
+            num_fewshot: self.num_fewshot,
+            fewshot_seed: self.fewshot_seed,
+            max_gen_toks: self.max_gen_toks,
+        }
+    }
+
+    /// The size of the checkpoint's weight files, in bytes.
+    pub fn weights_bytes(&self) -> u64 {
+        self.model_files.weights.iter().filter_map(|w| std::fs::metadata(w).ok()).map(|m| m.len()).sum()
+    }
+}
+
+/// Every generation budget leaves room for a prompt in the checkpoint's window (config.json's
+/// `max_position_embeddings`, lm-eval's `max_length`). A config.json without it is left for the backend to judge.
+fn check_generation_budgets(tasks: &[PlannedTask], files: &ModelFiles, default: usize) -> Result<(), RunError> {
+    let config = std::fs::read_to_string(&files.config).ok();
+    let window = config
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|config| config.get("max_position_embeddings")?.as_u64());
+    let Some(window) = window else { return Ok(()) };
+    for task in tasks {
+        for request in task.requests.iter().flatten() {
+            if let Request::Generate(generate) = request {
+                let budget = generate.max_gen_toks.unwrap_or(default);
+                check_generation_budget(budget, window as usize)
+                    .map_err(|message| RunError::Generation { task: task.name().to_owned(), message })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The flag's value, else the recipe's (noting `name` in `applied`).
+fn or_recipe<T>(flag: Option<T>, recipe: Option<T>, name: &'static str, applied: &mut Vec<&'static str>) -> Option<T> {
+    flag.or_else(|| {
+        let value = recipe?;
+        applied.push(name);
+        Some(value)
+    })
+}
+
+/// `results/<model>` with the id made a folder name.
+fn default_output(model: &str) -> PathBuf {
+    let slug: String = model
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .collect();
+    PathBuf::from("results").join(slug.trim_start_matches(['.', '_']))
+}
+
+/// Every `--data` names a task of the run, a split it reads, and a file that exists.
+fn check_overrides(registry: &Registry, entries: &[&Entry], data: &[DataOverride]) -> Result<(), RunError> {
+    for data in data {
+        registry.get(&data.task)?;
+        let Some(entry) = entries.iter().find(|e| e.task.name() == data.task) else {
+            return Err(RunError::Data(format!("names task `{}`, which is not in --tasks", data.task)));
+        };
+        let spec = entry.task.data();
+        let used = [spec.eval_split(), spec.fewshot_split()];
+        if let Some(split) = data.split.as_deref().filter(|s| !used.contains(&Some(*s))) {
+            let used: Vec<&str> = used.iter().flatten().copied().collect();
+            return Err(RunError::Data(format!(
+                "names split `{split}` of `{}`, which it does not read; it reads {}",
+                data.task,
+                used.join(" and ")
+            )));
+        }
+        if !data.path.is_file() {
+            return Err(RunError::Data(format!("file {} does not exist", data.path.display())));
+        }
+    }
+    Ok(())
+}
+
+/// Reads one task's data and builds its documents, few-shot contexts and requests.
+fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<PlannedTask, RunError> {
+    let task = entry.task.as_ref();
+    let eval_split = task.data().eval_split().unwrap_or_default();
+    let eval = split_source(entry, &settings.data, eval_split)?;
+    let rows = ibex_data::read_rows(&eval.file)?;
+    let limit = settings.limit.unwrap_or(rows.len()).min(rows.len());
+    if limit == 0 {
+        return Err(RunError::Data(format!(
+            "gives no documents to evaluate: {} has {} rows and --limit is {:?}",
+            eval.file.display(),
+            rows.len(),
+            settings.limit
+        )));
+    }
+    let row_error =
+        |file: &Path, source| RunError::Task { task: task.name().to_owned(), file: file.display().to_string(), source };
+    let docs = rows[..limit]
+        .iter()
+        .enumerate()
+        .map(|(i, row)| task.doc(i, row))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| row_error(&eval.file, e))?;
+    let mut fewshot = None;
+    let contexts =
+        if settings.num_fewshot == 0 {
+            vec![String::new(); docs.len()]
+        } else {
+            let split = task.data().fewshot_split().unwrap_or(eval_split);
+            if split == eval_split {
+                FewshotPool::new(task, split, &rows, &eval.file, settings.num_fewshot)?.contexts(
+                    &docs,
+                    settings.num_fewshot,
+                    settings.fewshot_seed,
+                )?
+            } else {
+                let source = split_source(entry, &settings.data, split)?;
+                let pool_rows = ibex_data::read_rows(&source.file)?;
+                let contexts = FewshotPool::new(task, split, &pool_rows, &source.file, settings.num_fewshot)?
+                    .contexts(&docs, settings.num_fewshot, settings.fewshot_seed)?;
+                fewshot = Some(source);
+                contexts
+            }
+        };
+    let requests = docs.iter().zip(&contexts).map(|(doc, context)| task.requests(doc, context)).collect();
+    Ok(PlannedTask { entry: entry.clone(), eval, fewshot, docs, requests })
+}
+
+/// The data file for one split of a task: a `--data` override, else the task's dataset from the hub.
+fn split_source(entry: &Entry, data: &[DataOverride], split: &str) -> Result<SplitSource, RunError> {
+    let spec = entry.task.data();
+    let eval_split = spec.eval_split().unwrap_or_default();
+    let chosen = |d: &&DataOverride| d.task == entry.task.name() && d.split.as_deref().unwrap_or(eval_split) == split;
+    if let Some(data) = data.iter().find(chosen) {
+        return Ok(SplitSource { split: split.to_owned(), file: data.path.clone(), dataset: None });
+    }
+    let Some(candidates) = spec.files.get(split).filter(|c| !c.is_empty()) else {
+        return Err(RunError::Data(format!(
+            "is needed: task file {} names no file for split `{split}`; pass --data {}:{split}=PATH",
+            entry.source,
+            entry.task.name()
+        )));
+    };
+    let file = ibex_hub::resolve_dataset_file(&spec.dataset, spec.revision.as_deref(), candidates)
+        .map_err(|source| RunError::Dataset { task: entry.task.name().to_owned(), split: split.to_owned(), source })?;
+    Ok(SplitSource {
+        split: split.to_owned(),
+        file: file.path,
+        dataset: Some(format!("{}@{}", spec.dataset, file.commit)),
+    })
+}

@@ -1,0 +1,86 @@
+//! `samples_<task>.jsonl`: one line per document, key for key as lm-eval's `--log_samples` records
+//! (`lm_eval/evaluator.py`, `evaluate`), hashes included, so the two logs compare line by line.
+
+use crate::RunError;
+use ibex_core::results::SampleRecord;
+use ibex_core::{Doc, Metric, Request, Response, SampleScore};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+
+/// Writes one task's sample log.
+pub(crate) fn write_samples(
+    path: &Path,
+    metrics: &[Metric],
+    docs: &[Doc],
+    requests: &[Vec<Request>],
+    responses: &[Vec<Response>],
+    scores: &[SampleScore],
+) -> Result<(), RunError> {
+    let write_error = |source: std::io::Error| RunError::Write { path: path.to_owned(), source };
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(write_error)?);
+    for (((doc, doc_requests), doc_responses), score) in docs.iter().zip(requests).zip(responses).zip(scores) {
+        let arguments: Vec<Value> = doc_requests.iter().map(request_arguments).collect();
+        let answers: Vec<Value> = doc_responses
+            .iter()
+            .map(|response| match response {
+                Response::Loglikelihood(s) => serde_json::json!([s.logprob, s.is_greedy]),
+                Response::Generation(text) => Value::from(text.as_str()),
+            })
+            .collect();
+        let first_context = doc_requests.first().map_or("", Request::context);
+        let record = SampleRecord {
+            doc_id: doc.id,
+            doc: doc.fields.clone(),
+            target: score.target.clone(),
+            prompt_hash: sha256_hex(first_context),
+            arguments,
+            resps: answers.iter().map(|a| Value::Array(vec![a.clone()])).collect(),
+            filtered_resps: answers,
+            filter: "none".into(),
+            metrics: metrics.iter().map(|m| m.name.to_owned()).collect(),
+            doc_hash: sha256_hex(&python_json_indent2(&Value::Object(doc.fields.clone()))),
+            target_hash: sha256_hex(&python_str(&score.target)),
+            scores: score.metrics.clone(),
+        };
+        let line = serde_json::to_string(&record).expect("sample records serialize");
+        writeln!(out, "{line}").map_err(write_error)?;
+    }
+    out.flush().map_err(write_error)
+}
+
+/// A request's arguments as lm-eval logs them: `[context, continuation]`, or `[context, generation_kwargs]`.
+fn request_arguments(request: &Request) -> Value {
+    match request {
+        Request::Loglikelihood(r) => serde_json::json!([r.context, r.continuation]),
+        Request::Generate(r) => {
+            let mut kwargs = serde_json::json!({"until": r.until, "do_sample": false, "temperature": 0.0});
+            if let Some(max) = r.max_gen_toks {
+                kwargs["max_gen_toks"] = Value::from(max);
+            }
+            serde_json::json!([r.context, kwargs])
+        }
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    format!("{:x}", Sha256::digest(text.as_bytes()))
+}
+
+/// `json.dumps(value, indent=2, ensure_ascii=False)`, which lm-eval hashes for `doc_hash`.
+fn python_json_indent2(value: &Value) -> String {
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"  ");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    serde::Serialize::serialize(value, &mut serializer).expect("JSON values serialize");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// Python's `str()` of a JSON value as lm-eval's `target_hash` sees it (an int or a string target).
+fn python_str(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
