@@ -5,7 +5,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ibex_candle::{candle_dtype, device_name, select_device, CandleModel};
-use ibex_core::{BosPolicy, DeviceSpec, Dtype, Encoder, TemplateLm};
+use ibex_core::{BosPolicy, DeviceSpec, Dtype, TemplateLm};
 use ibex_runner::{plan_tables, results_table, DataOverride, Plan, Registry, RunSettings};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -126,11 +126,10 @@ impl RunArgs {
 /// Loads the model the plan names with the Candle backend, behind lm-eval's text-level interface, and runs the plan.
 fn run_with_candle(plan: &Plan) -> Result<ibex_core::results::RunResults> {
     let files = &plan.model_files;
-    let encoder = Encoder::from_files(&files.tokenizer, &files.tokenizer_settings, plan.bos)?;
     let device = select_device(plan.device, plan.dtype)?;
     let model = CandleModel::load(&files.config, &files.weights, candle_dtype(plan.dtype), &device)?;
-    let record = plan.model_record(device_name(&device), encoder.adds_special_tokens());
-    let mut model = TemplateLm::new(model, encoder, plan.batch_size, plan.max_gen_toks);
+    let record = plan.model_record(device_name(&device));
+    let mut model = TemplateLm::new(model, &plan.encoder, plan.generation.clone(), plan.batch_size, plan.max_gen_toks);
     Ok(ibex_runner::run(plan, &mut model, record)?)
 }
 

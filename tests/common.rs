@@ -61,3 +61,45 @@ pub fn read_json(path: &Path) -> Value {
 pub fn ibex_path_arg(path: &Path) -> &str {
     path.to_str().expect("fixture paths are UTF-8")
 }
+
+/// Log-likelihoods agree within 1e-4, or within one part per million where they exceed 100 nats: lm-eval sums a
+/// continuation's token log-probabilities in f32 (ibex sums in f64), and at −350 one f32 ulp is already 3e-5, so
+/// long few-shot continuations differ by torch's summation rounding alone.
+pub fn tolerance(reference: f64) -> f64 {
+    1e-4_f64.max(1e-6 * reference.abs())
+}
+
+/// Compares ibex's sample log with lm-eval's, doc by doc; returns the largest log-likelihood difference.
+pub fn assert_samples_match(ours: &Path, reference: &Path) -> f64 {
+    let ours = read_jsonl(ours);
+    let reference = read_jsonl(reference);
+    assert_eq!(ours.len(), reference.len());
+    let mut max_delta: f64 = 0.0;
+    for (o, r) in ours.iter().zip(&reference) {
+        let id = &r["doc_id"];
+        assert_eq!(o["doc_id"], *id);
+        for key in ["doc", "target", "arguments", "doc_hash", "prompt_hash", "target_hash", "acc", "filter", "metrics"]
+        {
+            assert_eq!(o[key], r[key], "doc {id}: `{key}` differs");
+        }
+        let (o_resps, r_resps) = (o["filtered_resps"].as_array().unwrap(), r["filtered_resps"].as_array().unwrap());
+        assert_eq!(o_resps.len(), r_resps.len());
+        for (a, b) in o_resps.iter().zip(r_resps) {
+            let expected = b[0].as_f64().unwrap();
+            let delta = (a[0].as_f64().unwrap() - expected).abs();
+            assert!(delta <= tolerance(expected), "doc {id}: loglikelihood {} vs lm-eval {}", a[0], b[0]);
+            assert_eq!(a[1], b[1], "doc {id}: is_greedy differs");
+            max_delta = max_delta.max(delta);
+        }
+    }
+    max_delta
+}
+
+/// A shipped QA task file with a 24-token budget, as the fixture's lm-eval run had (the tiny model's window is 96).
+pub fn short_variant(dir: &std::path::Path, shipped: &str, name: &str) {
+    let text = std::fs::read_to_string(fixtures().join("../../tasks/qa").join(format!("{shipped}.toml"))).unwrap();
+    let text = text
+        .replace(&format!("name = \"{shipped}\""), &format!("name = \"{name}\""))
+        .replace("until = [\"\\n\"]", "until = [\"\\n\"]\nmax_gen_toks = 24");
+    std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+}

@@ -45,7 +45,7 @@ fn malformed_config_and_missing_weights_are_reported() {
     }
     std::fs::write(dir.path().join("config.json"), "{\"hidden_size\": 64,").unwrap();
     let stderr = fails(&["run", "--model", ibex_path_arg(dir.path()), "--tasks", "xnli_en"]);
-    assert!(stderr.contains("config.json: malformed config"), "{stderr}");
+    assert!(stderr.contains("config.json") && stderr.contains("EOF while parsing"), "{stderr}");
 
     std::fs::copy(model_folder().join("config.json"), dir.path().join("config.json")).unwrap();
     std::fs::write(dir.path().join("model.safetensors"), b"not safetensors").unwrap();

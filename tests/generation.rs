@@ -1,17 +1,8 @@
 //! Extractive QA by greedy generation against lm-eval 0.4.13's `generate_until` on the fixture model: identical
 //! prompts, generated strings (stop strings, end of text, byte-fallback pieces), targets, exact match and F1.
 
-use crate::common::{fixtures, ibex_path_arg, read_json, read_jsonl, run_ok, HUB_MODEL};
+use crate::common::{fixtures, ibex_path_arg, read_json, read_jsonl, run_ok, short_variant, HUB_MODEL};
 use serde_json::Value;
-
-/// A shipped QA task file with a 24-token budget, as the fixture's lm-eval run had (the tiny model's window is 96).
-fn short_variant(dir: &std::path::Path, shipped: &str, name: &str) {
-    let text = std::fs::read_to_string(fixtures().join("../../tasks/qa").join(format!("{shipped}.toml"))).unwrap();
-    let text = text
-        .replace(&format!("name = \"{shipped}\""), &format!("name = \"{name}\""))
-        .replace("until = [\"\\n\"]", "until = [\"\\n\"]\nmax_gen_toks = 24");
-    std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
-}
 
 #[test]
 fn xquad_generations_and_scores_match_lm_eval() {

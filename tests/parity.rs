@@ -1,43 +1,12 @@
 //! Parity with lm-eval 0.4.13: per-sample log-likelihoods within 1e-4, identical accuracy, identical requests.
 
-use crate::common::{fixtures, ibex_path_arg, model_folder, read_json, read_jsonl, run_ok, HUB_MODEL};
+use crate::common::{
+    assert_samples_match, fixtures, ibex_path_arg, model_folder, read_json, read_jsonl, run_ok, tolerance, HUB_MODEL,
+};
 use ibex_candle::CandleModel;
-use ibex_core::{BosPolicy, Encoder, LoglikelihoodRequest, TokenModel};
+use ibex_core::{BosPolicy, Encoder, LoglikelihoodRequest, TokenModel, TokenizerFiles};
 use serde_json::Value;
 use std::path::Path;
-
-/// Log-likelihoods agree within 1e-4, or within one part per million where they exceed 100 nats: lm-eval sums a
-/// continuation's token log-probabilities in f32 (ibex sums in f64), and at −350 one f32 ulp is already 3e-5, so
-/// long few-shot continuations differ by torch's summation rounding alone.
-fn tolerance(reference: f64) -> f64 {
-    1e-4_f64.max(1e-6 * reference.abs())
-}
-
-/// Compares ibex's sample log with lm-eval's, doc by doc; returns the largest log-likelihood difference.
-fn assert_samples_match(ours: &Path, reference: &Path) -> f64 {
-    let ours = read_jsonl(ours);
-    let reference = read_jsonl(reference);
-    assert_eq!(ours.len(), reference.len());
-    let mut max_delta: f64 = 0.0;
-    for (o, r) in ours.iter().zip(&reference) {
-        let id = &r["doc_id"];
-        assert_eq!(o["doc_id"], *id);
-        for key in ["doc", "target", "arguments", "doc_hash", "prompt_hash", "target_hash", "acc", "filter", "metrics"]
-        {
-            assert_eq!(o[key], r[key], "doc {id}: `{key}` differs");
-        }
-        let (o_resps, r_resps) = (o["filtered_resps"].as_array().unwrap(), r["filtered_resps"].as_array().unwrap());
-        assert_eq!(o_resps.len(), r_resps.len());
-        for (a, b) in o_resps.iter().zip(r_resps) {
-            let expected = b[0].as_f64().unwrap();
-            let delta = (a[0].as_f64().unwrap() - expected).abs();
-            assert!(delta <= tolerance(expected), "doc {id}: loglikelihood {} vs lm-eval {}", a[0], b[0]);
-            assert_eq!(a[1], b[1], "doc {id}: is_greedy differs");
-            max_delta = max_delta.max(delta);
-        }
-    }
-    max_delta
-}
 
 fn assert_results_match(results: &Value, task: &str, reference: &Path) {
     let reference = read_json(reference);
@@ -230,9 +199,12 @@ fn tokenization_contract_and_scores_match_lm_eval_pair_by_pair() {
     for (flag, policy) in
         [(Value::Null, BosPolicy::Auto), (Value::Bool(false), BosPolicy::Never), (Value::Bool(true), BosPolicy::Always)]
     {
-        let encoder =
-            Encoder::from_files(&folder.join("tokenizer.json"), &[folder.join("tokenizer_config.json")], policy)
-                .unwrap();
+        let files = TokenizerFiles {
+            tokenizer_json: folder.join("tokenizer.json"),
+            settings: vec![folder.join("tokenizer_config.json")],
+            ..TokenizerFiles::default()
+        };
+        let encoder = Encoder::from_files(&files, policy).unwrap();
         for case in reference.as_array().unwrap().iter().filter(|c| c["add_bos_token"] == flag) {
             let request = LoglikelihoodRequest {
                 context: case["context"].as_str().unwrap().to_owned(),
@@ -265,13 +237,16 @@ fn special_tokens_map_supplies_what_tokenizer_config_lacks() {
     let map = dir.path().join("special_tokens_map.json");
     std::fs::write(&config, r#"{"add_bos_token": false, "eos_token": "</s>"}"#).unwrap();
     std::fs::write(&map, r#"{"bos_token": {"content": "<s>", "lstrip": false}, "eos_token": "<unk>"}"#).unwrap();
-    let tokenizer = model_folder().join("tokenizer.json");
-    let encoder = Encoder::from_files(&tokenizer, &[config.clone(), map], BosPolicy::Auto).unwrap();
+    let files = |settings: Vec<std::path::PathBuf>| TokenizerFiles {
+        tokenizer_json: model_folder().join("tokenizer.json"),
+        settings,
+        ..TokenizerFiles::default()
+    };
+    let encoder = Encoder::from_files(&files(vec![config.clone(), map]), BosPolicy::Auto).unwrap();
     assert_eq!(encoder.prefix_token_id(), 1);
-    assert!(!encoder.adds_special_tokens());
-    let eos_only = Encoder::from_files(&tokenizer, &[config], BosPolicy::Auto).unwrap();
+    let eos_only = Encoder::from_files(&files(vec![config]), BosPolicy::Auto).unwrap();
     assert_eq!(eos_only.prefix_token_id(), 2);
-    assert!(Encoder::from_files(&tokenizer, &[], BosPolicy::Auto).is_err());
+    assert!(Encoder::from_files(&files(vec![]), BosPolicy::Auto).is_err());
 }
 
 /// HiTZ/xnli-eu ships TSV (header, labels as text, quoting off): the same rows read from TSV score as lm-eval's.

@@ -7,3 +7,4 @@ mod errors;
 mod generation;
 mod parity;
 mod plugins;
+mod transforms;

@@ -57,6 +57,9 @@ pub enum EncodeError {
         /// What went wrong.
         message: String,
     },
+    /// The checkpoint's tokenizer settings ask for something ibex cannot reproduce exactly.
+    #[error("{0}; ibex refuses rather than score with other tokens")]
+    Unsupported(String),
     /// The tokenizer has neither a BOS nor an EOS token to stand for an empty context.
     #[error("the tokenizer has no BOS or EOS token to use as the prefix of an empty context")]
     NoPrefixToken,
@@ -78,12 +81,62 @@ pub enum EncodeError {
     },
 }
 
+/// The files transformers builds a tokenizer from.
+#[derive(Clone, Debug, Default)]
+pub struct TokenizerFiles {
+    /// tokenizer.json.
+    pub tokenizer_json: PathBuf,
+    /// tokenizer_config.json and special_tokens_map.json, those present, in that order: for each key the first file
+    /// that sets it wins, as transformers reads them.
+    pub settings: Vec<PathBuf>,
+    /// tokenizer.model (SentencePiece), when the checkpoint has one.
+    pub sentencepiece: Option<PathBuf>,
+    /// config.json: its `model_type` picks the tokenizer class when tokenizer_config.json names none.
+    pub model_config: Option<PathBuf>,
+}
+
+/// Tokenizer classes whose fast implementation rebuilds tokenizer.json's post-processor from `add_bos_token` and
+/// `add_eos_token` (`update_post_processor` in transformers' tokenization_llama_fast.py, code_llama, gemma).
+const REBUILDING_CLASSES: [&str; 3] = ["LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer"];
+
+/// `model_type`s whose default tokenizer class is one of [`REBUILDING_CLASSES`] (transformers' `TOKENIZER_MAPPING`).
+const REBUILDING_MODEL_TYPES: [&str; 3] = ["llama", "gemma", "gemma2"];
+
+/// What encoding a string "with special tokens" adds to it, as the tokenizer class transformers instantiates
+/// decides (lm-eval ≥ 0.4.9.2 calls `tokenizer.encode(text)` with those defaults). Recorded in results.json.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpecialTokens {
+    /// The class transformers builds (`LlamaTokenizerFast`, `PreTrainedTokenizerFast`).
+    pub class: String,
+    /// Which rule applies.
+    pub rule: SpecialTokenRule,
+    /// Ids put before the text.
+    pub first: Vec<u32>,
+    /// Ids put after the text.
+    pub last: Vec<u32>,
+}
+
+/// Who decides the special tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpecialTokenRule {
+    /// `LlamaTokenizerFast` and kin rebuild the post-processor as `[BOS] $A [EOS]`: BOS when `add_bos_token`
+    /// (default true), EOS when `add_eos_token` (default false), whatever tokenizer.json says.
+    RebuiltFromAddBosEos,
+    /// Any other class (`PreTrainedTokenizerFast`) keeps tokenizer.json's post-processor and ignores
+    /// `add_bos_token`.
+    TokenizerJsonPostProcessor,
+}
+
 /// Turns [`Request`]s into token ids exactly as lm-eval's Hugging Face backend does.
 pub struct Encoder {
     tokenizer: Tokenizer,
+    /// Whether non-empty strings are encoded with special tokens (the BOS policy).
     add_special_tokens: bool,
+    /// What "with special tokens" adds.
+    special_tokens: SpecialTokens,
     prefix_token_id: u32,
-    /// The end-of-text token: generation stops on it, and its text is a stop string (lm-eval's `eot_token_id`).
+    /// The end-of-text token: its text is a stop string (lm-eval's `eot_token_id`).
     eos_token_id: Option<u32>,
     /// transformers' `clean_up_tokenization_spaces`, applied after decoding.
     clean_up_spaces: bool,
@@ -92,51 +145,67 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Loads tokenizer.json and resolves the BOS policy and the prefix token (BOS if the tokenizer has one, else EOS)
-    /// as lm-eval's `HFLM` does. `settings` are the checkpoint's tokenizer_config.json and special_tokens_map.json,
-    /// as present; for each key the first file that sets it wins, as transformers reads them.
-    pub fn from_files(tokenizer_json: &Path, settings: &[PathBuf], bos: BosPolicy) -> Result<Self, EncodeError> {
-        let tokenizer = Tokenizer::from_file(tokenizer_json)
-            .map_err(|e| EncodeError::Load { path: tokenizer_json.display().to_string(), message: e.to_string() })?;
-        let mut config = serde_json::Map::new();
-        for path in settings {
-            let config_error = |message: String| EncodeError::Config { path: path.display().to_string(), message };
-            let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
-            let serde_json::Value::Object(entries) =
-                serde_json::from_str(&text).map_err(|e| config_error(e.to_string()))?
-            else {
-                return Err(config_error("not a JSON object".into()));
-            };
-            for (key, value) in entries {
-                config.entry(key).or_insert(value);
+    /// Builds the tokenizer transformers' `AutoTokenizer` would (class rules, a SentencePiece rebuild where the
+    /// settings ask for one), and resolves the BOS policy and the prefix token (BOS if the tokenizer has one, else
+    /// EOS) as lm-eval's `HFLM` does.
+    pub fn from_files(files: &TokenizerFiles, bos: BosPolicy) -> Result<Self, EncodeError> {
+        let config = merged_settings(&files.settings)?;
+        let class = tokenizer_class(&config, files.model_config.as_deref())?;
+        let rebuilds = REBUILDING_CLASSES.iter().any(|c| class == *c || class == format!("{c}Fast"));
+        let load_error =
+            |message: String| EncodeError::Load { path: files.tokenizer_json.display().to_string(), message };
+        let text = std::fs::read_to_string(&files.tokenizer_json).map_err(|e| load_error(e.to_string()))?;
+        let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| load_error(e.to_string()))?;
+        if rebuilds {
+            if let Some(add_prefix_space) = config.get("add_prefix_space").and_then(serde_json::Value::as_bool) {
+                if files.sentencepiece.is_none() {
+                    return Err(EncodeError::Unsupported(format!(
+                        "tokenizer_config.json sets add_prefix_space, so transformers rebuilds {class} from \
+                         tokenizer.model, which this checkpoint lacks (transformers fails to load it too)"
+                    )));
+                }
+                let legacy = config.get("legacy").and_then(serde_json::Value::as_bool).unwrap_or(true);
+                rebuild_like_llama_converter(&mut json, add_prefix_space, legacy);
             }
         }
-        let config = serde_json::Value::Object(config);
-        let special_token_id = |key: &str| {
-            let token = match &config[key] {
-                serde_json::Value::String(s) => Some(s.as_str()),
-                serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()),
-                _ => None,
+        let tokenizer: Tokenizer = serde_json::from_value(json).map_err(|e| load_error(e.to_string()))?;
+        let token_id = |key: &str, default: Option<&str>| {
+            let token = match config.get(key) {
+                Some(serde_json::Value::String(s)) => Some(s.as_str()),
+                Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()),
+                Some(_) => None,
+                None => default,
             };
             token.and_then(|t| tokenizer.token_to_id(t))
         };
-        let bos_id = special_token_id("bos_token");
-        let eos_id = special_token_id("eos_token");
+        // LlamaTokenizerFast's own defaults for tokens its settings do not name.
+        let (bos_default, eos_default) = if rebuilds { (Some("<s>"), Some("</s>")) } else { (None, None) };
+        let bos_id = token_id("bos_token", bos_default);
+        let eos_id = token_id("eos_token", eos_default);
         let prefix_token_id = bos_id.or(eos_id).ok_or(EncodeError::NoPrefixToken)?;
-        let add_special_tokens = match bos {
-            BosPolicy::Always => true,
-            BosPolicy::Never => false,
-            // Transformers rebuilds a Llama post-processor without BOS when tokenizer_config.json sets
-            // `add_bos_token: false`; encoding without special tokens is the same.
-            BosPolicy::Auto => config["add_bos_token"].as_bool().unwrap_or(true),
+        let flag = |key: &str, default: bool| config.get(key).and_then(serde_json::Value::as_bool).unwrap_or(default);
+        let special_tokens = if rebuilds {
+            // lm-eval passes `add_bos_token=True` to the tokenizer when asked to add BOS.
+            let add_bos = bos == BosPolicy::Always || flag("add_bos_token", true);
+            let add_eos = flag("add_eos_token", false);
+            SpecialTokens {
+                class,
+                rule: SpecialTokenRule::RebuiltFromAddBosEos,
+                first: bos_id.filter(|_| add_bos).into_iter().collect(),
+                last: eos_id.filter(|_| add_eos).into_iter().collect(),
+            }
+        } else {
+            let (first, last) = post_processor_additions(&tokenizer);
+            SpecialTokens { class, rule: SpecialTokenRule::TokenizerJsonPostProcessor, first, last }
         };
         let prefix_text = tokenizer.decode(&[prefix_token_id], false).unwrap_or_default();
         Ok(Self {
             tokenizer,
-            add_special_tokens,
+            add_special_tokens: bos != BosPolicy::Never,
+            special_tokens,
             prefix_token_id,
             eos_token_id: eos_id,
-            clean_up_spaces: config["clean_up_tokenization_spaces"].as_bool().unwrap_or(false),
+            clean_up_spaces: flag("clean_up_tokenization_spaces", false),
             prefix_text,
         })
     }
@@ -146,18 +215,30 @@ impl Encoder {
         self.add_special_tokens
     }
 
+    /// What "with special tokens" adds, for the record.
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.special_tokens
+    }
+
     /// The token that stands for an empty context.
     pub fn prefix_token_id(&self) -> u32 {
         self.prefix_token_id
     }
 
-    /// lm-eval's `tok_encode`.
+    /// lm-eval's `tok_encode`: `tokenizer.encode(text, add_special_tokens=…)` with the class's special-token rule.
     pub fn tok_encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, EncodeError> {
+        let rebuilt = self.special_tokens.rule == SpecialTokenRule::RebuiltFromAddBosEos;
         let encoding = self
             .tokenizer
-            .encode(text, add_special_tokens)
+            .encode(text, add_special_tokens && !rebuilt)
             .map_err(|e| EncodeError::Tokenize { text: text.to_owned(), message: e.to_string() })?;
-        Ok(encoding.get_ids().to_vec())
+        let ids = encoding.get_ids();
+        Ok(if add_special_tokens && rebuilt {
+            let specials = &self.special_tokens;
+            specials.first.iter().chain(ids).chain(&specials.last).copied().collect()
+        } else {
+            ids.to_vec()
+        })
     }
 
     /// Whether `text` is encoded with special tokens: the BOS policy, except that text already starting with the
@@ -182,10 +263,10 @@ impl Encoder {
         Ok(if self.clean_up_spaces { clean_up_tokenization(&text) } else { text })
     }
 
-    /// lm-eval's stop criteria for a generation: the task's `until` plus the end-of-text token's text
+    /// The stop criteria of a generation: lm-eval's, the task's `until` plus the tokenizer's end-of-text text
     /// (`handle_stop_sequences`), each with its look-back window in tokens (`MultiTokenEOSCriteria`: the stop string's
-    /// own token count plus two), and the end-of-text token itself.
-    pub fn stop_criteria(&self, until: &[String]) -> Result<StopCriteria<'_>, EncodeError> {
+    /// own token count plus two); and transformers' own, the generation config's `eos_token_ids`.
+    pub fn stop_criteria(&self, until: &[String], eos_token_ids: &[u32]) -> Result<StopCriteria<'_>, EncodeError> {
         let mut sequences = until.to_vec();
         if let Some(eos) = self.eos_token_id {
             let eos_text = self.decode(&[eos], false)?;
@@ -200,7 +281,7 @@ impl Encoder {
                 Ok((s, lookback))
             })
             .collect::<Result<_, EncodeError>>()?;
-        Ok(StopCriteria { encoder: Some(self), eos_token_id: self.eos_token_id, sequences })
+        Ok(StopCriteria { encoder: Some(self), eos_token_ids: eos_token_ids.to_vec(), sequences })
     }
 
     /// Tokenizes a loglikelihood request as `TemplateLM.loglikelihood` does.
@@ -239,11 +320,98 @@ impl Encoder {
     }
 }
 
+/// The ids tokenizer.json's post-processor puts before and after a text, found by encoding a probe both ways.
+fn post_processor_additions(tokenizer: &Tokenizer) -> (Vec<u32>, Vec<u32>) {
+    let ids = |specials: bool| tokenizer.encode("a", specials).map(|e| e.get_ids().to_vec()).unwrap_or_default();
+    let (with, plain) = (ids(true), ids(false));
+    match (0..=with.len().saturating_sub(plain.len())).find(|&at| with[at..].starts_with(&plain)) {
+        Some(at) if !plain.is_empty() => (with[..at].to_vec(), with[at + plain.len()..].to_vec()),
+        _ => (Vec::new(), Vec::new()),
+    }
+}
+
+/// tokenizer_config.json and special_tokens_map.json merged: for each key the first file that sets it wins.
+fn merged_settings(settings: &[PathBuf]) -> Result<serde_json::Map<String, serde_json::Value>, EncodeError> {
+    let mut config = serde_json::Map::new();
+    for path in settings {
+        let config_error = |message: String| EncodeError::Config { path: path.display().to_string(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+        let serde_json::Value::Object(entries) =
+            serde_json::from_str(&text).map_err(|e| config_error(e.to_string()))?
+        else {
+            return Err(config_error("not a JSON object".into()));
+        };
+        for (key, value) in entries {
+            config.entry(key).or_insert(value);
+        }
+    }
+    Ok(config)
+}
+
+/// The class `AutoTokenizer` instantiates (fast variant): tokenizer_config.json's `tokenizer_class`, else
+/// config.json's `tokenizer_class`, else the default of config.json's `model_type`, else `PreTrainedTokenizerFast`.
+fn tokenizer_class(
+    settings: &serde_json::Map<String, serde_json::Value>,
+    model_config: Option<&Path>,
+) -> Result<String, EncodeError> {
+    let model = match model_config {
+        Some(path) => {
+            let config_error = |message: String| EncodeError::Config { path: path.display().to_string(), message };
+            let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+            serde_json::from_str(&text).map_err(|e| config_error(e.to_string()))?
+        }
+        None => serde_json::Value::Null,
+    };
+    let named = settings.get("tokenizer_class").or(model.get("tokenizer_class")).and_then(|c| c.as_str());
+    let class = match named {
+        Some(class) => class.trim_end_matches("Fast").to_owned(),
+        None => match model.get("model_type").and_then(|t| t.as_str()) {
+            Some(t) if REBUILDING_MODEL_TYPES.contains(&t) => {
+                if t == "llama" { "LlamaTokenizer" } else { "GemmaTokenizer" }.to_owned()
+            }
+            _ => return Ok("PreTrainedTokenizerFast".into()),
+        },
+    };
+    Ok(if class == "PreTrainedTokenizer" { "PreTrainedTokenizerFast".into() } else { format!("{class}Fast") })
+}
+
+/// What transformers' `LlamaConverter` (convert_slow_tokenizer.py) makes of a SentencePiece model when
+/// `add_prefix_space` forces `from_slow`: the same vocabulary and merges (assumed equal to tokenizer.json's), with
+/// its own normalizer, pre-tokenizer and decoder. `legacy` (default true) keeps the `▁` prefix in the normalizer;
+/// non-legacy moves it to a `Metaspace` pre-tokenizer whose prepend scheme follows `add_prefix_space`.
+fn rebuild_like_llama_converter(json: &mut serde_json::Value, add_prefix_space: bool, legacy: bool) {
+    use serde_json::json;
+    let replace_spaces = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+    if legacy {
+        let mut normalizers = Vec::new();
+        if add_prefix_space {
+            normalizers.push(json!({"type": "Prepend", "prepend": "\u{2581}"}));
+        }
+        normalizers.push(replace_spaces);
+        json["normalizer"] = json!({"type": "Sequence", "normalizers": normalizers});
+        json["pre_tokenizer"] = serde_json::Value::Null;
+    } else {
+        let prepend_scheme = if add_prefix_space { "first" } else { "never" };
+        json["normalizer"] = serde_json::Value::Null;
+        json["pre_tokenizer"] =
+            json!({"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prepend_scheme, "split": false});
+    }
+    let mut decoders = vec![
+        json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
+    if add_prefix_space {
+        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    json["decoder"] = json!({"type": "Sequence", "decoders": decoders});
+}
+
 /// When a generation stops, checked by the generation loop after every token: lm-eval's `stop_sequences_criteria`
-/// (`lm_eval/models/utils.py`) plus transformers' stop on the end-of-text token.
+/// (`lm_eval/models/utils.py`) plus transformers' stop on the generation config's end-of-sequence ids.
 pub struct StopCriteria<'a> {
     encoder: Option<&'a Encoder>,
-    eos_token_id: Option<u32>,
+    eos_token_ids: Vec<u32>,
     /// Stop strings with their look-back windows in tokens.
     sequences: Vec<(String, usize)>,
 }
@@ -251,7 +419,7 @@ pub struct StopCriteria<'a> {
 impl StopCriteria<'static> {
     /// Never stops: generation runs to its token budget (benchmarks).
     pub fn never() -> Self {
-        Self { encoder: None, eos_token_id: None, sequences: Vec::new() }
+        Self { encoder: None, eos_token_ids: Vec::new(), sequences: Vec::new() }
     }
 }
 
@@ -259,7 +427,7 @@ impl StopCriteria<'_> {
     /// Whether generation stops after `generated`: on the end-of-text token, or when a stop string appears in the last
     /// tokens decoded on their own (so a stop can fire that the full text would not show, as in lm-eval).
     pub fn is_met(&self, generated: &[u32]) -> Result<bool, EncodeError> {
-        if generated.last().is_some_and(|&t| Some(t) == self.eos_token_id) {
+        if generated.last().is_some_and(|t| self.eos_token_ids.contains(t)) {
             return Ok(true);
         }
         let Some(encoder) = self.encoder else { return Ok(false) };

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 mod encode;
+mod generation;
 pub mod metrics;
 mod model;
 mod pyrandom;
@@ -21,7 +22,8 @@ mod task;
 mod template;
 mod template_lm;
 
-pub use encode::{BosPolicy, EncodeError, Encoder, StopCriteria};
+pub use encode::{BosPolicy, EncodeError, Encoder, SpecialTokenRule, SpecialTokens, StopCriteria, TokenizerFiles};
+pub use generation::{GenerationConfig, GenerationConfigError};
 pub use metrics::Metric;
 pub use model::{LanguageModel, ModelError, TokenModel, TokenScore};
 pub use pyrandom::PyRandom;

@@ -76,6 +76,12 @@ pub struct ModelRecord {
     pub add_bos_token: String,
     /// Whether non-empty strings were encoded with special tokens (the resolved BOS policy).
     pub add_special_tokens: bool,
+    /// What encoding with special tokens added: the tokenizer class's rule and the ids it put first and last.
+    #[serde(default)]
+    pub special_tokens: Option<crate::SpecialTokens>,
+    /// The generation settings applied (end-of-sequence ids and their file), when a task generated.
+    #[serde(default)]
+    pub generation: Option<crate::GenerationConfig>,
     /// `--limit`, if any.
     pub limit: Option<usize>,
     /// Few-shot examples per document.

@@ -3,28 +3,32 @@
 //! sorting and batching, and the stop criteria; the backend below it sees token ids only.
 
 use crate::{
-    Encoder, GenerateRequest, LanguageModel, LoglikelihoodRequest, ModelError, TokenModel, TokenRequest, TokenScore,
+    Encoder, GenerateRequest, GenerationConfig, LanguageModel, LoglikelihoodRequest, ModelError, TokenModel,
+    TokenRequest, TokenScore,
 };
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
 /// A [`TokenModel`] made a [`LanguageModel`].
-pub struct TemplateLm<M> {
+pub struct TemplateLm<'e, M> {
     model: M,
-    encoder: Encoder,
+    encoder: &'e Encoder,
+    generation: GenerationConfig,
     batch_size: NonZeroUsize,
     max_gen_toks: usize,
 }
 
-impl<M: TokenModel> TemplateLm<M> {
-    /// `max_gen_toks` is lm-eval's model-level default, used by requests that do not set their own.
-    pub fn new(model: M, encoder: Encoder, batch_size: NonZeroUsize, max_gen_toks: usize) -> Self {
-        Self { model, encoder, batch_size, max_gen_toks }
-    }
-
-    /// The tokenizer contract in use.
-    pub fn encoder(&self) -> &Encoder {
-        &self.encoder
+impl<'e, M: TokenModel> TemplateLm<'e, M> {
+    /// `generation` is the checkpoint's generation config; `max_gen_toks` is lm-eval's model-level default, used by
+    /// requests that do not set their own.
+    pub fn new(
+        model: M,
+        encoder: &'e Encoder,
+        generation: GenerationConfig,
+        batch_size: NonZeroUsize,
+        max_gen_toks: usize,
+    ) -> Self {
+        Self { model, encoder, generation, batch_size, max_gen_toks }
     }
 
     /// A generation prompt for lm-eval's `generate_until`: encoded with the tokenizer's default special tokens and
@@ -51,7 +55,7 @@ pub fn check_generation_budget(budget: usize, window: usize) -> Result<(), Strin
     Ok(())
 }
 
-impl<M: TokenModel> LanguageModel for TemplateLm<M> {
+impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
     fn max_length(&self) -> usize {
         self.model.max_length()
     }
@@ -119,7 +123,7 @@ impl<M: TokenModel> LanguageModel for TemplateLm<M> {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut order: Vec<usize> = (0..members.len()).collect();
             order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
-            let stop = self.encoder.stop_criteria(until)?;
+            let stop = self.encoder.stop_criteria(until, &self.generation.eos_token_ids)?;
             for batch in order.chunks(self.batch_size.get()) {
                 let batch_prompts: Vec<Vec<u32>> = batch.iter().map(|&i| prompts[i].clone()).collect();
                 let outputs = self.model.generate(&batch_prompts, budget, &stop)?;

@@ -74,9 +74,8 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, DataError> {
                 _ => json_lines(&text, &row_error),
             }
         }
-        "csv" => delimited(path, b',', true),
-        // TSV files on the hub (HiTZ/xnli-eu) are read with quoting off, as their text holds bare quotes.
-        "tsv" => delimited(path, b'\t', false),
+        "csv" => delimited(path, b','),
+        "tsv" => delimited(path, b'\t'),
         _ => Err(DataError::Format(path.to_owned())),
     }
 }
@@ -121,23 +120,135 @@ fn json_lines(text: &str, row_error: &dyn Fn(usize, String) -> DataError) -> Res
         .collect()
 }
 
-/// CSV/TSV with a header row; every value is a string, as `datasets` infers none for a task that maps labels.
-fn delimited(path: &Path, delimiter: u8, quoting: bool) -> Result<Vec<Row>, DataError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .quoting(quoting)
-        .from_path(path)
-        .map_err(|e| DataError::Open { path: path.to_owned(), message: e.to_string() })?;
-    let row_error = |row: usize, e: csv::Error| DataError::Row { path: path.to_owned(), row, message: e.to_string() };
-    let header = reader.headers().map_err(|e| row_error(1, e))?.clone();
-    reader
+/// pandas' default `na_values`: a field spelled exactly so is missing (`None` in the row lm-eval sees).
+const NA_VALUES: [&str; 19] = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
+    "NULL", "NaN", "None", "n/a", "nan", "null",
+];
+
+/// CSV/TSV as `datasets`' csv builder reads it (`datasets/packaged_modules/csv`), through `pandas.read_csv` with its
+/// defaults: a header row; `"` quotes a field only where it opens one (its quotes are dropped, `""` inside is one
+/// quote, text after the closing quote joins the field), elsewhere it is a plain character; a quote that never
+/// closes is an error (pandas: "EOF inside string"); blank lines are skipped; `NA_VALUES` are missing; then each
+/// column's type is inferred as pandas does (integers, else floats, else booleans, else text).
+fn delimited(path: &Path, delimiter: u8) -> Result<Vec<Row>, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::Open { path: path.to_owned(), message: e.to_string() })?;
+    let row_error = |row: usize, message: String| DataError::Row { path: path.to_owned(), row, message };
+    if let Some((row, line)) = unclosed_quote(&bytes, delimiter) {
+        return Err(row_error(
+            row,
+            format!(
+                "the quote opened on line {line} never closes (pandas, which lm-eval reads CSV with, fails on it too)"
+            ),
+        ));
+    }
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_reader(bytes.as_slice());
+    let header = reader.headers().map_err(|e| row_error(0, e.to_string()))?.clone();
+    let records = reader
         .records()
         .enumerate()
         .map(|(i, record)| {
-            let record = record.map_err(|e| row_error(i + 1, e))?;
-            Ok(header.iter().zip(record.iter()).map(|(k, v)| (k.to_owned(), Value::String(v.to_owned()))).collect())
+            let record = record.map_err(|e| row_error(i + 1, e.to_string()))?;
+            Ok(record.iter().map(|field| (!NA_VALUES.contains(&field)).then(|| field.to_owned())).collect())
         })
-        .collect()
+        .collect::<Result<Vec<Vec<Option<String>>>, DataError>>()?;
+    let columns: Vec<ColumnType> =
+        (0..header.len()).map(|j| ColumnType::infer(records.iter().map(|r| r[j].as_deref()))).collect();
+    Ok(records
+        .into_iter()
+        .map(|record| {
+            header
+                .iter()
+                .zip(&columns)
+                .zip(record)
+                .map(|((name, column), field)| (name.to_owned(), column.value(field)))
+                .collect()
+        })
+        .collect())
+}
+
+/// The data row (1-based, header excluded) and line where a field opens a quote that the file never closes.
+fn unclosed_quote(bytes: &[u8], delimiter: u8) -> Option<(usize, usize)> {
+    let (mut row, mut line, mut at_field_start, mut open) = (0, 1, true, None);
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if open.is_some() {
+            if byte == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    open = None;
+                }
+            }
+        } else if byte == b'"' && at_field_start {
+            open = Some((row, line));
+        } else if byte == b'\n' {
+            row += 1;
+        }
+        if byte == b'\n' {
+            line += 1;
+        }
+        at_field_start = open.is_none() && (byte == delimiter || byte == b'\n' || byte == b'\r');
+        i += 1;
+    }
+    open
+}
+
+/// A column's type as pandas infers it from the text of every row (missing fields aside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ColumnType {
+    /// `int64`: every field is an integer and none is missing.
+    Integer,
+    /// `float64`: every present field is a number (integers with missing fields become floats too).
+    Float,
+    /// `bool`: every field is True/False (any case pandas accepts) and none is missing.
+    Boolean,
+    /// `object`: text.
+    Text,
+}
+
+impl ColumnType {
+    fn infer<'a>(fields: impl Iterator<Item = Option<&'a str>> + Clone) -> Self {
+        let missing = fields.clone().any(|f| f.is_none());
+        let present = fields.flatten();
+        let all = |test: fn(&str) -> bool| present.clone().all(test);
+        if all(|f| f.parse::<i64>().is_ok()) && !missing && present.clone().next().is_some() {
+            ColumnType::Integer
+        } else if all(|f| parse_float(f).is_some()) && present.clone().next().is_some() {
+            ColumnType::Float
+        } else if all(|f| parse_bool(f).is_some()) && !missing && present.clone().next().is_some() {
+            ColumnType::Boolean
+        } else {
+            ColumnType::Text
+        }
+    }
+
+    fn value(self, field: Option<String>) -> Value {
+        let Some(field) = field else { return Value::Null };
+        match self {
+            ColumnType::Integer => field.parse::<i64>().map_or(Value::Null, Value::from),
+            ColumnType::Float => parse_float(&field).map_or(Value::Null, Value::from),
+            ColumnType::Boolean => parse_bool(&field).map_or(Value::Null, Value::from),
+            ColumnType::Text => Value::String(field),
+        }
+    }
+}
+
+/// A decimal number as pandas' parser reads one (no `inf`/`nan` words: those are text or missing).
+fn parse_float(field: &str) -> Option<f64> {
+    let digits = field.trim_start_matches(['+', '-']);
+    let numeric = digits.starts_with(|c: char| c.is_ascii_digit() || c == '.');
+    numeric.then(|| field.parse::<f64>().ok()).flatten().filter(|v| v.is_finite())
+}
+
+/// pandas' default `true_values`/`false_values` for bool inference.
+fn parse_bool(field: &str) -> Option<bool> {
+    match field {
+        "True" | "TRUE" | "true" => Some(true),
+        "False" | "FALSE" | "false" => Some(false),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -154,9 +265,9 @@ mod tests {
 
     #[test]
     fn reads_jsonl_json_csv_and_tsv_alike() {
-        let expected = serde_json::json!({"premise": "A cat sat.", "label": "1"});
-        let (_d, jsonl) = file("a.jsonl", "{\"premise\": \"A cat sat.\", \"label\": \"1\"}\n\n");
-        let (_d2, json) = file("a.json", "[{\"premise\": \"A cat sat.\", \"label\": \"1\"}]");
+        let expected = serde_json::json!({"premise": "A cat sat.", "label": 1});
+        let (_d, jsonl) = file("a.jsonl", "{\"premise\": \"A cat sat.\", \"label\": 1}\n\n");
+        let (_d2, json) = file("a.json", "[{\"premise\": \"A cat sat.\", \"label\": 1}]");
         let (_d3, csv) = file("a.csv", "premise,label\n\"A cat sat.\",1\n");
         let (_d4, tsv) = file("a.tsv", "premise\tlabel\nA cat sat.\t1\n");
         for path in [jsonl, json, csv, tsv] {
@@ -166,13 +277,44 @@ mod tests {
     }
 
     #[test]
-    fn tsv_keeps_bare_quotes() {
-        let (_d, tsv) = file("q.tsv", "premise\tlabel\nHe said \"no\tquote\t2\n");
-        let rows = read_rows(&tsv);
-        // Three fields against a two-column header is a malformed row, reported with its number.
-        assert!(matches!(rows, Err(DataError::Row { row: 1, .. })));
-        let (_d, tsv) = file("q.tsv", "premise\tlabel\nHe said \"no.\t2\n");
-        assert_eq!(read_rows(&tsv).unwrap()[0]["premise"], "He said \"no.");
+    fn tsv_quoting_follows_pandas_defaults() {
+        let (_d, tsv) = file(
+            "q.tsv",
+            "premise\thypothesis\tlabel\n\
+             \"Ez,\" esan zuen gizonak.\tGizonak ezetz esan zuen.\t0\n\
+             He said \"no.\t\"a \"\"b\"\" c\"\t1\n\
+             \"two\tfields\nand a line\"\tx\t2\n\n",
+        );
+        let rows = read_rows(&tsv).unwrap();
+        assert_eq!(rows.len(), 3);
+        // A field opening with a quote loses it; text after the closing quote joins the field.
+        assert_eq!(rows[0]["premise"], "Ez, esan zuen gizonak.");
+        // A quote inside an unquoted field is a plain character; "" inside a quoted field is one quote.
+        assert_eq!(rows[1]["premise"], "He said \"no.");
+        assert_eq!(rows[1]["hypothesis"], "a \"b\" c");
+        // A quoted field holds tabs and line breaks; the blank last line is skipped.
+        assert_eq!(rows[2]["premise"], "two\tfields\nand a line");
+        assert_eq!(rows[2]["label"], 2);
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_an_error_naming_row_and_line() {
+        let (_d, tsv) = file("q.tsv", "premise\tlabel\nfine\t0\n\"never closed\t1\nmore\t2\n");
+        let err = read_rows(&tsv).unwrap_err().to_string();
+        assert!(err.ends_with("row 2: the quote opened on line 3 never closes (pandas, which lm-eval reads CSV with, fails on it too)"), "{err}");
+    }
+
+    #[test]
+    fn columns_get_the_types_pandas_infers() {
+        let (_d, csv) = file("t.csv", "label,score,flag,text,maybe\n0,1.5,True,None,7\n2,,false,NA,\n1,3,TRUE,x,8\n");
+        let rows = read_rows(&csv).unwrap();
+        let column = |name: &str| rows.iter().map(|r| r[name].clone()).collect::<Vec<_>>();
+        assert_eq!(column("label"), [serde_json::json!(0), serde_json::json!(2), serde_json::json!(1)]);
+        assert_eq!(column("score"), [serde_json::json!(1.5), Value::Null, serde_json::json!(3.0)]);
+        assert_eq!(column("flag"), [Value::Bool(true), Value::Bool(false), Value::Bool(true)]);
+        assert_eq!(column("text"), [Value::Null, Value::Null, serde_json::json!("x")]);
+        // Integers with a missing field are floats, as pandas makes them.
+        assert_eq!(column("maybe"), [serde_json::json!(7.0), Value::Null, serde_json::json!(8.0)]);
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub struct ModelFiles {
     pub tokenizer: PathBuf,
     /// tokenizer_config.json and special_tokens_map.json, those the checkpoint has, in that order.
     pub tokenizer_settings: Vec<PathBuf>,
+    /// tokenizer.model (SentencePiece), when the checkpoint has one: transformers rebuilds some tokenizers from it.
+    pub sentencepiece: Option<PathBuf>,
+    /// generation_config.json, when the checkpoint has one: transformers' `generate` reads it.
+    pub generation_config: Option<PathBuf>,
     /// model.safetensors, or every shard named by model.safetensors.index.json.
     pub weights: Vec<PathBuf>,
     /// Where they came from.
@@ -112,11 +116,15 @@ pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<ModelFiles, 
             shard_names(&index)?.iter().map(|shard| hub.get(shard)).collect::<Result<_, _>>()?
         }
     };
+    let sentencepiece = hub.get_optional("tokenizer.model")?;
+    let generation_config = hub.get_optional("generation_config.json")?;
     let commit = snapshot_commit(&config);
     Ok(ModelFiles {
         config,
         tokenizer,
         tokenizer_settings,
+        sentencepiece,
+        generation_config,
         weights,
         origin: Origin::Hub { repo: model.into(), commit },
     })
@@ -174,7 +182,16 @@ fn resolve_folder(folder: &Path) -> Result<ModelFiles, HubError> {
         }
         shards
     };
-    Ok(ModelFiles { config, tokenizer, tokenizer_settings, weights, origin: Origin::Folder(folder.to_owned()) })
+    let optional = |name: &str| Some(folder.join(name)).filter(|p| p.is_file());
+    Ok(ModelFiles {
+        config,
+        tokenizer,
+        tokenizer_settings,
+        sentencepiece: optional("tokenizer.model"),
+        generation_config: optional("generation_config.json"),
+        weights,
+        origin: Origin::Folder(folder.to_owned()),
+    })
 }
 
 /// A relative or absolute path rather than `owner/name`.

@@ -27,6 +27,12 @@ pub enum RunError {
     /// Model files.
     #[error(transparent)]
     Hub(#[from] ibex_hub::HubError),
+    /// The tokenizer cannot be built as transformers builds it.
+    #[error(transparent)]
+    Tokenizer(#[from] ibex_core::EncodeError),
+    /// The checkpoint's generation settings.
+    #[error(transparent)]
+    Generation(#[from] ibex_core::GenerationConfigError),
     /// A task's data file cannot be had from the hub.
     #[error("task {task} reads split `{split}` from the hub (or pass it with --data {task}:{split}=PATH)")]
     Dataset {
@@ -74,7 +80,7 @@ pub enum RunError {
     },
     /// A generation request cannot fit the model's context window.
     #[error("task {task}: {message}")]
-    Generation {
+    Budget {
         /// The task.
         task: String,
         /// What is wrong and what to do.

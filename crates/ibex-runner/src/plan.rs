@@ -8,7 +8,9 @@ use crate::fewshot::FewshotPool;
 use crate::registry::{Entry, Group, Registry};
 use crate::RunError;
 use ibex_core::results::ModelRecord;
-use ibex_core::{check_generation_budget, BosPolicy, DeviceSpec, Doc, Dtype, Request};
+use ibex_core::{
+    check_generation_budget, BosPolicy, DeviceSpec, Doc, Dtype, Encoder, GenerationConfig, Request, TokenizerFiles,
+};
 use ibex_hub::{ModelFiles, Origin};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -85,6 +87,10 @@ pub struct Plan {
     pub model: String,
     /// The checkpoint's files (hub-resolved or a folder).
     pub model_files: ModelFiles,
+    /// The tokenizer as transformers builds it for lm-eval, with the run's BOS policy.
+    pub encoder: Encoder,
+    /// The checkpoint's generation settings (end-of-sequence ids), read when a task generates.
+    pub generation: GenerationConfig,
     /// The shipped model recipe that supplied settings the flags left open, and which ones.
     pub recipe: Option<(String, Vec<&'static str>)>,
     /// Where the model runs.
@@ -176,11 +182,27 @@ impl Plan {
         .unwrap_or_default();
         let model_files = ibex_hub::resolve_model(&settings.model, settings.revision.as_deref())?;
         check_generation_budgets(&tasks, &model_files, settings.max_gen_toks)?;
+        let tokenizer = TokenizerFiles {
+            tokenizer_json: model_files.tokenizer.clone(),
+            settings: model_files.tokenizer_settings.clone(),
+            sentencepiece: model_files.sentencepiece.clone(),
+            model_config: Some(model_files.config.clone()),
+        };
+        let encoder = Encoder::from_files(&tokenizer, bos)?;
+        let generates =
+            tasks.iter().flat_map(|t| t.requests.iter().flatten()).any(|r| matches!(r, Request::Generate(_)));
+        let generation = if generates {
+            GenerationConfig::from_files(model_files.generation_config.as_deref(), &model_files.config)?
+        } else {
+            GenerationConfig::default()
+        };
         let output = settings.output.clone().unwrap_or_else(|| default_output(&settings.model));
         Ok(Self {
             recipe: recipe.filter(|_| !applied.is_empty()).map(|r| (r.source, applied)),
             model: settings.model,
             model_files,
+            encoder,
+            generation,
             device: settings.device,
             dtype,
             batch_size: settings.batch_size,
@@ -196,9 +218,8 @@ impl Plan {
         })
     }
 
-    /// The run's record for results.json, given what only the loaded model knows: the device it landed on and whether
-    /// its tokenizer adds special tokens.
-    pub fn model_record(&self, device: String, add_special_tokens: bool) -> ModelRecord {
+    /// The run's record for results.json, given what only the loaded model knows: the device it landed on.
+    pub fn model_record(&self, device: String) -> ModelRecord {
         ModelRecord {
             model: self.model.clone(),
             revision: match &self.model_files.origin {
@@ -209,7 +230,9 @@ impl Plan {
             device,
             batch_size: self.batch_size.get(),
             add_bos_token: self.bos.to_string(),
-            add_special_tokens,
+            add_special_tokens: self.encoder.adds_special_tokens(),
+            special_tokens: Some(self.encoder.special_tokens().clone()),
+            generation: Some(self.generation.clone()).filter(|g| !g.source.is_empty()),
             limit: self.limit,
             num_fewshot: self.num_fewshot,
             fewshot_seed: self.fewshot_seed,
@@ -236,7 +259,7 @@ fn check_generation_budgets(tasks: &[PlannedTask], files: &ModelFiles, default: 
             if let Request::Generate(generate) = request {
                 let budget = generate.max_gen_toks.unwrap_or(default);
                 check_generation_budget(budget, window as usize)
-                    .map_err(|message| RunError::Generation { task: task.name().to_owned(), message })?;
+                    .map_err(|message| RunError::Budget { task: task.name().to_owned(), message })?;
             }
         }
     }

@@ -4,7 +4,9 @@ use crate::{Plan, PlannedTask, SplitSource};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use ibex_core::metrics::{parse_metric_key, stderr_key};
 use ibex_core::results::RunResults;
+use ibex_core::SpecialTokenRule;
 use ibex_hub::Origin;
+use std::path::Path;
 
 /// One row per task and metric: value and stderr as percentages, labelled, and the number of documents.
 pub fn results_table(results: &RunResults) -> Table {
@@ -52,6 +54,8 @@ pub fn plan_tables(plan: &Plan) -> String {
         ("model", origin),
         ("files", file_names.join(", ")),
         ("weights", format!("{} file(s), {}", files.weights.len(), human_bytes(plan.weights_bytes()))),
+        ("tokenizer", describe_special_tokens(plan)),
+        ("generation stops on", describe_stops(plan)),
         ("device", plan.device.to_string()),
         ("dtype", format!("{}{}", plan.dtype, from_recipe("dtype"))),
         ("add_bos_token", format!("{}{}", plan.bos, from_recipe("add_bos_token"))),
@@ -103,4 +107,29 @@ fn human_bytes(bytes: u64) -> String {
         b if b >= f64::from(1u32 << 20) => format!("{:.1} MiB", b / f64::from(1u32 << 20)),
         b => format!("{:.0} KiB", (b / 1024.0).ceil()),
     }
+}
+
+/// The tokenizer class and what "with special tokens" adds under the run's BOS policy.
+fn describe_special_tokens(plan: &Plan) -> String {
+    if !plan.encoder.adds_special_tokens() {
+        return "no special tokens on non-empty strings (add_bos_token false)".into();
+    }
+    let specials = plan.encoder.special_tokens();
+    let ids = |ids: &[u32]| format!("{ids:?}");
+    let rule = match specials.rule {
+        SpecialTokenRule::RebuiltFromAddBosEos => "rebuilt from add_bos_token/add_eos_token",
+        SpecialTokenRule::TokenizerJsonPostProcessor => "tokenizer.json's post-processor",
+    };
+    format!("{}: {} first, {} last ({rule})", specials.class, ids(&specials.first), ids(&specials.last))
+}
+
+/// The end-of-sequence ids generation stops on, and where they came from.
+fn describe_stops(plan: &Plan) -> String {
+    let generation = &plan.generation;
+    if generation.source.is_empty() {
+        return "no task generates".into();
+    }
+    let ids: Vec<String> = generation.eos_token_ids.iter().map(u32::to_string).collect();
+    let file = Path::new(&generation.source).file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned());
+    format!("ids [{}] ({file}), the tokenizer's EOS text, each task's stop strings", ids.join(", "))
 }
