@@ -194,3 +194,36 @@ fn salamandra_style_tokenizer_matches_lm_eval_on_nli_and_qa() {
         }
     }
 }
+
+/// lm-eval's `build_qa_turn` treats an empty answer as none: that few-shot example is its prompt alone, without the
+/// target delimiter, the answer or the few-shot delimiter (a whitespace answer counts as an answer).
+#[test]
+fn an_empty_answer_leaves_a_fewshot_example_without_delimiters() {
+    let dir = tempfile::tempdir().unwrap();
+    short_variant(dir.path(), "xquad_en", "xquad_en_short");
+    let data = format!("xquad_en_short={}", fixtures().join("data/qa_en_edges.validation.jsonl").display());
+    let out = run_ok(&[
+        "--model",
+        HUB_MODEL,
+        "--tasks",
+        "xquad_en_short",
+        "--tasks-dir",
+        ibex_path_arg(dir.path()),
+        "--data",
+        &data,
+        "--num-fewshot",
+        "3",
+    ]);
+    let ours = read_jsonl(&out.path().join("samples_xquad_en_short.jsonl"));
+    let theirs = read_jsonl(&reference("qa_edges_3shot"));
+    assert_eq!(ours.len(), theirs.len());
+    let mut empty_shots = 0;
+    for (o, r) in ours.iter().zip(&theirs) {
+        for key in ["arguments", "filtered_resps", "target", "prompt_hash"] {
+            assert_eq!(o[key], r[key], "doc {}: `{key}` differs", r["doc_id"]);
+        }
+        let context = r["arguments"][0][0].as_str().unwrap();
+        empty_shots += usize::from(context.contains("What was the ship called?\n\nAnswer:Context:"));
+    }
+    assert!(empty_shots > 0, "no document drew the example with an empty answer");
+}

@@ -225,17 +225,16 @@ pub trait Task: Send + Sync {
     /// concatenated [`Task::fewshot_example`]s of the chosen shots; empty at zero shots).
     fn requests(&self, doc: &Doc, fewshot_context: &str) -> Vec<Request>;
 
-    /// A solved example for few-shot prompts, as lm-eval's sampler builds it: `doc_to_text + target_delimiter +
-    /// doc_to_target + fewshot_delimiter`.
+    /// A solved example for few-shot prompts, as lm-eval's `build_qa_turn` (api/task.py) builds it: `doc_to_text +
+    /// target_delimiter + doc_to_target + fewshot_delimiter`; an empty target leaves out both delimiters and the
+    /// target (lm-eval's `has_answer`), so the example is its text alone.
     fn fewshot_example(&self, doc: &Doc) -> String {
         let header = self.header();
-        format!(
-            "{}{}{}{}",
-            self.doc_to_text(doc),
-            header.target_delimiter,
-            self.doc_to_target(doc),
-            header.fewshot_delimiter
-        )
+        let target = self.doc_to_target(doc);
+        if target.is_empty() {
+            return self.doc_to_text(doc);
+        }
+        format!("{}{}{target}{}", self.doc_to_text(doc), header.target_delimiter, header.fewshot_delimiter)
     }
 
     /// Scores a document from the responses to its [`Task::requests`], in the same order.
