@@ -12,7 +12,8 @@ const FOLDERS: [(&str, &str); 4] = [
 ];
 
 fn main() {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Read at run time: a build script binary can be reused for another checkout of the same source.
+    let repository = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("../..");
     let mut generated = String::new();
     for (constant, folder) in FOLDERS {
         let root = repository.join(folder);
