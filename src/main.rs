@@ -125,9 +125,9 @@ impl RunArgs {
 
 /// Loads the model the plan names with the Candle backend, behind lm-eval's text-level interface, and runs the plan.
 fn run_with_candle(plan: &Plan) -> Result<ibex_core::results::RunResults> {
-    let files = &plan.model_files;
     let device = select_device(plan.device, plan.dtype)?;
-    let model = CandleModel::load(&files.config, &files.weights, candle_dtype(plan.dtype), &device)?;
+    let weights = ibex_hub::fetch_weights(&plan.model_files)?;
+    let model = CandleModel::load(&plan.model_files.config, &weights, candle_dtype(plan.dtype), &device)?;
     let record = plan.model_record(device_name(&device));
     let mut model = TemplateLm::new(model, &plan.encoder, plan.generation.clone(), plan.batch_size, plan.max_gen_toks);
     Ok(ibex_runner::run(plan, &mut model, record)?)
@@ -148,6 +148,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => {
             let dry_run = args.dry_run;
             let plan = Plan::resolve(args.settings())?;
+            if let Some((source, applied)) = &plan.recipe {
+                eprintln!("{} from {source} (the flags override it)", applied.join(" and "));
+            }
             if dry_run {
                 println!("{}", plan_tables(&plan));
                 return Ok(());

@@ -227,3 +227,30 @@ fn an_empty_answer_leaves_a_fewshot_example_without_delimiters() {
     }
     assert!(empty_shots > 0, "no document drew the example with an empty answer");
 }
+
+/// transformers switches off tokenizer.json's truncation (and padding) on every encode; the Rust tokenizers crate
+/// would apply it. The same checkpoint with a 4-token truncation in tokenizer.json scores as lm-eval's base run.
+#[test]
+fn truncation_saved_in_tokenizer_json_is_ignored_as_transformers_ignores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer_config.json", "model.safetensors"] {
+        std::fs::copy(crate::common::model_folder().join(file), dir.path().join(file)).unwrap();
+    }
+    let mut tokenizer = read_json(&crate::common::model_folder().join("tokenizer.json"));
+    tokenizer["truncation"] =
+        serde_json::json!({"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0});
+    std::fs::write(dir.path().join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    let out = run_ok(&["--model", ibex_path_arg(dir.path()), "--tasks", "xnli_en", "--limit", "6"]);
+    let ours = read_jsonl(&out.path().join("samples_xnli_en.jsonl"));
+    let theirs = read_jsonl(&fixtures().join("lm_eval/samples_xnli_en_0shot.jsonl"));
+    for (o, r) in ours.iter().zip(&theirs) {
+        for (a, b) in o["filtered_resps"].as_array().unwrap().iter().zip(r["filtered_resps"].as_array().unwrap()) {
+            let expected = b[0].as_f64().unwrap();
+            assert!(
+                (a[0].as_f64().unwrap() - expected).abs() <= crate::common::tolerance(expected),
+                "doc {}",
+                r["doc_id"]
+            );
+        }
+    }
+}

@@ -71,6 +71,12 @@ pub enum EncodeError {
         /// What went wrong.
         message: String,
     },
+    /// A context encodes to no tokens (whitespace alone, without special tokens), so there is nothing to condition on.
+    #[error("the context {context:?} encodes to no tokens; lm-eval refuses such a request too")]
+    EmptyContext {
+        /// The request's context.
+        context: String,
+    },
     /// A continuation encodes to no tokens at all, so there is nothing to score.
     #[error("the continuation {continuation:?} (after context {context:?}) encodes to no tokens; nothing to score")]
     EmptyContinuation {
@@ -86,8 +92,8 @@ pub enum EncodeError {
 pub struct TokenizerFiles {
     /// tokenizer.json.
     pub tokenizer_json: PathBuf,
-    /// tokenizer_config.json and special_tokens_map.json, those present, in that order: for each key the first file
-    /// that sets it wins, as transformers reads them.
+    /// tokenizer_config.json and special_tokens_map.json, those present, in that order (merged as transformers
+    /// merges them: see `merged_settings`).
     pub settings: Vec<PathBuf>,
     /// tokenizer.model (SentencePiece), when the checkpoint has one.
     pub sentencepiece: Option<PathBuf>,
@@ -99,8 +105,27 @@ pub struct TokenizerFiles {
 /// `add_eos_token` (`update_post_processor` in transformers' tokenization_llama_fast.py, code_llama, gemma).
 const REBUILDING_CLASSES: [&str; 3] = ["LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer"];
 
-/// `model_type`s whose default tokenizer class is one of [`REBUILDING_CLASSES`] (transformers' `TOKENIZER_MAPPING`).
-const REBUILDING_MODEL_TYPES: [&str; 3] = ["llama", "gemma", "gemma2"];
+/// The default tokenizer class of `model_type`s whose class is one of [`REBUILDING_CLASSES`] (transformers'
+/// `TOKENIZER_MAPPING_NAMES`; mistral and mixtral as without the optional mistral-common package).
+const REBUILDING_MODEL_TYPES: [(&str, &str); 17] = [
+    ("llama", "LlamaTokenizer"),
+    ("llama4", "LlamaTokenizer"),
+    ("llama4_text", "LlamaTokenizer"),
+    ("mistral", "LlamaTokenizer"),
+    ("mixtral", "LlamaTokenizer"),
+    ("phi3", "LlamaTokenizer"),
+    ("phimoe", "LlamaTokenizer"),
+    ("deepseek_v2", "LlamaTokenizer"),
+    ("deepseek_v3", "LlamaTokenizer"),
+    ("jamba", "LlamaTokenizer"),
+    ("code_llama", "CodeLlamaTokenizer"),
+    ("gemma", "GemmaTokenizer"),
+    ("gemma2", "GemmaTokenizer"),
+    ("gemma3", "GemmaTokenizer"),
+    ("gemma3_text", "GemmaTokenizer"),
+    ("gemma3n", "GemmaTokenizer"),
+    ("recurrent_gemma", "GemmaTokenizer"),
+];
 
 /// What encoding a string "with special tokens" adds to it, as the tokenizer class transformers instantiates
 /// decides (lm-eval ≥ 0.4.9.2 calls `tokenizer.encode(text)` with those defaults). Recorded in results.json.
@@ -140,8 +165,12 @@ pub struct Encoder {
     eos_token_id: Option<u32>,
     /// transformers' `clean_up_tokenization_spaces`, applied after decoding.
     clean_up_spaces: bool,
-    /// The prefix token as text: a string starting with it gets no special tokens (lm-eval's `has_bos_prefix`).
+    /// The prefix token as text: a string starting with it gets no special tokens (lm-eval's `has_bos_prefix` in
+    /// `tok_encode`).
     prefix_text: String,
+    /// The BOS token as text, if the tokenizer has one: a generation prompt starting with it gets no special tokens
+    /// (`has_bos_prefix` in `tok_batch_encode`).
+    bos_text: Option<String>,
 }
 
 impl Encoder {
@@ -156,8 +185,22 @@ impl Encoder {
             |message: String| EncodeError::Load { path: files.tokenizer_json.display().to_string(), message };
         let text = std::fs::read_to_string(&files.tokenizer_json).map_err(|e| load_error(e.to_string()))?;
         let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| load_error(e.to_string()))?;
-        if rebuilds {
-            if let Some(add_prefix_space) = config.get("add_prefix_space").and_then(serde_json::Value::as_bool) {
+        // No tokenizer.json setting applies that transformers switches off on every encode.
+        json["truncation"] = serde_json::Value::Null;
+        json["padding"] = serde_json::Value::Null;
+        let add_prefix_space = config.get("add_prefix_space").and_then(serde_json::Value::as_bool);
+        // PreTrainedTokenizerFast sets a top-level pre-tokenizer's add_prefix_space to its own: the setting's, false
+        // when absent; a null setting fails to rebuild the pre-tokenizer there and leaves it as it is.
+        let setting = config.get("add_prefix_space");
+        if !rebuilds && setting.is_none_or(serde_json::Value::is_boolean) {
+            if let Some(flag) = json["pre_tokenizer"].get_mut("add_prefix_space") {
+                *flag = serde_json::Value::Bool(add_prefix_space.unwrap_or(false));
+            }
+        }
+        // Of the rebuilding classes, only LlamaTokenizerFast converts itself from tokenizer.model when
+        // add_prefix_space is set (`from_slow`).
+        if class == "LlamaTokenizerFast" {
+            if let Some(add_prefix_space) = add_prefix_space {
                 if files.sentencepiece.is_none() {
                     return Err(EncodeError::Unsupported(format!(
                         "tokenizer_config.json sets add_prefix_space, so transformers rebuilds {class} from \
@@ -199,6 +242,7 @@ impl Encoder {
             SpecialTokens { class, rule: SpecialTokenRule::TokenizerJsonPostProcessor, first, last }
         };
         let prefix_text = tokenizer.decode(&[prefix_token_id], false).unwrap_or_default();
+        let bos_text = bos_id.and_then(|id| tokenizer.decode(&[id], false).ok()).filter(|t| !t.is_empty());
         Ok(Self {
             tokenizer,
             add_special_tokens: bos != BosPolicy::Never,
@@ -207,6 +251,7 @@ impl Encoder {
             eos_token_id: eos_id,
             clean_up_spaces: flag("clean_up_tokenization_spaces", false),
             prefix_text,
+            bos_text,
         })
     }
 
@@ -248,9 +293,10 @@ impl Encoder {
     }
 
     /// A generation prompt as lm-eval's `tok_batch_encode` builds it for one context: the tokenizer's default special
-    /// tokens (none when the text starts with the prefix token's string), left-truncated to `max_tokens`.
+    /// tokens (none when the text starts with the BOS token's string), left-truncated to `max_tokens`.
     pub fn encode_prompt(&self, context: &str, max_tokens: usize) -> Result<Vec<u32>, EncodeError> {
-        let ids = self.tok_encode(context, self.specials_for(context))?;
+        let starts_with_bos = self.bos_text.as_deref().is_some_and(|bos| context.starts_with(bos));
+        let ids = self.tok_encode(context, self.add_special_tokens && !starts_with_bos)?;
         Ok(ids[ids.len().saturating_sub(max_tokens)..].to_vec())
     }
 
@@ -287,21 +333,28 @@ impl Encoder {
     /// Tokenizes a loglikelihood request as `TemplateLM.loglikelihood` does.
     pub fn encode(&self, request: &LoglikelihoodRequest) -> Result<TokenRequest, EncodeError> {
         let LoglikelihoodRequest { context, continuation } = request;
-        let empty = || EncodeError::EmptyContinuation { context: context.clone(), continuation: continuation.clone() };
-        if context.is_empty() {
+        let tokens = if context.is_empty() {
             let mut continuation_ids = self.tok_encode(continuation, false)?;
-            let first = *continuation_ids.first().ok_or_else(empty)?;
-            if first == self.prefix_token_id {
+            if continuation_ids.first() == Some(&self.prefix_token_id) {
                 let rest = continuation_ids.split_off(1);
-                return Ok(TokenRequest { context: continuation_ids, continuation: rest });
+                TokenRequest { context: continuation_ids, continuation: rest }
+            } else {
+                TokenRequest { context: vec![self.prefix_token_id], continuation: continuation_ids }
             }
-            return Ok(TokenRequest { context: vec![self.prefix_token_id], continuation: continuation_ids });
+        } else {
+            self.encode_pair(context, continuation)?
+        };
+        // lm-eval asserts both are non-empty (`_loglikelihood_tokens`).
+        if tokens.context.is_empty() {
+            return Err(EncodeError::EmptyContext { context: context.clone() });
         }
-        let request = self.encode_pair(context, continuation)?;
-        if request.continuation.is_empty() {
-            return Err(empty());
+        if tokens.continuation.is_empty() {
+            return Err(EncodeError::EmptyContinuation {
+                context: context.clone(),
+                continuation: continuation.clone(),
+            });
         }
-        Ok(request)
+        Ok(tokens)
     }
 
     /// `_encode_pair`: trailing whitespace moves from the context to the continuation; the context is encoded alone,
@@ -365,12 +418,13 @@ fn tokenizer_class(
     let named = settings.get("tokenizer_class").or(model.get("tokenizer_class")).and_then(|c| c.as_str());
     let class = match named {
         Some(class) => class.trim_end_matches("Fast").to_owned(),
-        None => match model.get("model_type").and_then(|t| t.as_str()) {
-            Some(t) if REBUILDING_MODEL_TYPES.contains(&t) => {
-                if t == "llama" { "LlamaTokenizer" } else { "GemmaTokenizer" }.to_owned()
+        None => {
+            let model_type = model.get("model_type").and_then(|t| t.as_str());
+            match REBUILDING_MODEL_TYPES.iter().find(|(t, _)| Some(*t) == model_type) {
+                Some((_, class)) => (*class).to_owned(),
+                None => return Ok("PreTrainedTokenizerFast".into()),
             }
-            _ => return Ok("PreTrainedTokenizerFast".into()),
-        },
+        }
     };
     Ok(if class == "PreTrainedTokenizer" { "PreTrainedTokenizerFast".into() } else { format!("{class}Fast") })
 }

@@ -34,7 +34,11 @@ pub enum GenerationConfigError {
 }
 
 /// Settings that change greedy decoding, with the value that leaves it unchanged.
-const NEUTRAL: [(&str, Neutral); 13] = [
+const NEUTRAL: [(&str, Neutral); 15] = [
+    // Overrides the `max_length` lm-eval passes, so lm-eval generates that many tokens whatever the task says.
+    ("max_new_tokens", Neutral::Absent),
+    // transformers' own stop strings; lm-eval's generate fails on them (no tokenizer passed).
+    ("stop_strings", Neutral::Absent),
     ("repetition_penalty", Neutral::Number(1.0)),
     ("no_repeat_ngram_size", Neutral::Number(0.0)),
     ("encoder_no_repeat_ngram_size", Neutral::Number(0.0)),

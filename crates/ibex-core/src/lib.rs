@@ -34,4 +34,4 @@ pub use task::{
     DEFAULT_FEWSHOT_DELIMITER,
 };
 pub use template::Template;
-pub use template_lm::{check_generation_budget, TemplateLm};
+pub use template_lm::{generation_prompt, scoring_tokens, TemplateLm};

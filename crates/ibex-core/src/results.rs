@@ -55,6 +55,9 @@ pub struct RunResults {
     pub results: BTreeMap<String, BTreeMap<String, Value>>,
     /// Per group (also in `results`), its tasks.
     pub groups: BTreeMap<String, Vec<String>>,
+    /// Per task and group, each metric's direction: lm-eval's `higher_is_better`.
+    #[serde(default)]
+    pub higher_is_better: BTreeMap<String, BTreeMap<String, bool>>,
     /// Per task, where its definition and data came from.
     pub tasks: BTreeMap<String, TaskRecord>,
 }
@@ -72,8 +75,11 @@ pub struct ModelRecord {
     pub device: String,
     /// Requests per forward pass.
     pub batch_size: usize,
-    /// `--add-bos-token` as given (`auto`, `true`, `false`).
+    /// The BOS policy applied (`auto`, `true`, `false`).
     pub add_bos_token: String,
+    /// The shipped model recipe (configs/models) that supplied settings the flags left open, if any.
+    #[serde(default)]
+    pub recipe: Option<String>,
     /// Whether non-empty strings were encoded with special tokens (the resolved BOS policy).
     pub add_special_tokens: bool,
     /// What encoding with special tokens added: the tokenizer class's rule and the ids it put first and last.

@@ -9,10 +9,13 @@ use std::str::FromStr;
 #[serde(rename_all = "lowercase")]
 pub enum Dtype {
     /// 32-bit float: the reference precision of every parity test.
+    #[serde(alias = "float32")]
     F32,
     /// bfloat16: the dtype BSC's checkpoints are published and evaluated in.
+    #[serde(alias = "bfloat16")]
     Bf16,
     /// IEEE half precision (CUDA only).
+    #[serde(alias = "float16", alias = "half")]
     F16,
 }
 

@@ -30,29 +30,39 @@ impl<'e, M: TokenModel> TemplateLm<'e, M> {
     ) -> Self {
         Self { model, encoder, generation, batch_size, max_gen_toks }
     }
-
-    /// A generation prompt for lm-eval's `generate_until`: encoded with the tokenizer's default special tokens and
-    /// left-truncated to leave `budget` tokens of the model's window for the answer.
-    fn prompt_tokens(&self, context: &str, budget: usize) -> Result<Vec<u32>, String> {
-        let window = self.model.max_length();
-        check_generation_budget(budget, window)?;
-        let prompt = self.encoder.encode_prompt(context, window - budget).map_err(|e| e.to_string())?;
-        if prompt.is_empty() {
-            return Err("the prompt encodes to no tokens; a generation needs at least one".into());
-        }
-        Ok(prompt)
-    }
 }
 
-/// A generation budget must leave at least one token of the context window for the prompt.
-pub fn check_generation_budget(budget: usize, window: usize) -> Result<(), String> {
+/// A loglikelihood request's tokens, as lm-eval builds and checks them: both sides non-empty, the continuation no
+/// longer than the context window `window`.
+pub fn scoring_tokens(
+    encoder: &Encoder,
+    request: &LoglikelihoodRequest,
+    window: usize,
+) -> Result<TokenRequest, String> {
+    let tokens = encoder.encode(request).map_err(|e| e.to_string())?;
+    if tokens.continuation.len() > window {
+        return Err(format!(
+            "continuation of {} tokens exceeds the model's context window of {window}",
+            tokens.continuation.len()
+        ));
+    }
+    Ok(tokens)
+}
+
+/// A generation prompt for lm-eval's `generate_until`: encoded with the tokenizer's default special tokens and
+/// left-truncated to leave `budget` tokens of the context window `window` for the answer; at least one token.
+pub fn generation_prompt(encoder: &Encoder, context: &str, window: usize, budget: usize) -> Result<Vec<u32>, String> {
     if budget >= window {
         return Err(format!(
             "max_gen_toks {budget} leaves no room for a prompt in the model's context window of {window}; \
              pass a smaller --max-gen-toks"
         ));
     }
-    Ok(())
+    let prompt = encoder.encode_prompt(context, window - budget).map_err(|e| e.to_string())?;
+    if prompt.is_empty() {
+        return Err("the prompt encodes to no tokens; a generation needs at least one".into());
+    }
+    Ok(prompt)
 }
 
 impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
@@ -72,18 +82,7 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
             .iter()
             .enumerate()
             .map(|(index, request)| {
-                let tokens =
-                    self.encoder.encode(request).map_err(|e| ModelError::Request { index, message: e.to_string() })?;
-                if tokens.continuation.len() > window {
-                    return Err(ModelError::Request {
-                        index,
-                        message: format!(
-                            "continuation of {} tokens exceeds the model's context window of {window}",
-                            tokens.continuation.len()
-                        ),
-                    });
-                }
-                Ok(tokens)
+                scoring_tokens(self.encoder, request, window).map_err(|message| ModelError::Request { index, message })
             })
             .collect::<Result<Vec<TokenRequest>, _>>()?;
         let mut order: Vec<usize> = (0..tokens.len()).collect();
@@ -114,10 +113,11 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
         }
         let mut texts = vec![None; requests.len()];
         for ((until, budget), members) in groups {
+            let window = self.model.max_length();
             let prompts = members
                 .iter()
                 .map(|&index| {
-                    self.prompt_tokens(&requests[index].context, budget)
+                    generation_prompt(self.encoder, &requests[index].context, window, budget)
                         .map_err(|message| ModelError::Request { index, message })
                 })
                 .collect::<Result<Vec<_>, _>>()?;

@@ -142,16 +142,23 @@ fn delimited(path: &Path, delimiter: u8) -> Result<Vec<Row>, DataError> {
             ),
         ));
     }
-    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_reader(bytes.as_slice());
-    let header = reader.headers().map_err(|e| row_error(0, e.to_string()))?.clone();
-    let records = reader
-        .records()
-        .enumerate()
-        .map(|(i, record)| {
-            let record = record.map_err(|e| row_error(i + 1, e.to_string()))?;
-            Ok(record.iter().map(|field| (!NA_VALUES.contains(&field)).then(|| field.to_owned())).collect())
-        })
-        .collect::<Result<Vec<Vec<Option<String>>>, DataError>>()?;
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(bytes.as_slice());
+    let header = unique_names(reader.headers().map_err(|e| row_error(0, e.to_string()))?);
+    let mut records: Vec<Vec<Option<String>>> = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| row_error(i + 1, e.to_string()))?;
+        // pandas skips lines of whitespace alone, and fills a short row's missing fields with NaN.
+        if record.len() == 1 && record[0].trim().is_empty() {
+            continue;
+        }
+        if record.len() > header.len() {
+            return Err(row_error(i + 1, format!("{} fields where the header names {}", record.len(), header.len())));
+        }
+        let mut fields: Vec<Option<String>> =
+            record.iter().map(|field| (!NA_VALUES.contains(&field)).then(|| field.to_owned())).collect();
+        fields.resize(header.len(), None);
+        records.push(fields);
+    }
     let columns: Vec<ColumnType> =
         (0..header.len()).map(|j| ColumnType::infer(records.iter().map(|r| r[j].as_deref()))).collect();
     Ok(records
@@ -161,10 +168,25 @@ fn delimited(path: &Path, delimiter: u8) -> Result<Vec<Row>, DataError> {
                 .iter()
                 .zip(&columns)
                 .zip(record)
-                .map(|((name, column), field)| (name.to_owned(), column.value(field)))
+                .map(|((name, column), field)| (name.clone(), column.value(field)))
                 .collect()
         })
         .collect())
+}
+
+/// Header names made unique as pandas makes them: a repeated `a` becomes `a.1`, `a.2`, ….
+fn unique_names(header: &csv::StringRecord) -> Vec<String> {
+    let mut names: Vec<String> = Vec::with_capacity(header.len());
+    for name in header {
+        let mut unique = name.to_owned();
+        let mut count = 0;
+        while names.contains(&unique) {
+            count += 1;
+            unique = format!("{name}.{count}");
+        }
+        names.push(unique);
+    }
+    names
 }
 
 /// The data row (1-based, header excluded) and line where a field opens a quote that the file never closes.
@@ -195,14 +217,15 @@ fn unclosed_quote(bytes: &[u8], delimiter: u8) -> Option<(usize, usize)> {
     open
 }
 
-/// A column's type as pandas infers it from the text of every row (missing fields aside).
+/// A column's type as pandas infers it from the text of every row (missing fields aside; surrounding spaces do not
+/// stop a number from being one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ColumnType {
     /// `int64`: every field is an integer and none is missing.
     Integer,
     /// `float64`: every present field is a number (integers with missing fields become floats too).
     Float,
-    /// `bool`: every field is True/False (any case pandas accepts) and none is missing.
+    /// `bool`: every present field is True/False (any case pandas accepts); missing ones are null.
     Boolean,
     /// `object`: text.
     Text,
@@ -213,11 +236,11 @@ impl ColumnType {
         let missing = fields.clone().any(|f| f.is_none());
         let present = fields.flatten();
         let all = |test: fn(&str) -> bool| present.clone().all(test);
-        if all(|f| f.parse::<i64>().is_ok()) && !missing && present.clone().next().is_some() {
+        if all(|f| f.trim().parse::<i64>().is_ok()) && !missing && present.clone().next().is_some() {
             ColumnType::Integer
         } else if all(|f| parse_float(f).is_some()) && present.clone().next().is_some() {
             ColumnType::Float
-        } else if all(|f| parse_bool(f).is_some()) && !missing && present.clone().next().is_some() {
+        } else if all(|f| parse_bool(f).is_some()) && present.clone().next().is_some() {
             ColumnType::Boolean
         } else {
             ColumnType::Text
@@ -227,7 +250,7 @@ impl ColumnType {
     fn value(self, field: Option<String>) -> Value {
         let Some(field) = field else { return Value::Null };
         match self {
-            ColumnType::Integer => field.parse::<i64>().map_or(Value::Null, Value::from),
+            ColumnType::Integer => field.trim().parse::<i64>().map_or(Value::Null, Value::from),
             ColumnType::Float => parse_float(&field).map_or(Value::Null, Value::from),
             ColumnType::Boolean => parse_bool(&field).map_or(Value::Null, Value::from),
             ColumnType::Text => Value::String(field),
@@ -235,8 +258,10 @@ impl ColumnType {
     }
 }
 
-/// A decimal number as pandas' parser reads one (no `inf`/`nan` words: those are text or missing).
+/// A decimal number as pandas' parser reads one. pandas also reads `inf` and `Infinity` as floats, which JSON cannot
+/// hold: ibex keeps such a column as text.
 fn parse_float(field: &str) -> Option<f64> {
+    let field = field.trim();
     let digits = field.trim_start_matches(['+', '-']);
     let numeric = digits.starts_with(|c: char| c.is_ascii_digit() || c == '.');
     numeric.then(|| field.parse::<f64>().ok()).flatten().filter(|v| v.is_finite())
@@ -315,6 +340,20 @@ mod tests {
         assert_eq!(column("text"), [Value::Null, Value::Null, serde_json::json!("x")]);
         // Integers with a missing field are floats, as pandas makes them.
         assert_eq!(column("maybe"), [serde_json::json!(7.0), Value::Null, serde_json::json!(8.0)]);
+    }
+
+    #[test]
+    fn padded_numbers_blank_lines_short_rows_and_repeated_names_as_pandas_reads_them() {
+        // datasets.load_dataset("csv") on this file gives a: int64 [1, 2, 5], b: text, a.1: float64 [3.0, 4.0, null],
+        // flag: bool [true, null, null].
+        let (_d, csv) = file("w.csv", "a,b,a,flag\n 1,x,3,True\n  \n2 ,y,4,\n5,z\n");
+        let rows = read_rows(&csv).unwrap();
+        let column = |name: &str| rows.iter().map(|r| r[name].clone()).collect::<Vec<_>>();
+        assert_eq!(column("a"), [serde_json::json!(1), serde_json::json!(2), serde_json::json!(5)]);
+        assert_eq!(column("a.1"), [serde_json::json!(3.0), serde_json::json!(4.0), Value::Null]);
+        assert_eq!(column("flag"), [Value::Bool(true), Value::Null, Value::Null]);
+        let (_d, csv) = file("long.csv", "a,b\n1,2,3\n");
+        assert!(read_rows(&csv).unwrap_err().to_string().ends_with("row 1: 3 fields where the header names 2"));
     }
 
     #[test]

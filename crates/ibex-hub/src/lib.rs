@@ -72,10 +72,29 @@ pub struct ModelFiles {
     pub sentencepiece: Option<PathBuf>,
     /// generation_config.json, when the checkpoint has one: transformers' `generate` reads it.
     pub generation_config: Option<PathBuf>,
-    /// model.safetensors, or every shard named by model.safetensors.index.json.
-    pub weights: Vec<PathBuf>,
+    /// model.safetensors, or every shard named by model.safetensors.index.json: resolved, but for a hub model not
+    /// downloaded until [`fetch_weights`], so a run can be planned and checked before gigabytes move.
+    pub weights: Vec<WeightFile>,
     /// Where they came from.
     pub origin: Origin,
+}
+
+/// One safetensors file of a checkpoint.
+#[derive(Clone, Debug)]
+pub struct WeightFile {
+    /// The file's name in the repo or folder.
+    pub name: String,
+    /// The file on disk, when it is there already (a local folder, or the hub cache).
+    pub path: Option<PathBuf>,
+}
+
+/// The weight files on disk, downloading those the hub cache lacks (the snapshot the rest of `files` came from).
+pub fn fetch_weights(files: &ModelFiles) -> Result<Vec<PathBuf>, HubError> {
+    let Origin::Hub { repo, commit } = &files.origin else {
+        return Ok(files.weights.iter().filter_map(|w| w.path.clone()).collect());
+    };
+    let hub = Hub::new(repo, Some(commit), |client, owner, name| client.model(owner, name))?;
+    files.weights.iter().map(|w| w.path.clone().map_or_else(|| hub.get(&w.name), Ok)).collect()
 }
 
 /// A dataset file resolved from the hub.
@@ -109,13 +128,27 @@ pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<ModelFiles, 
     for name in TOKENIZER_SETTINGS {
         tokenizer_settings.extend(hub.get_optional(name)?);
     }
-    let weights = match hub.get_optional("model.safetensors")? {
-        Some(single) => vec![single],
-        None => {
-            let index = hub.get_optional("model.safetensors.index.json")?.ok_or_else(|| hub.no_weights())?;
-            shard_names(&index)?.iter().map(|shard| hub.get(shard)).collect::<Result<_, _>>()?
-        }
+    // The index is small; the weights themselves wait for `fetch_weights`.
+    let names = match hub.get_optional("model.safetensors.index.json")? {
+        Some(index) => shard_names(&index)?,
+        None => vec!["model.safetensors".to_owned()],
     };
+    let snapshot = config.parent().unwrap_or(Path::new("")).to_owned();
+    let weights: Vec<WeightFile> = names
+        .into_iter()
+        .map(|name| {
+            let cached = snapshot.join(&name);
+            WeightFile { path: cached.is_file().then_some(cached), name }
+        })
+        .collect();
+    if hub.offline {
+        if let Some(absent) = weights.iter().find(|w| w.path.is_none()) {
+            return Err(match hub.get_optional(&absent.name) {
+                Err(offline_miss) => offline_miss,
+                Ok(_) => hub.no_weights(),
+            });
+        }
+    }
     let sentencepiece = hub.get_optional("tokenizer.model")?;
     let generation_config = hub.get_optional("generation_config.json")?;
     let commit = snapshot_commit(&config);
@@ -163,7 +196,7 @@ fn resolve_folder(folder: &Path) -> Result<ModelFiles, HubError> {
     let tokenizer = required("tokenizer.json")?;
     let tokenizer_settings = TOKENIZER_SETTINGS.iter().map(|name| folder.join(name)).filter(|p| p.is_file()).collect();
     let single = folder.join("model.safetensors");
-    let weights = if single.is_file() {
+    let shards = if single.is_file() {
         vec![single]
     } else {
         let index = required("model.safetensors.index.json").map_err(|_| HubError::Missing {
@@ -182,6 +215,13 @@ fn resolve_folder(folder: &Path) -> Result<ModelFiles, HubError> {
         }
         shards
     };
+    let weights = shards
+        .into_iter()
+        .map(|path| WeightFile {
+            name: path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+            path: Some(path),
+        })
+        .collect();
     let optional = |name: &str| Some(folder.join(name)).filter(|p| p.is_file());
     Ok(ModelFiles {
         config,
@@ -285,7 +325,7 @@ impl<T: RepoType> Hub<T> {
                 repo: self.describe(),
                 message: format!(
                     "not in the Hugging Face cache at {} and HF_HUB_OFFLINE=1 forbids downloading; fetch it on a \
-                     machine with internet (`huggingface-cli download {}`) into that cache, or pass a local folder",
+                     machine with internet (`huggingface-cli download {}`) into that cache, or use local files instead",
                     self.cache.display(),
                     self.id
                 ),

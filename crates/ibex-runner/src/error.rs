@@ -9,9 +9,13 @@ pub enum RunError {
     /// A task file, group or task name.
     #[error(transparent)]
     Registry(#[from] crate::RegistryError),
-    /// A `--data` argument is unusable, or a task's data does not give what the run needs.
+    /// A `--data` argument is unusable.
     #[error("--data {0}")]
     Data(String),
+    /// The run's tasks, data and settings do not fit together (no tasks, no documents, too few few-shot examples, a
+    /// split no file is known for).
+    #[error("{0}")]
+    Plan(String),
     /// A suite cannot be found or read.
     #[error("{0}")]
     Suite(String),
@@ -78,11 +82,13 @@ pub enum RunError {
         #[source]
         source: ibex_core::ModelError,
     },
-    /// A generation request cannot fit the model's context window.
-    #[error("task {task}: {message}")]
-    Budget {
+    /// A request cannot be encoded as lm-eval would accept it (found while planning).
+    #[error("task {task}, document {doc}: {message}")]
+    Encode {
         /// The task.
         task: String,
+        /// The document's `doc_id`.
+        doc: usize,
         /// What is wrong and what to do.
         message: String,
     },

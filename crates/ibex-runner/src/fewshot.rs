@@ -28,8 +28,8 @@ impl<'a> FewshotPool<'a> {
         let pool = Self { task, rows, file, excludes_eval_doc: task.data().fewshot_excludes_eval_doc() };
         let needed = shots + usize::from(pool.excludes_eval_doc);
         if pool.rows.len() < needed {
-            return Err(RunError::Data(format!(
-                "is too small: few-shot split `{split}` of {} ({}) has {} documents; --num-fewshot {shots} needs {needed}",
+            return Err(RunError::Plan(format!(
+                "few-shot split `{split}` of {} ({}) has {} documents; --num-fewshot {shots} needs {needed}",
                 task.name(),
                 file.display(),
                 pool.rows.len(),
@@ -60,6 +60,16 @@ impl<'a> FewshotPool<'a> {
                     if self.doc(&mut built, index)?.fields != doc.fields {
                         others.push(index);
                     }
+                }
+                if others.len() < shots {
+                    return Err(RunError::Plan(format!(
+                        "few-shot pool of {} ({}) has {} documents other than copies of document {}; \
+                         --num-fewshot {shots} needs {shots}",
+                        self.task.name(),
+                        self.file.display(),
+                        others.len(),
+                        doc.id
+                    )));
                 }
                 chosen = rng
                     .sample(others.len(), shots)

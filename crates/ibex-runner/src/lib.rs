@@ -36,6 +36,7 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
         model: record,
         results: BTreeMap::new(),
         groups: BTreeMap::new(),
+        higher_is_better: BTreeMap::new(),
         tasks: BTreeMap::new(),
     };
     std::fs::create_dir_all(&plan.output).map_err(|source| RunError::Write { path: plan.output.clone(), source })?;
@@ -62,6 +63,8 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
                 n: task.docs.len(),
             },
         );
+        let directions = task.entry.task.metrics().iter().map(|m| (m.name.to_owned(), m.higher_is_better)).collect();
+        results.higher_is_better.insert(name.clone(), directions);
         aggregates.insert(name, (task.docs.len(), task_aggregates));
         write_json(&plan.output.join("results.json"), &results)?;
     }
@@ -82,6 +85,9 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
             .collect();
         results.results.insert(group.group.clone(), metrics_entry(&grouped, documents));
         results.groups.insert(group.group.clone(), group.tasks.clone());
+        let first = &group.tasks[0];
+        let directions = results.higher_is_better.get(first).cloned().unwrap_or_default();
+        results.higher_is_better.insert(group.group.clone(), directions);
     }
     write_json(&plan.output.join("results.json"), &results)?;
     Ok(results)

@@ -9,7 +9,8 @@ use crate::registry::{Entry, Group, Registry};
 use crate::RunError;
 use ibex_core::results::ModelRecord;
 use ibex_core::{
-    check_generation_budget, BosPolicy, DeviceSpec, Doc, Dtype, Encoder, GenerationConfig, Request, TokenizerFiles,
+    generation_prompt, scoring_tokens, BosPolicy, DeviceSpec, Doc, Dtype, Encoder, GenerationConfig, Request,
+    TokenizerFiles,
 };
 use ibex_hub::{ModelFiles, Origin};
 use std::num::NonZeroUsize;
@@ -166,6 +167,14 @@ impl Plan {
         };
         names.extend(settings.tasks.iter().cloned());
         let (entries, groups) = registry.select(&names)?;
+        if entries.is_empty() {
+            return Err(RunError::Plan(
+                "the run has no tasks: name some with --tasks or a suite that lists them".into(),
+            ));
+        }
+        if settings.device == DeviceSpec::Cpu && settings.dtype == Some(Dtype::F16) {
+            return Err(RunError::Plan("f16 is not supported on the CPU; use --dtype f32 or bf16 there".into()));
+        }
         check_overrides(&registry, &entries, &settings.data)?;
         let tasks = entries.iter().map(|entry| plan_task(entry, &settings)).collect::<Result<Vec<_>, _>>()?;
 
@@ -181,7 +190,6 @@ impl Plan {
         )
         .unwrap_or_default();
         let model_files = ibex_hub::resolve_model(&settings.model, settings.revision.as_deref())?;
-        check_generation_budgets(&tasks, &model_files, settings.max_gen_toks)?;
         let tokenizer = TokenizerFiles {
             tokenizer_json: model_files.tokenizer.clone(),
             settings: model_files.tokenizer_settings.clone(),
@@ -189,6 +197,7 @@ impl Plan {
             model_config: Some(model_files.config.clone()),
         };
         let encoder = Encoder::from_files(&tokenizer, bos)?;
+        check_requests(&tasks, &model_files, &encoder, settings.max_gen_toks)?;
         let generates =
             tasks.iter().flat_map(|t| t.requests.iter().flatten()).any(|r| matches!(r, Request::Generate(_)));
         let generation = if generates {
@@ -230,6 +239,7 @@ impl Plan {
             device,
             batch_size: self.batch_size.get(),
             add_bos_token: self.bos.to_string(),
+            recipe: self.recipe.as_ref().map(|(source, applied)| format!("{source}: {}", applied.join(", "))),
             add_special_tokens: self.encoder.adds_special_tokens(),
             special_tokens: Some(self.encoder.special_tokens().clone()),
             generation: Some(self.generation.clone()).filter(|g| !g.source.is_empty()),
@@ -240,26 +250,39 @@ impl Plan {
         }
     }
 
-    /// The size of the checkpoint's weight files, in bytes.
-    pub fn weights_bytes(&self) -> u64 {
-        self.model_files.weights.iter().filter_map(|w| std::fs::metadata(w).ok()).map(|m| m.len()).sum()
+    /// The size in bytes of the checkpoint's weight files already on disk, and how many are still to download.
+    pub fn weights_on_disk(&self) -> (u64, usize) {
+        let weights = &self.model_files.weights;
+        let bytes = weights.iter().filter_map(|w| std::fs::metadata(w.path.as_ref()?).ok()).map(|m| m.len()).sum();
+        (bytes, weights.iter().filter(|w| w.path.is_none()).count())
     }
 }
 
-/// Every generation budget leaves room for a prompt in the checkpoint's window (config.json's
-/// `max_position_embeddings`, lm-eval's `max_length`). A config.json without it is left for the backend to judge.
-fn check_generation_budgets(tasks: &[PlannedTask], files: &ModelFiles, default: usize) -> Result<(), RunError> {
+/// Every request encodes as lm-eval would accept it, within the checkpoint's window (config.json's
+/// `max_position_embeddings`, lm-eval's `max_length`): the same checks the model makes, made before it loads. A
+/// config.json without the key is left for the backend to judge.
+fn check_requests(
+    tasks: &[PlannedTask],
+    files: &ModelFiles,
+    encoder: &Encoder,
+    default_budget: usize,
+) -> Result<(), RunError> {
     let config = std::fs::read_to_string(&files.config).ok();
     let window = config
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
         .and_then(|config| config.get("max_position_embeddings")?.as_u64());
-    let Some(window) = window else { return Ok(()) };
+    let Some(window) = window.map(|w| w as usize) else { return Ok(()) };
     for task in tasks {
-        for request in task.requests.iter().flatten() {
-            if let Request::Generate(generate) = request {
-                let budget = generate.max_gen_toks.unwrap_or(default);
-                check_generation_budget(budget, window as usize)
-                    .map_err(|message| RunError::Budget { task: task.name().to_owned(), message })?;
+        for (doc, requests) in task.docs.iter().zip(&task.requests) {
+            for request in requests {
+                let checked = match request {
+                    Request::Loglikelihood(r) => scoring_tokens(encoder, r, window).map(drop),
+                    Request::Generate(r) => {
+                        generation_prompt(encoder, &r.context, window, r.max_gen_toks.unwrap_or(default_budget))
+                            .map(drop)
+                    }
+                };
+                checked.map_err(|message| RunError::Encode { task: task.name().to_owned(), doc: doc.id, message })?;
             }
         }
     }
@@ -317,11 +340,12 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<PlannedTask, RunEr
     let rows = ibex_data::read_rows(&eval.file)?;
     let limit = settings.limit.unwrap_or(rows.len()).min(rows.len());
     if limit == 0 {
-        return Err(RunError::Data(format!(
-            "gives no documents to evaluate: {} has {} rows and --limit is {:?}",
+        let limit = settings.limit.map_or(String::new(), |l| format!(" with --limit {l}"));
+        return Err(RunError::Plan(format!(
+            "task {} has no documents to evaluate: {} has {} rows{limit}",
+            task.name(),
             eval.file.display(),
             rows.len(),
-            settings.limit
         )));
     }
     let row_error =
@@ -366,8 +390,9 @@ fn split_source(entry: &Entry, data: &[DataOverride], split: &str) -> Result<Spl
         return Ok(SplitSource { split: split.to_owned(), file: data.path.clone(), dataset: None });
     }
     let Some(candidates) = spec.files.get(split).filter(|c| !c.is_empty()) else {
-        return Err(RunError::Data(format!(
-            "is needed: task file {} names no file for split `{split}`; pass --data {}:{split}=PATH",
+        return Err(RunError::Plan(format!(
+            "task {} needs split `{split}`, and its task file {} names no file for it; pass --data {}:{split}=PATH",
+            entry.task.name(),
             entry.source,
             entry.task.name()
         )));

@@ -99,11 +99,15 @@ impl Registry {
             }
         }
         for group in registry.groups.values() {
+            let group_error = |message: String| RegistryError::File { file: group.source.clone(), message };
+            if group.tasks.is_empty() {
+                return Err(group_error(format!("group `{}` names no tasks", group.group)));
+            }
+            if let Some(twice) = group.tasks.iter().enumerate().find(|(i, t)| group.tasks[..*i].contains(t)) {
+                return Err(group_error(format!("group `{}` names task `{}` twice", group.group, twice.1)));
+            }
             if let Some(unknown) = group.tasks.iter().find(|t| !registry.entries.contains_key(t.as_str())) {
-                return Err(RegistryError::File {
-                    file: group.source.clone(),
-                    message: format!("group `{}` names unknown task `{unknown}`", group.group),
-                });
+                return Err(group_error(format!("group `{}` names unknown task `{unknown}`", group.group)));
             }
         }
         Ok(registry)
@@ -251,6 +255,17 @@ mod tests {
         assert_eq!(err, "task `xnli_en` is defined twice: tasks/nli/xnli_en.toml and mine/xnli_en.toml; rename one");
         let err = registry.add("g.toml", "group = \"xnli\"\ntasks = [\"xnli_en\"]\n").unwrap_err().to_string();
         assert!(err.starts_with("task `xnli` is defined twice: tasks/groups/xnli.toml and g.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_group_with_no_tasks_or_a_task_twice_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("g.toml"), "group = \"mine\"\ntasks = []\n").unwrap();
+        let err = Registry::load(&[dir.path()]).err().unwrap().to_string();
+        assert!(err.ends_with("g.toml: group `mine` names no tasks"), "{err}");
+        std::fs::write(dir.path().join("g.toml"), "group = \"mine\"\ntasks = [\"xnli_en\", \"xnli_en\"]\n").unwrap();
+        let err = Registry::load(&[dir.path()]).err().unwrap().to_string();
+        assert!(err.ends_with("g.toml: group `mine` names task `xnli_en` twice"), "{err}");
     }
 
     #[test]

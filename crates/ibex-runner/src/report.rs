@@ -40,12 +40,19 @@ pub fn plan_tables(plan: &Plan) -> String {
         Origin::Hub { repo, commit } => format!("{repo}@{commit}"),
         Origin::Folder(folder) => folder.display().to_string(),
     };
-    let file_names: Vec<String> = [&files.config, &files.tokenizer]
+    let mut file_names: Vec<String> = [&files.config, &files.tokenizer]
         .into_iter()
         .chain(&files.tokenizer_settings)
-        .chain(&files.weights)
+        .chain(&files.sentencepiece)
+        .chain(&files.generation_config)
         .filter_map(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
         .collect();
+    file_names.extend(files.weights.iter().map(|w| w.name.clone()));
+    let (bytes, to_download) = plan.weights_on_disk();
+    let weights = match to_download {
+        0 => format!("{} file(s), {}", files.weights.len(), human_bytes(bytes)),
+        n => format!("{} file(s), {n} not downloaded yet (a run downloads them first)", files.weights.len()),
+    };
     let from_recipe = |name: &str| match &plan.recipe {
         Some((source, applied)) if applied.contains(&name) => format!(" (from {source})"),
         _ => String::new(),
@@ -53,7 +60,7 @@ pub fn plan_tables(plan: &Plan) -> String {
     let rows = [
         ("model", origin),
         ("files", file_names.join(", ")),
-        ("weights", format!("{} file(s), {}", files.weights.len(), human_bytes(plan.weights_bytes()))),
+        ("weights", weights),
         ("tokenizer", describe_special_tokens(plan)),
         ("generation stops on", describe_stops(plan)),
         ("device", plan.device.to_string()),
