@@ -88,8 +88,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 1234)]
     seed: u64,
     /// Tokens to generate at most, for tasks that do not set it (lm-eval's max_gen_toks).
-    #[arg(long, default_value_t = 256)]
-    max_gen_toks: usize,
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    max_gen_toks: u64,
     /// BOS on non-empty strings: auto = the tokenizer's default (lm-eval >= 0.4.9.2), false = lm-eval <= 0.4.9
     /// [default: the model's recipe in configs/models, else auto].
     #[arg(long, value_enum)]
@@ -118,7 +118,7 @@ impl RunArgs {
             add_bos_token: self.add_bos_token,
             num_fewshot: self.num_fewshot,
             fewshot_seed: self.seed,
-            max_gen_toks: self.max_gen_toks,
+            max_gen_toks: usize::try_from(self.max_gen_toks).unwrap_or(usize::MAX),
         }
     }
 }
@@ -152,12 +152,18 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("{} from {source} (the flags override it)", applied.join(" and "));
             }
             if dry_run {
+                ibex_candle::check_build_supports(plan.device)?;
                 println!("{}", plan_tables(&plan));
                 return Ok(());
             }
             let results = run_with_candle(&plan)?;
             println!("{}", results_table(&results));
-            println!("results written to {}", plan.output.join("results.json").display());
+            println!(
+                "{} task(s) in {:.1}s; results written to {}",
+                results.tasks.len(),
+                results.total_evaluation_time_seconds,
+                plan.output.join("results.json").display()
+            );
         }
         Command::Compare { results, published, output } => {
             let runs = results
@@ -181,10 +187,15 @@ fn run(cli: Cli) -> Result<()> {
             let rows = ibex_compare::compare(&runs, &files);
             println!("{}", ibex_compare::terminal_table(&rows));
             let output = output.unwrap_or_else(|| results[0].clone());
-            std::fs::create_dir_all(&output)?;
-            std::fs::write(output.join("comparison.md"), ibex_compare::markdown(&rows))?;
-            std::fs::write(output.join("comparison.json"), serde_json::to_string_pretty(&rows)? + "\n")?;
-            std::fs::write(output.join("comparison.svg"), ibex_compare::svg(&rows))?;
+            let write = |name: &str, text: String| {
+                let path = output.join(name);
+                std::fs::create_dir_all(&output)
+                    .and_then(|()| std::fs::write(&path, text))
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}; --output names a folder", path.display()))
+            };
+            write("comparison.md", ibex_compare::markdown(&rows))?;
+            write("comparison.json", serde_json::to_string_pretty(&rows)? + "\n")?;
+            write("comparison.svg", ibex_compare::svg(&rows))?;
             println!("comparison written to {} (.md, .json, .svg)", output.join("comparison").display());
         }
         Command::Tasks { tasks_dirs } => {

@@ -115,3 +115,35 @@ fn suite_and_compare_work_outside_the_repository() {
     assert_eq!(alia["source"], "essay");
     assert_eq!(alia["verdict"], "not_measured");
 }
+
+/// A published number is judged only against a run made under its conditions: a `--limit`ed run, or one at other
+/// shots than the row states, gets no verdict, and says why.
+#[test]
+fn runs_at_other_shots_or_limited_get_no_verdict() {
+    let published = tempfile::tempdir().unwrap();
+    let file = published.path().join("mine.toml");
+    std::fs::write(
+        &file,
+        "[source]\nname = \"mine\"\ntitle = \"Numbers written for this test\"\n\n[[row]]\ntask = \"xnli_en\"\n\
+         metric = \"acc\"\nmodel = \"ibex-fixtures/tiny-salamandra\"\nvalue = 0.25\ndecimals = 0\nshots = 3\n",
+    )
+    .unwrap();
+    let data = format!("xnli_en={}", fixtures().join("data/xnli_en.validation.jsonl").display());
+    for (args, run, mismatch) in [
+        (vec!["--limit", "4", "--num-fewshot", "3"], "3-shot, --limit 4", "the run evaluated only the first 4"),
+        (vec![], "0-shot", "published at 3 shots, measured at 0"),
+    ] {
+        let mut all = vec!["--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &data];
+        all.extend(args);
+        let out = run_ok(&all);
+        let output = ibex(&["compare", ibex_path_arg(out.path()), "--published", ibex_path_arg(&file)]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let rows = read_json(&out.path().join("comparison.json"));
+        let row = &rows[0];
+        assert_eq!(row["verdict"], "not_comparable", "{row}");
+        assert_eq!(row["run"], run);
+        assert!(row["mismatch"].as_str().unwrap().starts_with(mismatch), "{row}");
+        let markdown = std::fs::read_to_string(out.path().join("comparison.md")).unwrap();
+        assert!(markdown.contains(mismatch), "{markdown}");
+    }
+}

@@ -242,3 +242,32 @@ fn a_model_recipe_fills_the_settings_the_flags_leave_open() {
     assert_eq!(setting(&stdout, "dtype"), "f32");
     assert_eq!(setting(&stdout, "add_bos_token"), "auto");
 }
+
+#[test]
+fn data_given_twice_a_folder_as_data_a_file_as_output_and_a_zero_budget_are_refused() {
+    let data = format!("xnli_en={}", fixtures().join("data/xnli_en.validation.jsonl").display());
+    let other = format!("xnli_en:validation={}", fixtures().join("data/xnli_es.validation.jsonl").display());
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &data, "--data", &other]);
+    assert!(stderr.contains("gives split `validation` of `xnli_en` twice"), "{stderr}");
+    let folder = format!("xnli_en={}", fixtures().join("data").display());
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &folder]);
+    assert!(stderr.contains("is a folder; name a data file"), "{stderr}");
+    let file = data_file("{}\n");
+    let output = ibex_path_arg(file.path());
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--output", output, "--dry-run"]);
+    assert!(stderr.contains("is a file; name a folder"), "{stderr}");
+    // clap's own message, with its usage hint.
+    let output = ibex(&["run", "--model", HUB_MODEL, "--tasks", "xquad_en", "--max-gen-toks", "0"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("invalid value '0' for '--max-gen-toks"), "{stderr}");
+}
+
+#[test]
+fn dry_run_refuses_a_device_this_build_cannot_open() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--device", "cuda:1", "--dry-run"]);
+    assert!(stderr.contains("built without CUDA"), "{stderr}");
+}

@@ -271,3 +271,33 @@ fn xnli_eu_from_tsv_matches_lm_eval() {
         &fixtures().join("lm_eval/samples_xnli_eu_0shot.jsonl"),
     );
 }
+
+/// results.json records each task's time and the tokens the model processed: for xnli_en, the model inputs of its
+/// 72 requests, exactly as lm-eval builds them (context + continuation, last token dropped).
+#[test]
+fn task_records_count_every_model_input_token() {
+    let out = run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_en"]);
+    let results = read_json(&out.path().join("results.json"));
+    let record = &results["tasks"]["xnli_en"];
+    let folder = model_folder();
+    let files = TokenizerFiles {
+        tokenizer_json: folder.join("tokenizer.json"),
+        settings: vec![folder.join("tokenizer_config.json")],
+        model_config: Some(folder.join("config.json")),
+        ..TokenizerFiles::default()
+    };
+    let encoder = Encoder::from_files(&files, BosPolicy::Auto).unwrap();
+    let mut expected = 0;
+    for sample in read_jsonl(&out.path().join("samples_xnli_en.jsonl")) {
+        for argument in sample["arguments"].as_array().unwrap() {
+            let request = LoglikelihoodRequest {
+                context: argument[0].as_str().unwrap().to_owned(),
+                continuation: argument[1].as_str().unwrap().to_owned(),
+            };
+            expected += encoder.encode(&request).unwrap().model_input(96).0.len() as u64;
+        }
+    }
+    assert_eq!(record["tokens"].as_u64(), Some(expected));
+    let seconds = record["seconds"].as_f64().unwrap();
+    assert!(seconds > 0.0 && seconds <= results["total_evaluation_time_seconds"].as_f64().unwrap());
+}

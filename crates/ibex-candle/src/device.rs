@@ -52,6 +52,14 @@ pub fn select_device(spec: DeviceSpec, dtype: Dtype) -> Result<Device, DeviceErr
     Ok(device)
 }
 
+/// Whether this build can open `spec` at all (a CUDA device needs the `cuda` feature), without opening it.
+pub fn check_build_supports(spec: DeviceSpec) -> Result<(), DeviceError> {
+    match spec {
+        DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => Err(DeviceError::NoCudaBuild),
+        _ => Ok(()),
+    }
+}
+
 /// The device as results record it: `cpu`, `cuda:0`.
 pub fn device_name(device: &Device) -> String {
     match device.location() {

@@ -8,7 +8,7 @@
 mod device;
 pub mod llama;
 
-pub use device::{candle_dtype, device_name, select_device, DeviceError};
+pub use device::{candle_dtype, check_build_supports, device_name, select_device, DeviceError};
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;

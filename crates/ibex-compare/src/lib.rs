@@ -31,6 +31,8 @@ pub enum Verdict {
     NoPublished,
     /// Published, but this model was not measured.
     NotMeasured,
+    /// Measured and published, but not under the same conditions (shots, a `--limit`): no verdict.
+    NotComparable,
 }
 
 impl Verdict {
@@ -42,6 +44,7 @@ impl Verdict {
             Verdict::Lower => "lower",
             Verdict::NoPublished => "no published value",
             Verdict::NotMeasured => "not measured",
+            Verdict::NotComparable => "not comparable",
         }
     }
 }
@@ -82,6 +85,10 @@ pub struct ComparisonRow {
     pub delta: Option<f64>,
     /// The verdict.
     pub verdict: Verdict,
+    /// How the run was made (`0-shot`, `3-shot, --limit 4`); for a published row nobody measured, its shots if known.
+    pub run: String,
+    /// Why measured and published cannot be compared, when they cannot.
+    pub mismatch: Option<String>,
 }
 
 /// Joins results with published rows on (task, metric, model); published rows no run measured are kept too.
@@ -106,6 +113,18 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                 let interval = stderr.map(|se| (measured - Z95 * se, measured + Z95 * se));
                 let published_interval = found.as_ref().and_then(|(row, _)| row.interval());
                 let delta = found.as_ref().and_then(|(row, _)| midpoint(row)).map(|p| measured - p);
+                let shots = run.model.num_fewshot;
+                let mismatch = found.as_ref().and_then(|(row, _)| match (run.model.limit, row.shots) {
+                    (Some(limit), _) => Some(format!("the run evaluated only the first {limit} documents (--limit)")),
+                    (None, Some(published)) if published as usize != shots => {
+                        Some(format!("published at {published} shots, measured at {shots}"))
+                    }
+                    _ => None,
+                });
+                let verdict = match mismatch {
+                    Some(_) => Verdict::NotComparable,
+                    None => verdict(measured, stderr, published_interval),
+                };
                 rows.push(ComparisonRow {
                     task: task.clone(),
                     metric: metric.to_owned(),
@@ -113,10 +132,15 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                     measured: Some(measured),
                     stderr,
                     interval,
-                    verdict: verdict(measured, stderr, published_interval),
+                    verdict,
                     delta,
                     source: found.as_ref().map(|(_, s)| s.clone()),
                     published: found.map(|(row, _)| row),
+                    run: match run.model.limit {
+                        Some(limit) => format!("{shots}-shot, --limit {limit}"),
+                        None => format!("{shots}-shot"),
+                    },
+                    mismatch,
                 });
             }
         }
@@ -136,6 +160,8 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                     source: Some(file.source.name.clone()),
                     delta: None,
                     verdict: Verdict::NotMeasured,
+                    run: row.shots.map_or(String::new(), |s| format!("{s}-shot")),
+                    mismatch: None,
                 });
             }
         }

@@ -116,7 +116,7 @@ pub fn shipped() -> Result<Vec<PublishedFile>, PublishedError> {
 /// Parses one published-numbers file; `path` names it in errors.
 fn parse(path: &str, text: &str) -> Result<PublishedFile, PublishedError> {
     let error = |message: String| PublishedError { path: path.to_owned(), message };
-    let file: PublishedFile = toml::from_str(text).map_err(|e| error(e.message().trim_end().to_owned()))?;
+    let file: PublishedFile = toml::from_str(text).map_err(|e| error(e.message().trim_end().replace('\n', "; ")))?;
     if let Some(row) = file.rows.iter().find(|r| r.value.is_some() == r.range.is_some()) {
         return Err(error(format!(
             "row {}/{}/{} needs exactly one of `value` and `range`",

@@ -4,15 +4,15 @@
 use crate::{ComparisonRow, Verdict};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Color, Table};
 
-const HEADER: [&str; 9] =
-    ["task", "metric", "model", "measured (%)", "95% CI (%)", "published (%)", "Δ (pp)", "verdict", "source"];
+const HEADER: [&str; 10] =
+    ["task", "metric", "model", "measured (%)", "95% CI (%)", "published (%)", "Δ (pp)", "verdict", "source", "run"];
 
 fn percent(value: f64) -> String {
     format!("{:.2}", value * 100.0)
 }
 
 /// The cells of a row, as text.
-fn cells(row: &ComparisonRow) -> [String; 9] {
+fn cells(row: &ComparisonRow) -> [String; 10] {
     let measured = match (row.measured, row.stderr) {
         (Some(m), Some(se)) => format!("{} ± {}", percent(m), percent(se)),
         (Some(m), None) => percent(m),
@@ -44,6 +44,7 @@ fn cells(row: &ComparisonRow) -> [String; 9] {
         delta,
         row.verdict.label().to_owned(),
         row.source.clone().unwrap_or_default(),
+        row.run.clone(),
     ]
 }
 
@@ -55,7 +56,7 @@ pub fn terminal_table(rows: &[ComparisonRow]) -> Table {
         let colour = match row.verdict {
             Verdict::Consistent => Color::Green,
             Verdict::Higher | Verdict::Lower => Color::Red,
-            Verdict::NoPublished | Verdict::NotMeasured => Color::DarkGrey,
+            Verdict::NoPublished | Verdict::NotMeasured | Verdict::NotComparable => Color::DarkGrey,
         };
         let texts = cells(row);
         let mut line: Vec<Cell> = texts.iter().map(Cell::new).collect();
@@ -70,16 +71,17 @@ pub fn terminal_table(rows: &[ComparisonRow]) -> Table {
 
 /// The comparison as a Markdown table, with the notes of unverified or annotated published values below it.
 pub fn markdown(rows: &[ComparisonRow]) -> String {
-    let mut out = format!("| {} |\n|{}|\n", HEADER.join(" | "), ["---"; 9].join("|"));
+    let mut out = format!("| {} |\n|{}|\n", HEADER.join(" | "), ["---"; 10].join("|"));
     for row in rows {
         out.push_str(&format!("| {} |\n", cells(row).join(" | ")));
     }
     let notes: Vec<String> = rows
         .iter()
-        .filter_map(|r| {
-            r.published
-                .as_ref()
-                .and_then(|p| p.note.as_ref().map(|n| format!("- {} / {} / {}: {n}", r.task, r.metric, r.model)))
+        .flat_map(|r| {
+            let note = r.published.as_ref().and_then(|p| p.note.clone());
+            note.into_iter()
+                .chain(r.mismatch.clone())
+                .map(|n| format!("- {} / {} / {}: {n}", r.task, r.metric, r.model))
         })
         .collect();
     if !notes.is_empty() {
@@ -143,7 +145,7 @@ pub fn svg(rows: &[ComparisonRow]) -> String {
         let colour = match row.verdict {
             Verdict::Consistent => "#2e7d32",
             Verdict::Higher | Verdict::Lower => "#c62828",
-            Verdict::NoPublished | Verdict::NotMeasured => "#777",
+            Verdict::NoPublished | Verdict::NotMeasured | Verdict::NotComparable => "#777",
         };
         out.push_str(&format!(
             "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{}</text>\n",

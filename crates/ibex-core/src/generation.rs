@@ -81,6 +81,9 @@ impl GenerationConfig {
         let file_error = |message: String| GenerationConfigError::File { path: display.clone(), message };
         let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
         let json: Value = serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+        if !json.is_object() {
+            return Err(file_error("not a JSON object".into()));
+        }
         for (key, neutral) in NEUTRAL {
             let Some(value) = json.get(key).filter(|v| !v.is_null()) else { continue };
             let neutral = match neutral {
@@ -97,11 +100,16 @@ impl GenerationConfig {
                 });
             }
         }
+        let token_id = |value: &Value| value.as_u64().and_then(|id| u32::try_from(id).ok());
         let eos_token_ids = match json.get("eos_token_id") {
-            Some(Value::Number(n)) => n.as_u64().map(|id| vec![id as u32]).unwrap_or_default(),
-            Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_u64).map(|id| id as u32).collect(),
-            _ => Vec::new(),
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(ids)) => ids.iter().map(token_id).collect::<Option<Vec<u32>>>().unwrap_or_default(),
+            Some(single) => token_id(single).into_iter().collect(),
         };
+        let given = json.get("eos_token_id").filter(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
+        if let Some(value) = given.filter(|_| eos_token_ids.is_empty()) {
+            return Err(file_error(format!("`eos_token_id` is {value}; expected a token id or a list of token ids")));
+        }
         Ok(Self { eos_token_ids, source: display })
     }
 }
@@ -133,5 +141,13 @@ mod tests {
         let (_d, path) = config(r#"{"num_beams": 4}"#);
         let err = GenerationConfig::from_files(Some(&path), Path::new("unused")).unwrap_err().to_string();
         assert!(err.contains("`num_beams` to 4"), "{err}");
+    }
+
+    #[test]
+    fn an_eos_token_id_that_is_no_token_id_is_an_error() {
+        for bad in [r#"{"eos_token_id": "two"}"#, r#"{"eos_token_id": -1}"#, r#"{"eos_token_id": [2, "x"]}"#, "[2]"] {
+            let (_d, path) = config(bad);
+            assert!(GenerationConfig::from_files(Some(&path), Path::new("unused")).is_err(), "{bad}");
+        }
     }
 }

@@ -60,6 +60,10 @@ pub trait LanguageModel {
         requests: &[GenerateRequest],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<String>, ModelError>;
+
+    /// Tokens the model has processed so far (scored inputs, prompts and generated tokens; padding excluded): the
+    /// runner reports throughput from it.
+    fn tokens_processed(&self) -> u64;
 }
 
 /// A causal language model at the token level: what a backend (Candle on CPU or CUDA) implements. It never sees

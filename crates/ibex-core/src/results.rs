@@ -58,8 +58,12 @@ pub struct RunResults {
     /// Per task and group, each metric's direction: lm-eval's `higher_is_better`.
     #[serde(default)]
     pub higher_is_better: BTreeMap<String, BTreeMap<String, bool>>,
-    /// Per task, where its definition and data came from.
+    /// Per task, where its definition and data came from, and how long it took.
     pub tasks: BTreeMap<String, TaskRecord>,
+    /// Wall time from the first task's first request to the last result, in seconds (lm-eval's
+    /// `total_evaluation_time_seconds`; loading the model is not counted).
+    #[serde(default)]
+    pub total_evaluation_time_seconds: f64,
 }
 
 /// The model and settings of a run.
@@ -113,4 +117,10 @@ pub struct TaskRecord {
     pub dataset: Option<String>,
     /// Documents evaluated.
     pub n: usize,
+    /// Wall time of the task's requests, in seconds.
+    #[serde(default)]
+    pub seconds: f64,
+    /// Tokens the model processed for the task (inputs, prompts, generated tokens; no padding).
+    #[serde(default)]
+    pub tokens: u64,
 }

@@ -169,6 +169,12 @@ fn default_fewshot_delimiter() -> String {
 pub fn parse_task_file<R: DeserializeOwned>(text: &str) -> Result<(TaskHeader, R), TaskError> {
     let file: TaskFile<R> = toml::from_str(text)
         .map_err(|e| TaskError::Spec { message: e.message().trim_end().to_owned(), span: e.span() })?;
+    if file.name.is_empty() || file.name.contains(|c: char| c == ',' || c.is_whitespace()) {
+        return Err(TaskError::spec(format!(
+            "task name {:?} cannot be selected with --tasks; use letters, digits, `_` or `-`",
+            file.name
+        )));
+    }
     if file.data.eval_split().is_none() {
         return Err(TaskError::spec("[data] needs a test_split or a validation_split to evaluate"));
     }

@@ -16,6 +16,7 @@ pub struct TemplateLm<'e, M> {
     generation: GenerationConfig,
     batch_size: NonZeroUsize,
     max_gen_toks: usize,
+    tokens_processed: u64,
 }
 
 impl<'e, M: TokenModel> TemplateLm<'e, M> {
@@ -28,7 +29,7 @@ impl<'e, M: TokenModel> TemplateLm<'e, M> {
         batch_size: NonZeroUsize,
         max_gen_toks: usize,
     ) -> Self {
-        Self { model, encoder, generation, batch_size, max_gen_toks }
+        Self { model, encoder, generation, batch_size, max_gen_toks, tokens_processed: 0 }
     }
 }
 
@@ -90,6 +91,7 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
         let mut scores = vec![None; tokens.len()];
         for batch in order.chunks(self.batch_size.get()) {
             let batch_tokens: Vec<TokenRequest> = batch.iter().map(|&i| tokens[i].clone()).collect();
+            self.tokens_processed += batch_tokens.iter().map(|t| t.model_input(window).0.len() as u64).sum::<u64>();
             for (&i, score) in batch.iter().zip(self.model.score(&batch_tokens)?) {
                 scores[i] = Some(score);
             }
@@ -127,6 +129,9 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
             for batch in order.chunks(self.batch_size.get()) {
                 let batch_prompts: Vec<Vec<u32>> = batch.iter().map(|&i| prompts[i].clone()).collect();
                 let outputs = self.model.generate(&batch_prompts, budget, &stop)?;
+                let prompt_tokens: usize = batch_prompts.iter().map(Vec::len).sum();
+                let generated_tokens: usize = outputs.iter().map(Vec::len).sum();
+                self.tokens_processed += (prompt_tokens + generated_tokens) as u64;
                 for (&i, generated) in batch.iter().zip(outputs) {
                     texts[members[i]] = Some(stop.generated_text(&generated)?);
                 }
@@ -134,5 +139,9 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
             }
         }
         Ok(texts.into_iter().map(|t| t.expect("every request is in one group")).collect())
+    }
+
+    fn tokens_processed(&self) -> u64 {
+        self.tokens_processed
     }
 }

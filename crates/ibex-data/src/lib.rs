@@ -70,6 +70,12 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, DataError> {
                 Ok(Value::Object(top)) if top.get("data").is_some_and(Value::is_array) => {
                     Ok(squad_rows(top["data"].as_array().map(Vec::as_slice).unwrap_or_default()))
                 }
+                Ok(Value::Object(_)) if text.trim().lines().count() > 1 => Err(row_error(
+                    1,
+                    "a JSON object that is not SQuAD's {\"data\": [...]}; use an array of objects, JSON Lines or \
+                         SQuAD's nested JSON"
+                        .into(),
+                )),
                 // `datasets` also reads JSON Lines from a .json file.
                 _ => json_lines(&text, &row_error),
             }

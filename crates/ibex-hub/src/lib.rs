@@ -93,7 +93,7 @@ pub fn fetch_weights(files: &ModelFiles) -> Result<Vec<PathBuf>, HubError> {
     let Origin::Hub { repo, commit } = &files.origin else {
         return Ok(files.weights.iter().filter_map(|w| w.path.clone()).collect());
     };
-    let hub = Hub::new(repo, Some(commit), |client, owner, name| client.model(owner, name))?;
+    let hub = Hub::new(repo, Some(commit), "", |client, owner, name| client.model(owner, name))?;
     files.weights.iter().map(|w| w.path.clone().map_or_else(|| hub.get(&w.name), Ok)).collect()
 }
 
@@ -121,7 +121,7 @@ pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<ModelFiles, 
     if looks_like_path(model) {
         return Err(HubError::NoFolder(path.to_owned()));
     }
-    let hub = Hub::new(model, revision, |client, owner, name| client.model(owner, name))?;
+    let hub = Hub::new(model, revision, "", |client, owner, name| client.model(owner, name))?;
     let config = hub.get("config.json")?;
     let tokenizer = hub.get("tokenizer.json")?;
     let mut tokenizer_settings = Vec::new();
@@ -169,7 +169,7 @@ pub fn resolve_dataset_file(
     revision: Option<&str>,
     candidates: &[String],
 ) -> Result<DatasetFile, HubError> {
-    let hub = Hub::new(dataset, revision, |client, owner, name| client.dataset(owner, name))?;
+    let hub = Hub::new(dataset, revision, " --repo-type dataset", |client, owner, name| client.dataset(owner, name))?;
     for candidate in candidates {
         if let Some(path) = hub.get_optional(candidate)? {
             let commit = snapshot_commit(&path);
@@ -236,7 +236,7 @@ fn resolve_folder(folder: &Path) -> Result<ModelFiles, HubError> {
 
 /// A relative or absolute path rather than `owner/name`.
 fn looks_like_path(model: &str) -> bool {
-    model.starts_with(['.', '/', '~']) || model.matches('/').count() > 1 || model.ends_with('/')
+    model.is_empty() || model.starts_with(['.', '/', '~']) || model.matches('/').count() > 1 || model.ends_with('/')
 }
 
 /// The distinct shard files of a safetensors index, in first-appearance order.
@@ -267,6 +267,8 @@ fn snapshot_commit(path: &Path) -> String {
 /// One repo at one revision, online or from the cache alone.
 struct Hub<T: RepoType> {
     repo: HFRepositorySync<T>,
+    /// `huggingface-cli download`'s flag for the repo's type (`--repo-type dataset`), or nothing for a model.
+    repo_type_flag: &'static str,
     id: String,
     revision: Option<String>,
     offline: bool,
@@ -277,6 +279,7 @@ impl<T: RepoType> Hub<T> {
     fn new(
         id: &str,
         revision: Option<&str>,
+        repo_type_flag: &'static str,
         open: impl FnOnce(&HFClientSync, &str, &str) -> HFRepositorySync<T>,
     ) -> Result<Self, HubError> {
         let hub_error = |e: HFError| HubError::Hub { repo: id.into(), message: e.to_string() };
@@ -285,7 +288,14 @@ impl<T: RepoType> Hub<T> {
         let client = HFClientSync::from_inner(client).map_err(hub_error)?;
         let (owner, name) = hf_hub::split_id(id);
         let repo = open(&client, owner, name);
-        Ok(Self { repo, id: id.into(), revision: revision.map(str::to_owned), offline: offline(), cache })
+        Ok(Self {
+            repo,
+            repo_type_flag,
+            id: id.into(),
+            revision: revision.map(str::to_owned),
+            offline: offline(),
+            cache,
+        })
     }
 
     fn describe(&self) -> String {
@@ -325,9 +335,12 @@ impl<T: RepoType> Hub<T> {
                 repo: self.describe(),
                 message: format!(
                     "not in the Hugging Face cache at {} and HF_HUB_OFFLINE=1 forbids downloading; fetch it on a \
-                     machine with internet (`huggingface-cli download {}`) into that cache, or use local files instead",
+                     machine with internet (`huggingface-cli download{} {}{}`) into that cache, or use local files \
+                     instead",
                     self.cache.display(),
-                    self.id
+                    self.repo_type_flag,
+                    self.id,
+                    self.revision.as_deref().map_or(String::new(), |r| format!(" --revision {r}")),
                 ),
             }),
             Err(e) => Err(HubError::Hub { repo: self.describe(), message: hub_hint(&e) }),

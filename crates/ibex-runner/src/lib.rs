@@ -26,6 +26,7 @@ use ibex_core::{LanguageModel, SampleScore};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
 /// Runs every task of `plan` on `model`, writing as it goes; returns what was written to `results.json`.
 /// `record` describes the model as it was loaded ([`Plan::model_record`]).
@@ -38,12 +39,16 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
         groups: BTreeMap::new(),
         higher_is_better: BTreeMap::new(),
         tasks: BTreeMap::new(),
+        total_evaluation_time_seconds: 0.0,
     };
+    let start = Instant::now();
     std::fs::create_dir_all(&plan.output).map_err(|source| RunError::Write { path: plan.output.clone(), source })?;
     let mut aggregates: BTreeMap<String, TaskAggregates> = BTreeMap::new();
     for task in &plan.tasks {
         let name = task.name().to_owned();
+        let (task_start, tokens_before) = (Instant::now(), model.tokens_processed());
         let responses = schedule::answer(task, model)?;
+        let (seconds, tokens) = (task_start.elapsed().as_secs_f64(), model.tokens_processed() - tokens_before);
         let scores: Vec<SampleScore> =
             task.docs.iter().zip(&responses).map(|(doc, resps)| task.entry.task.score(doc, resps)).collect();
         if plan.log_samples {
@@ -61,8 +66,11 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
                 data_file: task.eval.file.display().to_string(),
                 dataset: task.eval.dataset.clone(),
                 n: task.docs.len(),
+                seconds,
+                tokens,
             },
         );
+        results.total_evaluation_time_seconds = start.elapsed().as_secs_f64();
         let directions = task.entry.task.metrics().iter().map(|m| (m.name.to_owned(), m.higher_is_better)).collect();
         results.higher_is_better.insert(name.clone(), directions);
         aggregates.insert(name, (task.docs.len(), task_aggregates));
@@ -89,6 +97,7 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
         let directions = results.higher_is_better.get(first).cloned().unwrap_or_default();
         results.higher_is_better.insert(group.group.clone(), directions);
     }
+    results.total_evaluation_time_seconds = start.elapsed().as_secs_f64();
     write_json(&plan.output.join("results.json"), &results)?;
     Ok(results)
 }

@@ -206,6 +206,9 @@ impl Plan {
             GenerationConfig::default()
         };
         let output = settings.output.clone().unwrap_or_else(|| default_output(&settings.model));
+        if output.exists() && !output.is_dir() {
+            return Err(RunError::Plan(format!("--output {} is a file; name a folder", output.display())));
+        }
         Ok(Self {
             recipe: recipe.filter(|_| !applied.is_empty()).map(|r| (r.source, applied)),
             model: settings.model,
@@ -309,8 +312,8 @@ fn default_output(model: &str) -> PathBuf {
 }
 
 /// Every `--data` names a task of the run, a split it reads, and a file that exists.
-fn check_overrides(registry: &Registry, entries: &[&Entry], data: &[DataOverride]) -> Result<(), RunError> {
-    for data in data {
+fn check_overrides(registry: &Registry, entries: &[&Entry], overrides: &[DataOverride]) -> Result<(), RunError> {
+    for (i, data) in overrides.iter().enumerate() {
         registry.get(&data.task)?;
         let Some(entry) = entries.iter().find(|e| e.task.name() == data.task) else {
             return Err(RunError::Data(format!("names task `{}`, which is not in --tasks", data.task)));
@@ -324,6 +327,21 @@ fn check_overrides(registry: &Registry, entries: &[&Entry], data: &[DataOverride
                 data.task,
                 used.join(" and ")
             )));
+        }
+        let split = data.split.as_deref().or(spec.eval_split());
+        if let Some(earlier) =
+            overrides[..i].iter().find(|d| d.task == data.task && d.split.as_deref().or(spec.eval_split()) == split)
+        {
+            return Err(RunError::Data(format!(
+                "gives split `{}` of `{}` twice ({} and {}); give it once",
+                split.unwrap_or_default(),
+                data.task,
+                earlier.path.display(),
+                data.path.display()
+            )));
+        }
+        if data.path.is_dir() {
+            return Err(RunError::Data(format!("{} is a folder; name a data file", data.path.display())));
         }
         if !data.path.is_file() {
             return Err(RunError::Data(format!("file {} does not exist", data.path.display())));

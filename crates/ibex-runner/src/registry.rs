@@ -88,7 +88,7 @@ impl Registry {
             let mut files = Vec::new();
             collect_toml(dir, &mut files).map_err(|e| RegistryError::File {
                 file: dir.display().to_string(),
-                message: format!("cannot read task folder: {e}"),
+                message: format!("cannot read this --tasks-dir folder: {e}"),
             })?;
             files.sort();
             for file in files {
@@ -118,8 +118,8 @@ impl Registry {
         let line = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
         let toml_error = |e: toml::de::Error| {
             file_error(match e.span() {
-                Some(span) => format!("line {}: {}", line(span.start), e.message().trim_end()),
-                None => e.message().trim_end().to_owned(),
+                Some(span) => format!("line {}: {}", line(span.start), e.message().trim_end().replace('\n', "; ")),
+                None => e.message().trim_end().replace('\n', "; "),
             })
         };
         let task_error = |e: TaskError| match e {

@@ -8,11 +8,23 @@ use ibex_core::SpecialTokenRule;
 use ibex_hub::Origin;
 use std::path::Path;
 
-/// One row per task and metric: value and stderr as percentages, labelled, and the number of documents.
+/// One row per task and metric: value and stderr as percentages, labelled, the number of documents, and each task's
+/// wall time and model throughput (groups have neither).
 pub fn results_table(results: &RunResults) -> Table {
     let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(["task", "metric", "value (%)", "± stderr (%)", "n"]);
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "task",
+        "metric",
+        "value (%)",
+        "± stderr (%)",
+        "n",
+        "time (s)",
+        "tokens/s",
+    ]);
     for (task, metrics) in &results.results {
+        let record = results.tasks.get(task);
+        let seconds = record.map_or(String::new(), |r| format!("{:.1}", r.seconds));
+        let rate = record.map_or(String::new(), |r| format!("{:.0}", r.tokens as f64 / r.seconds.max(1e-9)));
         for (key, value) in metrics {
             let Some((metric, filter)) = parse_metric_key(key) else { continue };
             let stderr = metrics.get(&stderr_key(metric, filter)).and_then(|v| v.as_f64());
@@ -24,6 +36,8 @@ pub fn results_table(results: &RunResults) -> Table {
                 Cell::new(stderr.map_or("N/A".into(), percent)).set_alignment(CellAlignment::Right),
                 Cell::new(metrics.get("n").map_or(String::new(), |n| n.to_string()))
                     .set_alignment(CellAlignment::Right),
+                Cell::new(&seconds).set_alignment(CellAlignment::Right),
+                Cell::new(&rate).set_alignment(CellAlignment::Right),
             ]);
         }
     }

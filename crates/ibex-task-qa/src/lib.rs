@@ -88,6 +88,9 @@ pub struct QaTask {
 impl QaTask {
     /// Validates a recipe: known template variables.
     pub fn new(header: TaskHeader, recipe: QaRecipe) -> Result<Self, TaskError> {
+        if recipe.max_gen_toks == Some(0) {
+            return Err(TaskError::spec("`max_gen_toks` is 0; a generation needs at least one token"));
+        }
         let prompt = Template::parse(recipe.prompt.get_ref(), &["context", "question"])
             .map_err(|e| e.at(recipe.prompt.span()))?;
         Ok(Self { header, recipe, prompt })
