@@ -5,6 +5,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ibex_candle::{candle_dtype, device_name, select_device, CandleModel};
+use ibex_core::results::Shard;
 use ibex_core::{BosPolicy, DeviceSpec, Dtype, TemplateLm};
 use ibex_runner::{plan_tables, results_table, DataOverride, Plan, Registry, RunSettings};
 use std::num::NonZeroUsize;
@@ -34,6 +35,17 @@ enum Command {
         /// Where to write comparison.md, comparison.json and comparison.svg [default: the first results folder].
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+    /// Join the folders of `ibex run --shard I/N` runs into the results and sample logs of the unsharded run.
+    Merge {
+        /// Folder for the merged results.json and sample logs.
+        output: PathBuf,
+        /// The shard folders, all N of them, in any order.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// The --tasks-dir folders the shards used (repeatable).
+        #[arg(long = "tasks-dir")]
+        tasks_dirs: Vec<PathBuf>,
     },
     /// List the known tasks.
     Tasks {
@@ -75,6 +87,10 @@ struct RunArgs {
     /// Evaluate only the first N documents of each task.
     #[arg(long)]
     limit: Option<usize>,
+    /// Evaluate only shard I of N of every task's documents (0 <= I < N), for a Slurm array; `ibex merge` joins
+    /// the shards' folders into the unsharded run's results. Writes sample logs.
+    #[arg(long)]
+    shard: Option<Shard>,
     /// Folder for results.json and sample logs [default: results/<model>].
     #[arg(long)]
     output: Option<PathBuf>,
@@ -113,6 +129,7 @@ impl RunArgs {
             dtype: self.dtype,
             batch_size: self.batch_size,
             limit: self.limit,
+            shard: self.shard,
             output: self.output,
             log_samples: self.log_samples,
             add_bos_token: self.add_bos_token,
@@ -197,6 +214,11 @@ fn run(cli: Cli) -> Result<()> {
             write("comparison.json", serde_json::to_string_pretty(&rows)? + "\n")?;
             write("comparison.svg", ibex_compare::svg(&rows))?;
             println!("comparison written to {} (.md, .json, .svg)", output.join("comparison").display());
+        }
+        Command::Merge { output, shards, tasks_dirs } => {
+            let results = ibex_runner::merge(&output, &shards, &tasks_dirs)?;
+            println!("{}", results_table(&results));
+            println!("{} shard(s) merged into {}", shards.len(), output.join("results.json").display());
         }
         Command::Tasks { tasks_dirs } => {
             let registry = Registry::load(&tasks_dirs)?;

@@ -229,9 +229,11 @@ fn tokenization_contract_and_scores_match_lm_eval_pair_by_pair() {
     assert_eq!(checked, 39);
 }
 
-/// Special tokens may live in special_tokens_map.json only (older checkpoints); tokenizer_config.json wins per key.
+/// Special tokens may live in special_tokens_map.json (older checkpoints): as in transformers' `from_pretrained`, the
+/// map overrides tokenizer_config.json's special tokens, unless tokenizer_config.json has `added_tokens_decoder`, when
+/// the map is not read at all.
 #[test]
-fn special_tokens_map_supplies_what_tokenizer_config_lacks() {
+fn special_tokens_map_overrides_tokenizer_config_unless_it_has_added_tokens_decoder() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tokenizer_config.json");
     let map = dir.path().join("special_tokens_map.json");
@@ -244,9 +246,19 @@ fn special_tokens_map_supplies_what_tokenizer_config_lacks() {
     };
     let encoder = Encoder::from_files(&files(vec![config.clone(), map]), BosPolicy::Auto).unwrap();
     assert_eq!(encoder.prefix_token_id(), 1);
-    let eos_only = Encoder::from_files(&files(vec![config]), BosPolicy::Auto).unwrap();
+    let eos_only = Encoder::from_files(&files(vec![config.clone()]), BosPolicy::Auto).unwrap();
     assert_eq!(eos_only.prefix_token_id(), 2);
     assert!(Encoder::from_files(&files(vec![]), BosPolicy::Auto).is_err());
+    // No BOS anywhere: the prefix token is the EOS, the map's `<unk>` (0) over tokenizer_config's `</s>` (2)...
+    let eos_map = dir.path().join("eos_map").join("special_tokens_map.json");
+    std::fs::create_dir_all(eos_map.parent().unwrap()).unwrap();
+    std::fs::write(&eos_map, r#"{"eos_token": "<unk>"}"#).unwrap();
+    let overridden = Encoder::from_files(&files(vec![config.clone(), eos_map.clone()]), BosPolicy::Auto).unwrap();
+    assert_eq!(overridden.prefix_token_id(), 0);
+    // ...unless tokenizer_config.json was saved with added_tokens_decoder.
+    std::fs::write(&config, r#"{"eos_token": "</s>", "added_tokens_decoder": {}}"#).unwrap();
+    let kept = Encoder::from_files(&files(vec![config, eos_map]), BosPolicy::Auto).unwrap();
+    assert_eq!(kept.prefix_token_id(), 2);
 }
 
 /// HiTZ/xnli-eu ships TSV (header, labels as text, quoting off): the same rows read from TSV score as lm-eval's.

@@ -7,4 +7,5 @@ mod errors;
 mod generation;
 mod parity;
 mod plugins;
+mod shards;
 mod transforms;

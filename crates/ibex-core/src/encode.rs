@@ -383,10 +383,17 @@ fn post_processor_additions(tokenizer: &Tokenizer) -> (Vec<u32>, Vec<u32>) {
     }
 }
 
-/// tokenizer_config.json and special_tokens_map.json merged: for each key the first file that sets it wins.
+/// tokenizer_config.json and special_tokens_map.json merged as transformers' `from_pretrained` merges them
+/// (tokenization_utils_base.py, `_from_pretrained`): tokenizer_config.json gives the settings; special_tokens_map.json
+/// then overrides the special tokens it names, unless tokenizer_config.json has `added_tokens_decoder` (files saved by
+/// transformers ≥ 4.34), in which case the map is not read.
 fn merged_settings(settings: &[PathBuf]) -> Result<serde_json::Map<String, serde_json::Value>, EncodeError> {
     let mut config = serde_json::Map::new();
     for path in settings {
+        let is_map = path.file_name().is_some_and(|name| name == "special_tokens_map.json");
+        if is_map && config.contains_key("added_tokens_decoder") {
+            continue;
+        }
         let config_error = |message: String| EncodeError::Config { path: path.display().to_string(), message };
         let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
         let serde_json::Value::Object(entries) =
@@ -394,9 +401,7 @@ fn merged_settings(settings: &[PathBuf]) -> Result<serde_json::Map<String, serde
         else {
             return Err(config_error("not a JSON object".into()));
         };
-        for (key, value) in entries {
-            config.entry(key).or_insert(value);
-        }
+        config.extend(entries);
     }
     Ok(config)
 }

@@ -81,6 +81,9 @@ pub struct ModelRecord {
     pub batch_size: usize,
     /// The BOS policy applied (`auto`, `true`, `false`).
     pub add_bos_token: String,
+    /// Which 1/N of every task's documents this run evaluated (`--shard I/N`), if sharded.
+    #[serde(default)]
+    pub shard: Option<Shard>,
     /// The shipped model recipe (configs/models) that supplied settings the flags left open, if any.
     #[serde(default)]
     pub recipe: Option<String>,
@@ -100,6 +103,34 @@ pub struct ModelRecord {
     pub fewshot_seed: u64,
     /// Tokens generated at most where a task does not say.
     pub max_gen_toks: usize,
+}
+
+/// `--shard I/N`: the documents at positions `p` with `p % count == index` of every task (after `--limit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// This shard, from 0.
+    pub index: usize,
+    /// How many shards the run is split into.
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `I/N` with `0 ≤ I < N` (Slurm's `$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT` for an array `0-(N-1)`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parsed = text.split_once('/').and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+        match parsed {
+            Some((index, count)) if index < count => Ok(Shard { index, count }),
+            _ => Err(format!("`{text}` is not I/N with 0 <= I < N (e.g. 0/4 … 3/4)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// Provenance of one task's numbers.

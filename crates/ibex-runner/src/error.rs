@@ -100,6 +100,9 @@ pub enum RunError {
         /// What is wrong.
         message: String,
     },
+    /// Shard folders cannot be merged.
+    #[error("merge: {0}")]
+    Merge(String),
     /// Writing results failed.
     #[error("cannot write {path}")]
     Write {

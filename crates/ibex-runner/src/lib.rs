@@ -8,6 +8,7 @@
 mod configs;
 mod error;
 mod fewshot;
+mod merge;
 mod plan;
 mod registry;
 mod report;
@@ -16,13 +17,14 @@ mod schedule;
 
 pub use configs::{model_recipe, suite_tasks, ModelRecipe};
 pub use error::RunError;
+pub use merge::merge;
 pub use plan::{DataOverride, Plan, PlannedTask, RunSettings, SplitSource};
 pub use registry::{Entry, Group, Registry, RegistryError};
 pub use report::{plan_tables, results_table};
 
 use ibex_core::metrics::{group_aggregate, metric_key, stderr_key, Aggregate};
 use ibex_core::results::{ModelRecord, RunResults, TaskRecord, SCHEMA_VERSION};
-use ibex_core::{LanguageModel, SampleScore};
+use ibex_core::{LanguageModel, Metric, SampleScore};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -55,7 +57,9 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
             let path = plan.output.join(format!("samples_{name}.jsonl"));
             samples::write_samples(&path, task.entry.task.metrics(), &task.docs, &task.requests, &responses, &scores)?;
         }
-        let task_aggregates = aggregate_task(task, &scores)?;
+        let ids_and_scores: Vec<(usize, &BTreeMap<String, Value>)> =
+            task.docs.iter().zip(&scores).map(|(doc, score)| (doc.id, &score.metrics)).collect();
+        let task_aggregates = aggregate_task(&name, task.entry.task.metrics(), &ids_and_scores)?;
         results.results.insert(name.clone(), metrics_entry(&task_aggregates, task.docs.len()));
         results.tasks.insert(
             name.clone(),
@@ -76,10 +80,59 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
         aggregates.insert(name, (task.docs.len(), task_aggregates));
         write_json(&plan.output.join("results.json"), &results)?;
     }
-    for group in &plan.groups {
-        let members: Vec<&TaskAggregates> = group.tasks.iter().map(|t| &aggregates[t]).collect();
+    aggregate_groups(&plan.groups, &aggregates, &mut results)?;
+    results.total_evaluation_time_seconds = start.elapsed().as_secs_f64();
+    write_json(&plan.output.join("results.json"), &results)?;
+    Ok(results)
+}
+
+/// A finished task's document count and metrics, kept for its groups.
+type TaskAggregates<'m> = (usize, Vec<(&'m str, Aggregate)>);
+
+/// Each of a task's metrics over its documents' scores (in document order); a metric a document lacks is an error
+/// naming both.
+fn aggregate_task<'m>(
+    task: &str,
+    metrics: &'m [Metric],
+    scores: &[(usize, &BTreeMap<String, Value>)],
+) -> Result<Vec<(&'m str, Aggregate)>, RunError> {
+    let metric_error = |message: String| RunError::Metric { task: task.to_owned(), message };
+    metrics
+        .iter()
+        .map(|metric| {
+            let items = scores
+                .iter()
+                .map(|(doc, score)| {
+                    score
+                        .get(metric.name)
+                        .cloned()
+                        .ok_or_else(|| metric_error(format!("document {doc} has no `{}` score", metric.name)))
+                })
+                .collect::<Result<Vec<Value>, _>>()?;
+            Ok((metric.name, metric.aggregate(&items).map_err(metric_error)?))
+        })
+        .collect()
+}
+
+/// Each group's metrics from its tasks' (documents, aggregates): the first member's metrics, over every member that
+/// reports them.
+fn aggregate_groups(
+    groups: &[Group],
+    aggregates: &BTreeMap<String, TaskAggregates>,
+    results: &mut RunResults,
+) -> Result<(), RunError> {
+    for group in groups {
+        let members: Vec<&TaskAggregates> = group
+            .tasks
+            .iter()
+            .map(|t| {
+                aggregates.get(t).ok_or_else(|| RunError::Metric {
+                    task: group.group.clone(),
+                    message: format!("member task {t} has no results"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let documents: usize = members.iter().map(|(n, _)| n).sum();
-        // The first member's metrics, aggregated over every member that reports them.
         let grouped: Vec<(&str, Aggregate)> = members[0]
             .1
             .iter()
@@ -93,40 +146,10 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
             .collect();
         results.results.insert(group.group.clone(), metrics_entry(&grouped, documents));
         results.groups.insert(group.group.clone(), group.tasks.clone());
-        let first = &group.tasks[0];
-        let directions = results.higher_is_better.get(first).cloned().unwrap_or_default();
+        let directions = results.higher_is_better.get(&group.tasks[0]).cloned().unwrap_or_default();
         results.higher_is_better.insert(group.group.clone(), directions);
     }
-    results.total_evaluation_time_seconds = start.elapsed().as_secs_f64();
-    write_json(&plan.output.join("results.json"), &results)?;
-    Ok(results)
-}
-
-/// A finished task's document count and metrics, kept for its groups.
-type TaskAggregates<'t> = (usize, Vec<(&'t str, Aggregate)>);
-
-/// Each of the task's metrics over its documents; a metric a document lacks is an error naming both.
-fn aggregate_task<'t>(task: &'t PlannedTask, scores: &[SampleScore]) -> Result<Vec<(&'t str, Aggregate)>, RunError> {
-    let metric_error = |message: String| RunError::Metric { task: task.name().to_owned(), message };
-    task.entry
-        .task
-        .metrics()
-        .iter()
-        .map(|metric| {
-            let items = scores
-                .iter()
-                .zip(&task.docs)
-                .map(|(score, doc)| {
-                    score
-                        .metrics
-                        .get(metric.name)
-                        .cloned()
-                        .ok_or_else(|| metric_error(format!("document {} has no `{}` score", doc.id, metric.name)))
-                })
-                .collect::<Result<Vec<Value>, _>>()?;
-            Ok((metric.name, metric.aggregate(&items).map_err(metric_error)?))
-        })
-        .collect()
+    Ok(())
 }
 
 /// A results.json entry: each metric and its stderr under lm-eval's keys, and `n`.
@@ -203,6 +226,10 @@ mod tests {
         }
     }
 
+    fn by_doc<'s>(task: &PlannedTask, scores: &'s [SampleScore]) -> Vec<(usize, &'s BTreeMap<String, Value>)> {
+        task.docs.iter().zip(scores).map(|(doc, score)| (doc.id, &score.metrics)).collect()
+    }
+
     fn score(acc: f64, mcc: Option<Value>) -> SampleScore {
         let mut metrics = BTreeMap::from([("acc".to_owned(), Value::from(acc))]);
         metrics.extend(mcc.map(|item| ("mcc".to_owned(), item)));
@@ -213,7 +240,8 @@ mod tests {
     fn a_metric_missing_from_a_document_is_an_error_naming_both() {
         let task = planned(2);
         let scores = [score(1.0, Some(json!([1, 1]))), score(0.0, None)];
-        let err = aggregate_task(&task, &scores).unwrap_err().to_string();
+        let err =
+            aggregate_task("declares", task.entry.task.metrics(), &by_doc(&task, &scores)).unwrap_err().to_string();
         assert_eq!(err, "task declares: document 1 has no `mcc` score");
     }
 
@@ -223,7 +251,7 @@ mod tests {
         let pairs = [(1, 1), (0, 0), (1, 0), (0, 0)];
         let scores: Vec<SampleScore> =
             pairs.iter().map(|&(g, p)| score(f64::from(u8::from(g == p)), Some(json!([g, p])))).collect();
-        let aggregates = aggregate_task(&task, &scores).unwrap();
+        let aggregates = aggregate_task("declares", task.entry.task.metrics(), &by_doc(&task, &scores)).unwrap();
         let entry = metrics_entry(&aggregates, 4);
         assert_eq!(entry["acc,none"], 0.75);
         // Confusion [[2, 0], [1, 1]]: (3·4 − (3·2 + 1·2)) / sqrt((16 − 10)(16 − 8)) = 4 / sqrt(48).

@@ -7,7 +7,7 @@ use crate::configs::{model_recipe, suite_tasks};
 use crate::fewshot::FewshotPool;
 use crate::registry::{Entry, Group, Registry};
 use crate::RunError;
-use ibex_core::results::ModelRecord;
+use ibex_core::results::{ModelRecord, Shard};
 use ibex_core::{
     generation_prompt, scoring_tokens, BosPolicy, DeviceSpec, Doc, Dtype, Encoder, GenerationConfig, Request,
     TokenizerFiles,
@@ -39,6 +39,9 @@ pub struct RunSettings {
     pub batch_size: NonZeroUsize,
     /// Evaluate only the first N documents of each task.
     pub limit: Option<usize>,
+    /// Evaluate only this shard of every task's documents (after `limit`); sample logs are then always written,
+    /// for `ibex merge`.
+    pub shard: Option<Shard>,
     /// Folder for results.json and sample logs; `results/<model>` when absent.
     pub output: Option<PathBuf>,
     /// Whether to write `samples_<task>.jsonl`.
@@ -104,6 +107,8 @@ pub struct Plan {
     pub bos: BosPolicy,
     /// `--limit`.
     pub limit: Option<usize>,
+    /// `--shard`.
+    pub shard: Option<Shard>,
     /// Folder for results.json and sample logs.
     pub output: PathBuf,
     /// Whether to write sample logs.
@@ -220,8 +225,9 @@ impl Plan {
             batch_size: settings.batch_size,
             bos,
             limit: settings.limit,
+            shard: settings.shard,
             output,
-            log_samples: settings.log_samples,
+            log_samples: settings.log_samples || settings.shard.is_some(),
             num_fewshot: settings.num_fewshot,
             fewshot_seed: settings.fewshot_seed,
             max_gen_toks: settings.max_gen_toks,
@@ -247,6 +253,7 @@ impl Plan {
             special_tokens: Some(self.encoder.special_tokens().clone()),
             generation: Some(self.generation.clone()).filter(|g| !g.source.is_empty()),
             limit: self.limit,
+            shard: self.shard,
             num_fewshot: self.num_fewshot,
             fewshot_seed: self.fewshot_seed,
             max_gen_toks: self.max_gen_toks,
@@ -395,7 +402,23 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<PlannedTask, RunEr
                 contexts
             }
         };
-    let requests = docs.iter().zip(&contexts).map(|(doc, context)| task.requests(doc, context)).collect();
+    let mut requests: Vec<Vec<Request>> =
+        docs.iter().zip(&contexts).map(|(doc, context)| task.requests(doc, context)).collect();
+    let mut docs = docs;
+    // A shard keeps its documents only after every few-shot context was drawn, so each equals the unsharded run's.
+    if let Some(shard) = settings.shard {
+        if docs.len() < shard.count {
+            return Err(RunError::Plan(format!(
+                "task {} has {} documents, fewer than --shard's {} shards",
+                task.name(),
+                docs.len(),
+                shard.count
+            )));
+        }
+        let keep = |position: &usize| position % shard.count == shard.index;
+        docs = docs.into_iter().enumerate().filter(|(p, _)| keep(p)).map(|(_, d)| d).collect();
+        requests = requests.into_iter().enumerate().filter(|(p, _)| keep(p)).map(|(_, r)| r).collect();
+    }
     Ok(PlannedTask { entry: entry.clone(), eval, fewshot, docs, requests })
 }
 

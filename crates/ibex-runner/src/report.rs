@@ -84,6 +84,7 @@ pub fn plan_tables(plan: &Plan) -> String {
         ("few-shot", format!("{} (seed {})", plan.num_fewshot, plan.fewshot_seed)),
         ("max_gen_toks", plan.max_gen_toks.to_string()),
         ("limit", plan.limit.map_or("none".into(), |l| l.to_string())),
+        ("shard", plan.shard.map_or("none (every document)".into(), |s| s.to_string())),
         ("output", plan.output.display().to_string()),
     ];
     for (name, value) in rows {

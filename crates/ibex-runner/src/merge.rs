@@ -1,0 +1,147 @@
+//! `ibex merge`: the folders of `--shard I/N` runs joined into the results and sample logs of the unsharded run.
+//! Sharding keeps every few-shot context and request as the unsharded run builds them, and scores do not depend on
+//! batch composition, so metrics recomputed from the joined sample logs in document order equal the unsharded run's
+//! to the last bit, groups included.
+
+use crate::{aggregate_groups, aggregate_task, metrics_entry, write_json, Group, Registry, RunError, TaskAggregates};
+use ibex_core::results::{ModelRecord, RunResults, SampleRecord};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Joins the shard folders `shards` (each written by `ibex run --shard I/N`) into `output`: results.json and one
+/// sample log per task, as an unsharded run writes them. `tasks_dirs` are the `--tasks-dir` folders the shards used.
+/// Refuses shards of different models, settings, tasks, task files or data, and an incomplete or repeated set.
+pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Result<RunResults, RunError> {
+    let merge_error = |message: String| RunError::Merge(message);
+    let runs = shards
+        .iter()
+        .map(|dir| {
+            let path = dir.join("results.json");
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                merge_error(format!("cannot read {}: {e}; pass folders of `ibex run --shard`", path.display()))
+            })?;
+            serde_json::from_str::<RunResults>(&text)
+                .map_err(|e| merge_error(format!("{} is not an ibex results file: {e}", path.display())))
+        })
+        .collect::<Result<Vec<RunResults>, RunError>>()?;
+    let first = runs.first().ok_or_else(|| merge_error("no shard folders given".into()))?;
+    let not_a_shard = |dir: &Path| merge_error(format!("{} holds no shard (ibex run --shard I/N)", dir.display()));
+    let count = first.model.shard.ok_or_else(|| not_a_shard(&shards[0]))?.count;
+    let mut seen = vec![false; count];
+    for (run, dir) in runs.iter().zip(shards) {
+        let shard = run.model.shard.ok_or_else(|| not_a_shard(dir))?;
+        if shard.count != count || shard.index >= count {
+            return Err(merge_error(format!(
+                "{} is shard {shard}, not one of {count} like {}",
+                dir.display(),
+                shards[0].display()
+            )));
+        }
+        if std::mem::replace(&mut seen[shard.index], true) {
+            return Err(merge_error(format!("shard {shard} is given twice ({})", dir.display())));
+        }
+        if let Some(difference) = settings_difference(&first.model, &run.model) {
+            return Err(merge_error(format!("{} ran with other settings: {difference}", dir.display())));
+        }
+        if run.tasks.keys().ne(first.tasks.keys()) || run.groups != first.groups {
+            return Err(merge_error(format!("{} evaluated other tasks or groups", dir.display())));
+        }
+        for (task, record) in &run.tasks {
+            let reference = &first.tasks[task];
+            let same = (&record.task_file_sha256, &record.split, &record.dataset, &record.data_file)
+                == (&reference.task_file_sha256, &reference.split, &reference.dataset, &reference.data_file);
+            if !same {
+                return Err(merge_error(format!("{} read another task file or data for {task}", dir.display())));
+            }
+        }
+    }
+    if let Some(missing) = seen.iter().position(|s| !s) {
+        return Err(merge_error(format!("shard {missing}/{count} is missing; pass all {count} shard folders")));
+    }
+
+    let registry = Registry::load(tasks_dirs)?;
+    std::fs::create_dir_all(output).map_err(|source| RunError::Write { path: output.to_owned(), source })?;
+    let mut merged = RunResults {
+        model: ModelRecord { shard: None, ..first.model.clone() },
+        results: BTreeMap::new(),
+        groups: BTreeMap::new(),
+        higher_is_better: BTreeMap::new(),
+        tasks: BTreeMap::new(),
+        total_evaluation_time_seconds: runs.iter().map(|r| r.total_evaluation_time_seconds).sum(),
+        ..first.clone()
+    };
+    let mut aggregates: BTreeMap<String, TaskAggregates> = BTreeMap::new();
+    for (task, record) in &first.tasks {
+        let entry = registry.get(task)?;
+        if entry.sha256 != record.task_file_sha256 {
+            return Err(merge_error(format!(
+                "task file {} changed since the shards ran; merge with the task files they used",
+                entry.source
+            )));
+        }
+        let (lines, records) = joined_samples(shards, task)?;
+        let path = output.join(format!("samples_{task}.jsonl"));
+        let write_error = |source: std::io::Error| RunError::Write { path: path.clone(), source };
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(write_error)?);
+        for line in &lines {
+            writeln!(out, "{line}").map_err(write_error)?;
+        }
+        out.flush().map_err(write_error)?;
+        let scores: Vec<(usize, &BTreeMap<String, Value>)> = records.iter().map(|r| (r.doc_id, &r.scores)).collect();
+        let task_aggregates = aggregate_task(task, entry.task.metrics(), &scores)?;
+        merged.results.insert(task.clone(), metrics_entry(&task_aggregates, records.len()));
+        let directions = entry.task.metrics().iter().map(|m| (m.name.to_owned(), m.higher_is_better)).collect();
+        merged.higher_is_better.insert(task.clone(), directions);
+        let shard_records = runs.iter().map(|r| &r.tasks[task]);
+        let mut task_record = record.clone();
+        task_record.n = records.len();
+        task_record.seconds = shard_records.clone().map(|r| r.seconds).sum();
+        task_record.tokens = shard_records.map(|r| r.tokens).sum();
+        merged.tasks.insert(task.clone(), task_record);
+        aggregates.insert(task.clone(), (records.len(), task_aggregates));
+    }
+    let groups: Vec<Group> = first
+        .groups
+        .iter()
+        .map(|(group, tasks)| Group { group: group.clone(), tasks: tasks.clone(), source: String::new() })
+        .collect();
+    aggregate_groups(&groups, &aggregates, &mut merged)?;
+    write_json(&output.join("results.json"), &merged)?;
+    Ok(merged)
+}
+
+/// The first setting two shards' records differ in (device, timings and the shard itself may differ).
+fn settings_difference(a: &ModelRecord, b: &ModelRecord) -> Option<String> {
+    let comparable = |record: &ModelRecord| {
+        let mut value = serde_json::to_value(ModelRecord { shard: None, device: String::new(), ..record.clone() })
+            .expect("records serialize");
+        value.as_object_mut().map(std::mem::take).unwrap_or_default()
+    };
+    let (a, b) = (comparable(a), comparable(b));
+    a.iter().find(|(key, value)| b.get(*key) != Some(value)).map(|(key, value)| {
+        format!("`{key}` is {} here, {value} in the first shard", b.get(key).unwrap_or(&Value::Null))
+    })
+}
+
+/// A task's sample-log lines from every shard, in document order, with each line's record; a document twice is an
+/// error.
+fn joined_samples(shards: &[PathBuf], task: &str) -> Result<(Vec<String>, Vec<SampleRecord>), RunError> {
+    let mut joined: Vec<(SampleRecord, String)> = Vec::new();
+    for dir in shards {
+        let path = dir.join(format!("samples_{task}.jsonl"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| RunError::Merge(format!("cannot read {}: {e}", path.display())))?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let record: SampleRecord = serde_json::from_str(line)
+                .map_err(|e| RunError::Merge(format!("{}, line {}: {e}", path.display(), i + 1)))?;
+            joined.push((record, line.to_owned()));
+        }
+    }
+    joined.sort_by_key(|(record, _)| record.doc_id);
+    if let Some(pair) = joined.windows(2).find(|pair| pair[0].0.doc_id == pair[1].0.doc_id) {
+        return Err(RunError::Merge(format!("task {task}: document {} is in two shards", pair[0].0.doc_id)));
+    }
+    Ok(joined.into_iter().map(|(record, line)| (line, record)).unzip())
+}
