@@ -97,6 +97,10 @@ struct RunArgs {
     /// Write samples_<task>.jsonl with every document's requests and scores.
     #[arg(long)]
     log_samples: bool,
+    /// Discard the journal of another run found in the output folder instead of refusing (a rerun with the same
+    /// settings resumes from it).
+    #[arg(long)]
+    overwrite: bool,
     /// Few-shot examples per document, chosen as lm-eval chooses them.
     #[arg(long, default_value_t = 0)]
     num_fewshot: usize,
@@ -132,6 +136,7 @@ impl RunArgs {
             shard: self.shard,
             output: self.output,
             log_samples: self.log_samples,
+            overwrite: self.overwrite,
             add_bos_token: self.add_bos_token,
             num_fewshot: self.num_fewshot,
             fewshot_seed: self.seed,

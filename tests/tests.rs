@@ -7,5 +7,6 @@ mod errors;
 mod generation;
 mod parity;
 mod plugins;
+mod resume;
 mod shards;
 mod transforms;

@@ -25,7 +25,7 @@ mod template_lm;
 pub use encode::{BosPolicy, EncodeError, Encoder, SpecialTokenRule, SpecialTokens, StopCriteria, TokenizerFiles};
 pub use generation::{GenerationConfig, GenerationConfigError};
 pub use metrics::Metric;
-pub use model::{LanguageModel, ModelError, TokenModel, TokenScore};
+pub use model::{LanguageModel, ModelError, ScoreSink, TextSink, TokenModel, TokenScore};
 pub use pyrandom::PyRandom;
 pub use request::{GenerateRequest, LoglikelihoodRequest, Request, Response, TokenRequest};
 pub use settings::{DeviceSpec, Dtype};

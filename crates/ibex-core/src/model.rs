@@ -33,6 +33,9 @@ pub enum ModelError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// The caller's sink refused a batch's answers (a journal that cannot be written); the model stops.
+    #[error("cannot record answers: {0}")]
+    Sink(String),
     /// The tokenizer failed while checking a stop criterion.
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -41,24 +44,33 @@ pub enum ModelError {
     Backend(String),
 }
 
+/// Where a model hands each finished batch's scores, as (index into its requests, score), before it starts the next
+/// batch; an `Err` stops the model.
+pub type ScoreSink<'a> = dyn FnMut(&[(usize, TokenScore)]) -> Result<(), String> + 'a;
+
+/// Where a model hands each finished batch's generations, as (index into its requests, text), before it starts the
+/// next batch; an `Err` stops the model.
+pub type TextSink<'a> = dyn FnMut(&[(usize, String)]) -> Result<(), String> + 'a;
+
 /// A causal language model at lm-eval's level: requests as text, answers in the order of the requests. What it does
 /// between text and answers (tokenization, sorting, batching, devices) is its own business.
 pub trait LanguageModel {
     /// The context window in tokens: lm-eval's `max_length`.
     fn max_length(&self) -> usize;
 
-    /// lm-eval's `loglikelihood`: one score per request. `progress` is told how many requests each step answered.
+    /// lm-eval's `loglikelihood`: one score per request, each also handed to `done` as its batch finishes.
     fn loglikelihood(
         &mut self,
         requests: &[LoglikelihoodRequest],
-        progress: &mut dyn FnMut(usize),
+        done: &mut ScoreSink<'_>,
     ) -> Result<Vec<TokenScore>, ModelError>;
 
-    /// lm-eval's `generate_until`: one generated text per request, cut at its first stop string.
+    /// lm-eval's `generate_until`: one generated text per request, cut at its first stop string, each also handed
+    /// to `done` as its batch finishes.
     fn generate_until(
         &mut self,
         requests: &[GenerateRequest],
-        progress: &mut dyn FnMut(usize),
+        done: &mut TextSink<'_>,
     ) -> Result<Vec<String>, ModelError>;
 
     /// Tokens the model has processed so far (scored inputs, prompts and generated tokens; padding excluded): the

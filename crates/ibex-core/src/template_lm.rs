@@ -3,8 +3,8 @@
 //! sorting and batching, and the stop criteria; the backend below it sees token ids only.
 
 use crate::{
-    Encoder, GenerateRequest, GenerationConfig, LanguageModel, LoglikelihoodRequest, ModelError, TokenModel,
-    TokenRequest, TokenScore,
+    Encoder, GenerateRequest, GenerationConfig, LanguageModel, LoglikelihoodRequest, ModelError, ScoreSink, TextSink,
+    TokenModel, TokenRequest, TokenScore,
 };
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -76,7 +76,7 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
     fn loglikelihood(
         &mut self,
         requests: &[LoglikelihoodRequest],
-        progress: &mut dyn FnMut(usize),
+        done: &mut ScoreSink<'_>,
     ) -> Result<Vec<TokenScore>, ModelError> {
         let window = self.model.max_length();
         let tokens = requests
@@ -92,10 +92,12 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
         for batch in order.chunks(self.batch_size.get()) {
             let batch_tokens: Vec<TokenRequest> = batch.iter().map(|&i| tokens[i].clone()).collect();
             self.tokens_processed += batch_tokens.iter().map(|t| t.model_input(window).0.len() as u64).sum::<u64>();
-            for (&i, score) in batch.iter().zip(self.model.score(&batch_tokens)?) {
+            let answered: Vec<(usize, TokenScore)> =
+                batch.iter().copied().zip(self.model.score(&batch_tokens)?).collect();
+            done(&answered).map_err(ModelError::Sink)?;
+            for (i, score) in answered {
                 scores[i] = Some(score);
             }
-            progress(batch.len());
         }
         Ok(scores.into_iter().map(|s| s.expect("every request is in one batch")).collect())
     }
@@ -106,7 +108,7 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
     fn generate_until(
         &mut self,
         requests: &[GenerateRequest],
-        progress: &mut dyn FnMut(usize),
+        done: &mut TextSink<'_>,
     ) -> Result<Vec<String>, ModelError> {
         let mut groups: BTreeMap<(&[String], usize), Vec<usize>> = BTreeMap::new();
         for (index, request) in requests.iter().enumerate() {
@@ -132,10 +134,15 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
                 let prompt_tokens: usize = batch_prompts.iter().map(Vec::len).sum();
                 let generated_tokens: usize = outputs.iter().map(Vec::len).sum();
                 self.tokens_processed += (prompt_tokens + generated_tokens) as u64;
-                for (&i, generated) in batch.iter().zip(outputs) {
-                    texts[members[i]] = Some(stop.generated_text(&generated)?);
+                let answered = batch
+                    .iter()
+                    .zip(outputs)
+                    .map(|(&i, generated)| Ok((members[i], stop.generated_text(&generated)?)))
+                    .collect::<Result<Vec<(usize, String)>, ModelError>>()?;
+                done(&answered).map_err(ModelError::Sink)?;
+                for (index, text) in answered {
+                    texts[index] = Some(text);
                 }
-                progress(batch.len());
             }
         }
         Ok(texts.into_iter().map(|t| t.expect("every request is in one group")).collect())

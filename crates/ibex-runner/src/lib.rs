@@ -8,6 +8,7 @@
 mod configs;
 mod error;
 mod fewshot;
+mod journal;
 mod merge;
 mod plan;
 mod registry;
@@ -17,6 +18,7 @@ mod schedule;
 
 pub use configs::{model_recipe, suite_tasks, ModelRecipe};
 pub use error::RunError;
+pub use journal::JOURNAL;
 pub use merge::merge;
 pub use plan::{DataOverride, Plan, PlannedTask, RunSettings, SplitSource};
 pub use registry::{Entry, Group, Registry, RegistryError};
@@ -45,11 +47,12 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
     };
     let start = Instant::now();
     std::fs::create_dir_all(&plan.output).map_err(|source| RunError::Write { path: plan.output.clone(), source })?;
+    let mut journal = journal::Journal::open(&plan.output, &plan.fingerprint(), plan.overwrite)?;
     let mut aggregates: BTreeMap<String, TaskAggregates> = BTreeMap::new();
     for task in &plan.tasks {
         let name = task.name().to_owned();
         let (task_start, tokens_before) = (Instant::now(), model.tokens_processed());
-        let responses = schedule::answer(task, model)?;
+        let responses = schedule::answer(task, model, &mut journal)?;
         let (seconds, tokens) = (task_start.elapsed().as_secs_f64(), model.tokens_processed() - tokens_before);
         let scores: Vec<SampleScore> =
             task.docs.iter().zip(&responses).map(|(doc, resps)| task.entry.task.score(doc, resps)).collect();

@@ -13,6 +13,7 @@ use ibex_core::{
     TokenizerFiles,
 };
 use ibex_hub::{ModelFiles, Origin};
+use sha2::{Digest, Sha256};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,8 @@ pub struct RunSettings {
     pub output: Option<PathBuf>,
     /// Whether to write `samples_<task>.jsonl`.
     pub log_samples: bool,
+    /// Start over when the output folder holds another run's journal, instead of refusing.
+    pub overwrite: bool,
     /// The BOS policy; the model recipe's, else `auto`, when absent.
     pub add_bos_token: Option<BosPolicy>,
     /// Few-shot examples per document.
@@ -113,6 +116,8 @@ pub struct Plan {
     pub output: PathBuf,
     /// Whether to write sample logs.
     pub log_samples: bool,
+    /// Whether another run's journal in the output folder may be discarded.
+    pub overwrite: bool,
     /// Few-shot examples per document.
     pub num_fewshot: usize,
     /// Seed of the few-shot sampler.
@@ -214,7 +219,7 @@ impl Plan {
         if output.exists() && !output.is_dir() {
             return Err(RunError::Plan(format!("--output {} is a file; name a folder", output.display())));
         }
-        Ok(Self {
+        let plan = Self {
             recipe: recipe.filter(|_| !applied.is_empty()).map(|r| (r.source, applied)),
             model: settings.model,
             model_files,
@@ -228,12 +233,15 @@ impl Plan {
             shard: settings.shard,
             output,
             log_samples: settings.log_samples || settings.shard.is_some(),
+            overwrite: settings.overwrite,
             num_fewshot: settings.num_fewshot,
             fewshot_seed: settings.fewshot_seed,
             max_gen_toks: settings.max_gen_toks,
             tasks,
             groups: groups.into_iter().cloned().collect(),
-        })
+        };
+        crate::journal::check_output(&plan.output, &plan.fingerprint(), plan.overwrite)?;
+        Ok(plan)
     }
 
     /// The run's record for results.json, given what only the loaded model knows: the device it landed on.
@@ -258,6 +266,41 @@ impl Plan {
             fewshot_seed: self.fewshot_seed,
             max_gen_toks: self.max_gen_toks,
         }
+    }
+
+    /// A digest of everything that decides the run's answers (model and commit, weights, dtype, tokenizer rules,
+    /// generation stops, few-shot settings, limit, shard, every task's file and data): a journal resumes only
+    /// the run it was written for. Batch size and device are left out: answers do not depend on them.
+    pub fn fingerprint(&self) -> String {
+        let record = self.model_record(String::new());
+        let weights: Vec<(String, Option<u64>)> = self
+            .model_files
+            .weights
+            .iter()
+            .map(|w| (w.name.clone(), w.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len())))
+            .collect();
+        let tasks: Vec<serde_json::Value> = self
+            .tasks
+            .iter()
+            .map(|t| {
+                serde_json::json!([
+                    t.name(),
+                    t.entry.sha256,
+                    t.eval.file,
+                    t.eval.dataset,
+                    t.fewshot.as_ref().map(|f| &f.file),
+                    t.docs.len()
+                ])
+            })
+            .collect();
+        let identity = serde_json::json!({
+            "model": record.model, "revision": record.revision, "dtype": record.dtype,
+            "add_bos_token": record.add_bos_token, "special_tokens": record.special_tokens,
+            "generation": self.generation.eos_token_ids, "limit": record.limit, "shard": record.shard,
+            "num_fewshot": record.num_fewshot, "fewshot_seed": record.fewshot_seed,
+            "max_gen_toks": record.max_gen_toks, "weights": weights, "tasks": tasks,
+        });
+        format!("{:x}", Sha256::digest(identity.to_string().as_bytes()))
     }
 
     /// The size in bytes of the checkpoint's weight files already on disk, and how many are still to download.

@@ -1,0 +1,146 @@
+//! A run killed with SIGKILL at any point resumes from its journal: the final results and sample logs equal an
+//! uninterrupted run's, and no request is scored twice.
+
+use crate::common::{fixtures, ibex_path_arg, read_json, HUB_MODEL};
+use ibex_runner::JOURNAL;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// 1000 documents (3000 requests) built from hand-written sentence halves.
+fn large_data(dir: &Path) -> std::path::PathBuf {
+    let subjects = [
+        "The baker",
+        "A fisherman",
+        "My neighbour",
+        "The old teacher",
+        "A small child",
+        "The mayor",
+        "Her brother",
+        "The night guard",
+        "A tired nurse",
+        "The new driver",
+    ];
+    let actions = [
+        "walked to the harbour",
+        "sold warm bread",
+        "painted the fence",
+        "read the letter twice",
+        "fixed the old radio",
+        "waited for the bus",
+        "planted three trees",
+        "closed the shop early",
+        "wrote a long song",
+        "lost the house keys",
+    ];
+    let endings = [
+        "someone moved.",
+        "nobody spoke.",
+        "it rained.",
+        "the bell rang.",
+        "they smiled.",
+        "a dog barked.",
+        "the lights went out.",
+        "the train left.",
+        "the soup cooled.",
+        "birds sang.",
+    ];
+    let mut lines = String::new();
+    for i in 0..1000 {
+        let (s, a, e) = (subjects[i % 10], actions[(i / 10) % 10], endings[(i / 100) % 10]);
+        let premise = format!("{s} {a} while {e}");
+        let hypothesis = format!("{s} {}", actions[(i * 7 + 3) % 10]);
+        lines
+            .push_str(&format!("{{\"premise\": {premise:?}, \"hypothesis\": {hypothesis:?}, \"label\": {}}}\n", i % 3));
+    }
+    let path = dir.join("large.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+fn start(output: &Path, data: &Path) -> Child {
+    let data = format!("xnli_en={}", data.display());
+    Command::new(env!("CARGO_BIN_EXE_ibex"))
+        .args(["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &data, "--log-samples", "--output"])
+        .arg(output)
+        .env("HF_HOME", fixtures().join("hf-home"))
+        .env("HF_HUB_OFFLINE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the ibex binary runs")
+}
+
+/// Answers recorded in the journal (its lines but the header).
+fn journal_answers(output: &Path) -> usize {
+    std::fs::read_to_string(output.join(JOURNAL)).map_or(0, |t| t.lines().count().saturating_sub(1))
+}
+
+#[test]
+fn a_run_killed_five_times_resumes_to_the_uninterrupted_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = large_data(dir.path());
+    let whole = dir.path().join("whole");
+    assert!(start(&whole, &data).wait().unwrap().success());
+
+    // Kill points: after these many answers, spread over the run by a fixed pseudo-random draw.
+    let mut state: u64 = 20261130;
+    let mut points: Vec<usize> = (0..5)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            200 + (state >> 33) as usize % 2600
+        })
+        .collect();
+    points.sort_unstable();
+    let killed = dir.path().join("killed");
+    let mut at_kill = Vec::new();
+    for point in points {
+        let mut child = start(&killed, &data);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while journal_answers(&killed) < point && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        at_kill.push(journal_answers(&killed));
+    }
+    assert!(start(&killed, &data).wait().unwrap().success());
+    eprintln!("answers in the journal at each kill: {at_kill:?} of 3000");
+    assert!(at_kill.iter().filter(|&&n| n > 0 && n < 3000).count() >= 4, "kills should land mid-run: {at_kill:?}");
+
+    let expected = std::fs::read_to_string(whole.join("samples_xnli_en.jsonl")).unwrap();
+    let got = std::fs::read_to_string(killed.join("samples_xnli_en.jsonl")).unwrap();
+    assert!(got == expected, "the resumed sample log differs");
+    assert_eq!(read_json(&killed.join("results.json"))["results"], read_json(&whole.join("results.json"))["results"]);
+
+    let journal = std::fs::read_to_string(killed.join(JOURNAL)).unwrap();
+    let mut seen: HashMap<(u64, u64), usize> = HashMap::new();
+    for line in journal.lines().skip(1) {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        *seen.entry((entry["doc"].as_u64().unwrap(), entry["request"].as_u64().unwrap())).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 3000);
+    assert!(seen.values().all(|&n| n == 1), "a request was scored twice");
+}
+
+#[test]
+fn an_output_folder_of_another_run_is_refused_unless_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--output", ibex_path_arg(&output)];
+        args.extend_from_slice(extra);
+        crate::common::ibex(&args)
+    };
+    assert!(run(&["--limit", "4"]).status.success());
+    let refused = run(&["--limit", "5"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr.contains("holds a run with other settings") && stderr.contains("--overwrite"), "{stderr}");
+    assert!(run(&["--limit", "5", "--overwrite"]).status.success());
+    assert_eq!(read_json(&output.join("results.json"))["results"]["xnli_en"]["n"], 5);
+    // The same settings again: everything comes from the journal.
+    let again = run(&["--limit", "5"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("resuming, 15 of 15 requests answered"));
+}
