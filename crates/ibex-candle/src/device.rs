@@ -70,8 +70,6 @@ pub fn device_name(device: &Device) -> String {
 }
 
 fn open_cuda(ordinal: usize) -> Result<Device, DeviceError> {
-    if !cfg!(feature = "cuda") {
-        return Err(DeviceError::NoCudaBuild);
-    }
+    check_build_supports(DeviceSpec::Cuda(ordinal))?;
     Device::new_cuda(ordinal).map_err(|e| DeviceError::NoGpu { ordinal, message: crate::describe(&e) })
 }

@@ -36,16 +36,15 @@ struct Line {
     generation: Option<String>,
 }
 
-/// The fingerprint of the run whose journal `output` holds, if it holds a readable one.
-pub(crate) fn fingerprint_in(output: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(output.join(JOURNAL)).ok()?;
+/// The fingerprint a journal's text starts with: its header line, whole and readable.
+fn header_fingerprint(text: &str) -> Option<String> {
     let first = text.split_inclusive('\n').next()?.strip_suffix('\n')?;
     serde_json::from_str::<Header>(first).ok().map(|h| h.fingerprint)
 }
 
-/// Fails when `output` holds the journal of another run and `overwrite` is not set.
-pub(crate) fn check_output(output: &Path, fingerprint: &str, overwrite: bool) -> Result<(), RunError> {
-    match fingerprint_in(output) {
+/// Fails when `journal` (the text of `output`'s journal) belongs to another run and `overwrite` is not set.
+fn refuse_other_run(output: &Path, journal: &str, fingerprint: &str, overwrite: bool) -> Result<(), RunError> {
+    match header_fingerprint(journal) {
         Some(theirs) if theirs != fingerprint && !overwrite => Err(RunError::Plan(format!(
             "{} holds a run with other settings ({}); pass --overwrite to start over, or another --output",
             output.display(),
@@ -53,6 +52,12 @@ pub(crate) fn check_output(output: &Path, fingerprint: &str, overwrite: bool) ->
         ))),
         _ => Ok(()),
     }
+}
+
+/// Fails when `output` holds the journal of another run and `overwrite` is not set.
+pub(crate) fn check_output(output: &Path, fingerprint: &str, overwrite: bool) -> Result<(), RunError> {
+    let journal = std::fs::read_to_string(output.join(JOURNAL)).unwrap_or_default();
+    refuse_other_run(output, &journal, fingerprint, overwrite)
 }
 
 /// The answers of a run so far, and the file that keeps them.
@@ -73,31 +78,28 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => return Err(write_error(source)),
         };
+        refuse_other_run(output, &text, fingerprint, overwrite)?;
         let mut answered = HashMap::new();
         let mut kept = 0;
         let mut lines = text.split_inclusive('\n');
         let first = lines.next().unwrap_or_default();
-        let header = first.strip_suffix('\n').and_then(|line| serde_json::from_str::<Header>(line).ok());
-        match header {
-            Some(header) if header.fingerprint == fingerprint => {
-                kept = first.len();
-                for line in lines {
-                    let Some(entry) = line.strip_suffix('\n').and_then(|l| serde_json::from_str::<Line>(l).ok()) else {
-                        break;
-                    };
-                    let response = match (entry.loglikelihood, entry.is_greedy, entry.generation) {
-                        (Some(logprob), Some(is_greedy), None) => {
-                            Response::Loglikelihood(TokenScore { logprob, is_greedy })
-                        }
-                        (None, None, Some(text)) => Response::Generation(text),
-                        _ => break,
-                    };
-                    answered.insert((entry.task, entry.doc, entry.request), response);
-                    kept += line.len();
-                }
+        // This run's journal is read on; another run's (with --overwrite) or a torn header starts anew.
+        if header_fingerprint(&text).as_deref() == Some(fingerprint) {
+            kept = first.len();
+            for line in lines {
+                let Some(entry) = line.strip_suffix('\n').and_then(|l| serde_json::from_str::<Line>(l).ok()) else {
+                    break;
+                };
+                let response = match (entry.loglikelihood, entry.is_greedy, entry.generation) {
+                    (Some(logprob), Some(is_greedy), None) => {
+                        Response::Loglikelihood(TokenScore { logprob, is_greedy })
+                    }
+                    (None, None, Some(text)) => Response::Generation(text),
+                    _ => break,
+                };
+                answered.insert((entry.task, entry.doc, entry.request), response);
+                kept += line.len();
             }
-            Some(_) => check_output(output, fingerprint, overwrite)?,
-            None => {}
         }
         let file = OpenOptions::new().create(true).write(true).truncate(false).open(&path).map_err(write_error)?;
         // Keep the whole lines of this run's journal; anything else (another run's, a torn last line) goes.
