@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use ibex_candle::{candle_dtype, device_name, select_device, CandleModel};
 use ibex_core::results::Shard;
 use ibex_core::{BosPolicy, DeviceSpec, Dtype, TemplateLm};
-use ibex_runner::{plan_tables, results_table, DataOverride, Plan, Registry, RunSettings};
+use ibex_runner::{plan_tables, results_table, ChatSettings, DataOverride, Plan, Registry, RunSettings};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -114,6 +114,20 @@ struct RunArgs {
     /// [default: the model's recipe in configs/models, else auto].
     #[arg(long, value_enum)]
     add_bos_token: Option<BosPolicy>,
+    /// Build prompts through the tokenizer's chat template, as lm-eval's --apply_chat_template (instruct models)
+    /// [default: the model's recipe in configs/models, else off]. A NAME must be the template lm-eval renders.
+    #[arg(long, num_args = 0..=1, value_name = "NAME", conflicts_with = "no_chat_template")]
+    apply_chat_template: Option<Option<String>>,
+    /// Plain-text prompts even where the model's recipe applies its chat template.
+    #[arg(long)]
+    no_chat_template: bool,
+    /// A system turn before every prompt (lm-eval's --system_instruction).
+    #[arg(long, value_name = "TEXT")]
+    system_instruction: Option<String>,
+    /// Few-shot examples as separate user/assistant turns (true) or one user turn (false); lm-eval's
+    /// --fewshot_as_multiturn [default: true with a chat template].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    fewshot_as_multiturn: Option<bool>,
     /// Resolve and print the plan (tasks, data files, documents, requests, model files), then stop before loading
     /// the model.
     #[arg(long)]
@@ -141,6 +155,16 @@ impl RunArgs {
             num_fewshot: self.num_fewshot,
             fewshot_seed: self.seed,
             max_gen_toks: usize::try_from(self.max_gen_toks).unwrap_or(usize::MAX),
+            chat: ChatSettings {
+                apply_chat_template: match (&self.apply_chat_template, self.no_chat_template) {
+                    (_, true) => Some(false),
+                    (Some(_), false) => Some(true),
+                    (None, false) => None,
+                },
+                template_name: self.apply_chat_template.flatten(),
+                system_instruction: self.system_instruction,
+                fewshot_as_multiturn: self.fewshot_as_multiturn,
+            },
         }
     }
 }

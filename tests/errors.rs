@@ -241,6 +241,48 @@ fn a_model_recipe_fills_the_settings_the_flags_leave_open() {
     let stdout = dry_run(&["--dtype", "f32", "--add-bos-token", "auto"]);
     assert_eq!(setting(&stdout, "dtype"), "f32");
     assert_eq!(setting(&stdout, "add_bos_token"), "auto");
+    assert_eq!(setting(&stdout, "chat template"), "none (plain-text prompts)");
+}
+
+#[test]
+fn an_instruct_models_recipe_applies_its_chat_template() {
+    // The instruct fixture laid out in a hub cache as BSC-LT/salamandra-2b-instruct.
+    let home = tempfile::tempdir().unwrap();
+    let repo = home.path().join("hub/models--BSC-LT--salamandra-2b-instruct");
+    let commit = "89abcdef0123456789abcdef0123456789abcdef";
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let instruct = fixtures().join("variants/instruct_chatml");
+    for entry in std::fs::read_dir(&instruct).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, snapshot.join(path.file_name().unwrap())).unwrap();
+    }
+    let data = format!("xnli_en={}", fixtures().join("data/xnli_en.validation.jsonl").display());
+    let run = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ibex"))
+            .args(["run", "--model", "BSC-LT/salamandra-2b-instruct", "--tasks", "xnli_en", "--data", &data])
+            .args(["--dry-run", "--dtype", "f32"])
+            .args(extra)
+            .env("HF_HOME", home.path())
+            .env_remove("HF_HUB_CACHE")
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let line = stdout.lines().find(|l| l.contains(" chat template ")).unwrap_or_else(|| panic!("{stdout}"));
+        line.split('┆').nth(1).unwrap().trim_end_matches('│').trim().to_owned()
+    };
+    let applied = run(&[]);
+    assert!(applied.starts_with("default (sha256 "), "{applied}");
+    assert!(
+        applied.ends_with("few-shot examples as turns (from configs/models/salamandra-2b-instruct.toml)"),
+        "{applied}"
+    );
+    assert!(run(&["--fewshot-as-multiturn", "false"]).contains("as one user turn"));
+    assert_eq!(run(&["--no-chat-template"]), "none (plain-text prompts)");
 }
 
 #[test]

@@ -101,6 +101,56 @@ pub struct TokenizerFiles {
     pub model_config: Option<PathBuf>,
 }
 
+/// The special tokens a tokenizer's attributes name, as strings.
+const SPECIAL_TOKEN_ATTRIBUTES: [&str; 7] =
+    ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
+
+impl TokenizerFiles {
+    /// tokenizer_config.json merged with special_tokens_map.json, as transformers merges them.
+    pub fn settings(&self) -> Result<serde_json::Map<String, serde_json::Value>, EncodeError> {
+        merged_settings(&self.settings)
+    }
+
+    /// transformers' `special_tokens_map`, which chat templates receive as variables: each special token the
+    /// settings (or the class's defaults, `<s>`, `</s>` and `<unk>` for Llama's) name, as a string, and
+    /// `additional_special_tokens` when there are any.
+    pub fn special_tokens_map(&self) -> Result<serde_json::Map<String, serde_json::Value>, EncodeError> {
+        let settings = self.settings()?;
+        let class = tokenizer_class(&settings, self.model_config.as_deref())?;
+        let rebuilds = REBUILDING_CLASSES.iter().any(|c| class == *c || class == format!("{c}Fast"));
+        let text = |value: &serde_json::Value| match value {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(str::to_owned),
+            _ => None,
+        };
+        let mut map = serde_json::Map::new();
+        for key in SPECIAL_TOKEN_ATTRIBUTES {
+            let default = match key {
+                "bos_token" if rebuilds => Some("<s>".to_owned()),
+                "eos_token" if rebuilds => Some("</s>".to_owned()),
+                "unk_token" if rebuilds => Some("<unk>".to_owned()),
+                _ => None,
+            };
+            let token = match settings.get(key) {
+                Some(value) => text(value),
+                None => default,
+            };
+            if let Some(token) = token.filter(|t| !t.is_empty()) {
+                map.insert(key.to_owned(), serde_json::Value::String(token));
+            }
+        }
+        let additional: Vec<serde_json::Value> = settings
+            .get("additional_special_tokens")
+            .and_then(serde_json::Value::as_array)
+            .map(|tokens| tokens.iter().filter_map(text).map(serde_json::Value::String).collect())
+            .unwrap_or_default();
+        if !additional.is_empty() {
+            map.insert("additional_special_tokens".to_owned(), serde_json::Value::Array(additional));
+        }
+        Ok(map)
+    }
+}
+
 /// Tokenizer classes whose fast implementation rebuilds tokenizer.json's post-processor from `add_bos_token` and
 /// `add_eos_token` (`update_post_processor` in transformers' tokenization_llama_fast.py, code_llama, gemma).
 const REBUILDING_CLASSES: [&str; 3] = ["LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer"];

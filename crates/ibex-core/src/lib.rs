@@ -13,6 +13,7 @@ mod encode;
 mod generation;
 pub mod metrics;
 mod model;
+pub mod prompt;
 mod pyrandom;
 pub mod python;
 mod request;

@@ -103,6 +103,18 @@ pub struct ModelRecord {
     pub fewshot_seed: u64,
     /// Tokens generated at most where a task does not say.
     pub max_gen_toks: usize,
+    /// The chat template applied (`--apply-chat-template`), by name (`default` for a tokenizer's only one).
+    #[serde(default)]
+    pub chat_template: Option<String>,
+    /// SHA-256 of the applied chat template's text.
+    #[serde(default)]
+    pub chat_template_sha: Option<String>,
+    /// `--system-instruction`, if any.
+    #[serde(default)]
+    pub system_instruction: Option<String>,
+    /// Whether few-shot examples were separate chat turns (`--fewshot-as-multiturn`).
+    #[serde(default)]
+    pub fewshot_as_multiturn: bool,
 }
 
 /// `--shard I/N`: the documents at positions `p` with `p % count == index` of every task (after `--limit`).

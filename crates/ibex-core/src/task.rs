@@ -2,7 +2,8 @@
 //! ([`TaskHeader`]). Tasks see text and JSON, never a backend.
 
 use crate::metrics::Metric;
-use crate::{Request, Response};
+use crate::prompt::Output;
+use crate::Response;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -227,23 +228,12 @@ pub trait Task: Send + Sync {
     /// lm-eval's `doc_to_target` as text: the gold answer a few-shot example shows.
     fn doc_to_target(&self, doc: &Doc) -> String;
 
-    /// The requests one document needs (one per choice for multiple choice), after `fewshot_context` (the
-    /// concatenated [`Task::fewshot_example`]s of the chosen shots; empty at zero shots).
-    fn requests(&self, doc: &Doc, fewshot_context: &str) -> Vec<Request>;
+    /// What the document asks after its context: its choices, or a generation (lm-eval's `output_type`).
+    /// [`crate::prompt`] builds the context and the requests from it, as lm-eval's `fewshot_context` and
+    /// `construct_requests` do.
+    fn output(&self, doc: &Doc) -> Output;
 
-    /// A solved example for few-shot prompts, as lm-eval's `build_qa_turn` (api/task.py) builds it: `doc_to_text +
-    /// target_delimiter + doc_to_target + fewshot_delimiter`; an empty target leaves out both delimiters and the
-    /// target (lm-eval's `has_answer`), so the example is its text alone.
-    fn fewshot_example(&self, doc: &Doc) -> String {
-        let header = self.header();
-        let target = self.doc_to_target(doc);
-        if target.is_empty() {
-            return self.doc_to_text(doc);
-        }
-        format!("{}{}{target}{}", self.doc_to_text(doc), header.target_delimiter, header.fewshot_delimiter)
-    }
-
-    /// Scores a document from the responses to its [`Task::requests`], in the same order.
+    /// Scores a document from the responses to its requests, in the order of [`Task::output`].
     fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore;
 
     /// The metrics [`Task::score`] reports, in display order.

@@ -72,6 +72,9 @@ pub struct ModelFiles {
     pub sentencepiece: Option<PathBuf>,
     /// generation_config.json, when the checkpoint has one: transformers' `generate` reads it.
     pub generation_config: Option<PathBuf>,
+    /// chat_template.jinja, when the checkpoint has one: transformers ≥ 4.47 saves the chat template there and
+    /// prefers it to tokenizer_config.json's `chat_template`.
+    pub chat_template: Option<PathBuf>,
     /// model.safetensors, or every shard named by model.safetensors.index.json: resolved, but for a hub model not
     /// downloaded until [`fetch_weights`], so a run can be planned and checked before gigabytes move.
     pub weights: Vec<WeightFile>,
@@ -151,6 +154,7 @@ pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<ModelFiles, 
     }
     let sentencepiece = hub.get_optional("tokenizer.model")?;
     let generation_config = hub.get_optional("generation_config.json")?;
+    let chat_template = hub.get_optional("chat_template.jinja")?;
     let commit = snapshot_commit(&config);
     Ok(ModelFiles {
         config,
@@ -158,6 +162,7 @@ pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<ModelFiles, 
         tokenizer_settings,
         sentencepiece,
         generation_config,
+        chat_template,
         weights,
         origin: Origin::Hub { repo: model.into(), commit },
     })
@@ -229,6 +234,7 @@ fn resolve_folder(folder: &Path) -> Result<ModelFiles, HubError> {
         tokenizer_settings,
         sentencepiece: optional("tokenizer.model"),
         generation_config: optional("generation_config.json"),
+        chat_template: optional("chat_template.jinja"),
         weights,
         origin: Origin::Folder(folder.to_owned()),
     })

@@ -45,6 +45,11 @@ pub struct ModelRecipe {
     pub dtype: Option<Dtype>,
     /// The lm-eval era's BOS policy.
     pub add_bos_token: Option<BosPolicy>,
+    /// Whether the numbers were computed through the tokenizer's chat template (lm-eval's
+    /// `--apply_chat_template`).
+    pub apply_chat_template: Option<bool>,
+    /// lm-eval's `--fewshot_as_multiturn` for those numbers.
+    pub fewshot_as_multiturn: Option<bool>,
     /// The repository-relative recipe file.
     #[serde(skip)]
     pub source: String,

@@ -1,4 +1,4 @@
-//! Few-shot contexts chosen exactly as lm-eval's `ContextSampler` chooses them: one `random.Random(seed)` per task,
+//! Few-shot examples chosen exactly as lm-eval's `ContextSampler` chooses them: one `random.Random(seed)` per task,
 //! `sample(fewshot_docs, k)` once per evaluated document in evaluation order (so document i's shots depend on every
 //! draw before it, hence on `--limit`), k + 1 drawn and the evaluated document dropped when the task has no test split.
 
@@ -38,8 +38,8 @@ impl<'a> FewshotPool<'a> {
         Ok(pool)
     }
 
-    /// The few-shot context of every document of `docs`, in order.
-    pub(crate) fn contexts(&self, docs: &[Doc], shots: usize, seed: u64) -> Result<Vec<String>, RunError> {
+    /// The few-shot examples of every document of `docs`, in order.
+    pub(crate) fn shots(&self, docs: &[Doc], shots: usize, seed: u64) -> Result<Vec<Vec<Doc>>, RunError> {
         let mut rng = PyRandom::new(seed);
         let mut built: HashMap<usize, Doc> = HashMap::new();
         let mut contexts = Vec::with_capacity(docs.len());
@@ -77,7 +77,7 @@ impl<'a> FewshotPool<'a> {
                     .map(|i| self.doc(&mut built, others[i]))
                     .collect::<Result<_, _>>()?;
             }
-            contexts.push(chosen.iter().map(|shot| self.task.fewshot_example(shot)).collect());
+            contexts.push(chosen);
         }
         Ok(contexts)
     }

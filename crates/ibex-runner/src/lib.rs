@@ -20,7 +20,7 @@ pub use configs::{model_recipe, suite_tasks, ModelRecipe};
 pub use error::RunError;
 pub use journal::JOURNAL;
 pub use merge::merge;
-pub use plan::{DataOverride, Plan, PlannedTask, RunSettings, SplitSource};
+pub use plan::{ChatSettings, DataOverride, Plan, PlannedTask, RunSettings, SplitSource};
 pub use registry::{Entry, Group, Registry, RegistryError};
 pub use report::{plan_tables, results_table};
 
@@ -178,7 +178,8 @@ fn write_json(path: &Path, results: &RunResults) -> Result<(), RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ibex_core::{Doc, Metric, Request, Response, Task, TaskError, TaskHeader};
+    use ibex_core::prompt::Output;
+    use ibex_core::{Doc, Metric, Response, Task, TaskError, TaskHeader};
     use serde_json::{json, Map};
     use std::sync::Arc;
 
@@ -198,8 +199,8 @@ mod tests {
         fn doc_to_target(&self, _: &Doc) -> String {
             String::new()
         }
-        fn requests(&self, _: &Doc, _: &str) -> Vec<Request> {
-            Vec::new()
+        fn output(&self, _: &Doc) -> Output {
+            Output::MultipleChoice(Vec::new())
         }
         fn score(&self, _: &Doc, _: &[Response]) -> SampleScore {
             unreachable!("the test scores by hand")

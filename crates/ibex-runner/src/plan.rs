@@ -7,6 +7,8 @@ use crate::configs::{model_recipe, suite_tasks};
 use crate::fewshot::FewshotPool;
 use crate::registry::{Entry, Group, Registry};
 use crate::RunError;
+use ibex_chat::ChatTemplate;
+use ibex_core::prompt::{construct_requests, fewshot_context, ApplyChatTemplate, ChatFormat, PromptFormat};
 use ibex_core::results::{ModelRecord, Shard};
 use ibex_core::{
     generation_prompt, scoring_tokens, BosPolicy, DeviceSpec, Doc, Dtype, Encoder, GenerationConfig, Request,
@@ -16,6 +18,7 @@ use ibex_hub::{ModelFiles, Origin};
 use sha2::{Digest, Sha256};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What the user asked for, parsed but not yet resolved (the binary's flags).
 #[derive(Clone, Debug)]
@@ -57,6 +60,21 @@ pub struct RunSettings {
     pub fewshot_seed: u64,
     /// Tokens to generate when a task does not say (lm-eval's model-level `max_gen_toks`).
     pub max_gen_toks: usize,
+    /// How prompts of instruct models are built.
+    pub chat: ChatSettings,
+}
+
+/// lm-eval's instruct-model flags, as given; the model recipe fills what they leave open.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChatSettings {
+    /// `--apply-chat-template` (true) or `--no-chat-template` (false).
+    pub apply_chat_template: Option<bool>,
+    /// The template name given to `--apply-chat-template NAME`.
+    pub template_name: Option<String>,
+    /// `--system-instruction TEXT`.
+    pub system_instruction: Option<String>,
+    /// `--fewshot-as-multiturn BOOL`; lm-eval's default is true under a chat template.
+    pub fewshot_as_multiturn: Option<bool>,
 }
 
 /// `--data TASK[:SPLIT]=PATH`.
@@ -124,6 +142,10 @@ pub struct Plan {
     pub fewshot_seed: u64,
     /// The model-level generation budget.
     pub max_gen_toks: usize,
+    /// How contexts are built: plain text, or through the chat template.
+    pub prompt: PromptFormat,
+    /// The chat template applied, if any.
+    pub chat_template: Option<Arc<ChatTemplate>>,
     /// The tasks, in run order, with their documents and requests.
     pub tasks: Vec<PlannedTask>,
     /// The groups to aggregate after their tasks.
@@ -153,6 +175,34 @@ pub struct PlannedTask {
     pub docs: Vec<Doc>,
     /// Each document's requests, few-shot context included.
     pub requests: Vec<Vec<Request>>,
+}
+
+/// A task's documents with their few-shot examples, before the prompt format turns them into requests.
+struct DrawnTask {
+    entry: Entry,
+    eval: SplitSource,
+    fewshot: Option<SplitSource>,
+    docs: Vec<Doc>,
+    shots: Vec<Vec<Doc>>,
+}
+
+impl DrawnTask {
+    /// Builds every document's context and requests: lm-eval's `fewshot_context` and `construct_requests`.
+    fn into_planned(self, format: &PromptFormat) -> Result<PlannedTask, RunError> {
+        let task = self.entry.task.as_ref();
+        let requests = self
+            .docs
+            .iter()
+            .zip(&self.shots)
+            .map(|(doc, shots)| {
+                let context = fewshot_context(task, doc, shots, format).map_err(|message| {
+                    RunError::Plan(format!("task {}, document {}: {message}", task.name(), doc.id))
+                })?;
+                Ok(construct_requests(task, doc, &context, format))
+            })
+            .collect::<Result<_, RunError>>()?;
+        Ok(PlannedTask { entry: self.entry, eval: self.eval, fewshot: self.fewshot, docs: self.docs, requests })
+    }
 }
 
 impl PlannedTask {
@@ -186,7 +236,7 @@ impl Plan {
             return Err(RunError::Plan("f16 is not supported on the CPU; use --dtype f32 or bf16 there".into()));
         }
         check_overrides(&registry, &entries, &settings.data)?;
-        let tasks = entries.iter().map(|entry| plan_task(entry, &settings)).collect::<Result<Vec<_>, _>>()?;
+        let drawn = entries.iter().map(|entry| plan_task(entry, &settings)).collect::<Result<Vec<_>, _>>()?;
 
         let recipe = model_recipe(&settings.model)?;
         let mut applied = Vec::new();
@@ -207,6 +257,44 @@ impl Plan {
             model_config: Some(model_files.config.clone()),
         };
         let encoder = Encoder::from_files(&tokenizer, bos)?;
+        let apply_chat_template = or_recipe(
+            settings.chat.apply_chat_template,
+            recipe.as_ref().and_then(|r| r.apply_chat_template),
+            "apply_chat_template",
+            &mut applied,
+        )
+        .unwrap_or(false);
+        let fewshot_as_multiturn = match settings.chat.fewshot_as_multiturn {
+            Some(true) if !apply_chat_template => return Err(RunError::Plan(
+                "--fewshot-as-multiturn true needs a chat template: add --apply-chat-template (as lm-eval requires)"
+                    .into(),
+            )),
+            Some(flag) => flag,
+            None if apply_chat_template => recipe.as_ref().and_then(|r| r.fewshot_as_multiturn).unwrap_or(true),
+            None => false,
+        };
+        let chat_template = if apply_chat_template {
+            let template = ChatTemplate::load(
+                &tokenizer,
+                model_files.chat_template.as_deref(),
+                settings.chat.template_name.as_deref(),
+            )
+            .map_err(|e| RunError::Plan(format!("--apply-chat-template: {e}")))?;
+            Some(Arc::new(template))
+        } else {
+            if settings.chat.template_name.is_some() {
+                return Err(RunError::Plan("a chat template name needs --apply-chat-template".into()));
+            }
+            None
+        };
+        let prompt = PromptFormat {
+            system_instruction: settings.chat.system_instruction.clone(),
+            chat: chat_template.as_ref().map(|template| ChatFormat {
+                template: Arc::clone(template) as Arc<dyn ApplyChatTemplate>,
+                fewshot_as_multiturn,
+            }),
+        };
+        let tasks = drawn.into_iter().map(|t| t.into_planned(&prompt)).collect::<Result<Vec<_>, _>>()?;
         check_requests(&tasks, &model_files, &encoder, settings.max_gen_toks)?;
         let generates =
             tasks.iter().flat_map(|t| t.requests.iter().flatten()).any(|r| matches!(r, Request::Generate(_)));
@@ -237,6 +325,8 @@ impl Plan {
             num_fewshot: settings.num_fewshot,
             fewshot_seed: settings.fewshot_seed,
             max_gen_toks: settings.max_gen_toks,
+            prompt,
+            chat_template,
             tasks,
             groups: groups.into_iter().cloned().collect(),
         };
@@ -265,6 +355,10 @@ impl Plan {
             num_fewshot: self.num_fewshot,
             fewshot_seed: self.fewshot_seed,
             max_gen_toks: self.max_gen_toks,
+            chat_template: self.chat_template.as_ref().map(|t| t.name().to_owned()),
+            chat_template_sha: self.chat_template.as_ref().map(|t| t.sha256()),
+            system_instruction: self.prompt.system_instruction.clone(),
+            fewshot_as_multiturn: self.prompt.chat.as_ref().is_some_and(|c| c.fewshot_as_multiturn),
         }
     }
 
@@ -299,6 +393,8 @@ impl Plan {
             "generation": self.generation.eos_token_ids, "limit": record.limit, "shard": record.shard,
             "num_fewshot": record.num_fewshot, "fewshot_seed": record.fewshot_seed,
             "max_gen_toks": record.max_gen_toks, "weights": weights, "tasks": tasks,
+            "chat_template_sha": record.chat_template_sha, "system_instruction": record.system_instruction,
+            "fewshot_as_multiturn": record.fewshot_as_multiturn,
         });
         format!("{:x}", Sha256::digest(identity.to_string().as_bytes()))
     }
@@ -400,8 +496,8 @@ fn check_overrides(registry: &Registry, entries: &[&Entry], overrides: &[DataOve
     Ok(())
 }
 
-/// Reads one task's data and builds its documents, few-shot contexts and requests.
-fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<PlannedTask, RunError> {
+/// Reads one task's data, builds its documents and draws their few-shot examples.
+fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunError> {
     let task = entry.task.as_ref();
     let eval_split = task.data().eval_split().unwrap_or_default();
     let eval = split_source(entry, &settings.data, eval_split)?;
@@ -425,30 +521,30 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<PlannedTask, RunEr
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| row_error(&eval.file, e))?;
     let mut fewshot = None;
-    let contexts =
-        if settings.num_fewshot == 0 {
-            vec![String::new(); docs.len()]
+    let shots = if settings.num_fewshot == 0 {
+        vec![Vec::new(); docs.len()]
+    } else {
+        let split = task.data().fewshot_split().unwrap_or(eval_split);
+        if split == eval_split {
+            FewshotPool::new(task, split, &rows, &eval.file, settings.num_fewshot)?.shots(
+                &docs,
+                settings.num_fewshot,
+                settings.fewshot_seed,
+            )?
         } else {
-            let split = task.data().fewshot_split().unwrap_or(eval_split);
-            if split == eval_split {
-                FewshotPool::new(task, split, &rows, &eval.file, settings.num_fewshot)?.contexts(
-                    &docs,
-                    settings.num_fewshot,
-                    settings.fewshot_seed,
-                )?
-            } else {
-                let source = split_source(entry, &settings.data, split)?;
-                let pool_rows = ibex_data::read_rows(&source.file)?;
-                let contexts = FewshotPool::new(task, split, &pool_rows, &source.file, settings.num_fewshot)?
-                    .contexts(&docs, settings.num_fewshot, settings.fewshot_seed)?;
-                fewshot = Some(source);
-                contexts
-            }
-        };
-    let mut requests: Vec<Vec<Request>> =
-        docs.iter().zip(&contexts).map(|(doc, context)| task.requests(doc, context)).collect();
-    let mut docs = docs;
-    // A shard keeps its documents only after every few-shot context was drawn, so each equals the unsharded run's.
+            let source = split_source(entry, &settings.data, split)?;
+            let pool_rows = ibex_data::read_rows(&source.file)?;
+            let shots = FewshotPool::new(task, split, &pool_rows, &source.file, settings.num_fewshot)?.shots(
+                &docs,
+                settings.num_fewshot,
+                settings.fewshot_seed,
+            )?;
+            fewshot = Some(source);
+            shots
+        }
+    };
+    let (mut docs, mut shots) = (docs, shots);
+    // A shard keeps its documents only after every few-shot example was drawn, so each equals the unsharded run's.
     if let Some(shard) = settings.shard {
         if docs.len() < shard.count {
             return Err(RunError::Plan(format!(
@@ -460,9 +556,9 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<PlannedTask, RunEr
         }
         let keep = |position: &usize| position % shard.count == shard.index;
         docs = docs.into_iter().enumerate().filter(|(p, _)| keep(p)).map(|(_, d)| d).collect();
-        requests = requests.into_iter().enumerate().filter(|(p, _)| keep(p)).map(|(_, r)| r).collect();
+        shots = shots.into_iter().enumerate().filter(|(p, _)| keep(p)).map(|(_, s)| s).collect();
     }
-    Ok(PlannedTask { entry: entry.clone(), eval, fewshot, docs, requests })
+    Ok(DrawnTask { entry: entry.clone(), eval, fewshot, docs, shots })
 }
 
 /// The data file for one split of a task: a `--data` override, else the task's dataset from the hub.

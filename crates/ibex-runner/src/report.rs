@@ -81,6 +81,8 @@ pub fn plan_tables(plan: &Plan) -> String {
         ("dtype", format!("{}{}", plan.dtype, from_recipe("dtype"))),
         ("add_bos_token", format!("{}{}", plan.bos, from_recipe("add_bos_token"))),
         ("batch size", plan.batch_size.to_string()),
+        ("chat template", describe_chat(plan, from_recipe("apply_chat_template"))),
+        ("system instruction", plan.prompt.system_instruction.clone().unwrap_or_else(|| "none".into())),
         ("few-shot", format!("{} (seed {})", plan.num_fewshot, plan.fewshot_seed)),
         ("max_gen_toks", plan.max_gen_toks.to_string()),
         ("limit", plan.limit.map_or("none".into(), |l| l.to_string())),
@@ -154,4 +156,17 @@ fn describe_stops(plan: &Plan) -> String {
     let ids: Vec<String> = generation.eos_token_ids.iter().map(u32::to_string).collect();
     let file = Path::new(&generation.source).file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned());
     format!("ids [{}] ({file}), the tokenizer's EOS text, each task's stop strings", ids.join(", "))
+}
+
+/// The chat template applied, by name and digest, and how few-shot examples go into it.
+fn describe_chat(plan: &Plan, from_recipe: String) -> String {
+    match (&plan.chat_template, &plan.prompt.chat) {
+        (Some(template), Some(chat)) => format!(
+            "{} (sha256 {}…), few-shot examples as {}{from_recipe}",
+            template.name(),
+            &template.sha256()[..12],
+            if chat.fewshot_as_multiturn { "turns" } else { "one user turn" }
+        ),
+        _ => format!("none (plain-text prompts){from_recipe}"),
+    }
 }

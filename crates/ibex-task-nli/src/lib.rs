@@ -10,9 +10,9 @@ mod preprocess;
 
 pub use preprocess::Step;
 
+use ibex_core::prompt::Output;
 use ibex_core::{
-    parse_task_file, text_field, Doc, LoglikelihoodRequest, Metric, Request, Response, SampleScore, Task, TaskError,
-    TaskFamily, TaskHeader, Template,
+    parse_task_file, text_field, Doc, Metric, Response, SampleScore, Task, TaskError, TaskFamily, TaskHeader, Template,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -160,17 +160,9 @@ impl Task for NliTask {
         self.choices(doc).swap_remove(self.gold(doc))
     }
 
-    /// The context is the few-shot examples alone: NLI's `doc_to_text` is empty, the whole sentence is scored.
-    fn requests(&self, doc: &Doc, fewshot_context: &str) -> Vec<Request> {
-        self.choices(doc)
-            .into_iter()
-            .map(|choice| {
-                Request::Loglikelihood(LoglikelihoodRequest {
-                    context: format!("{fewshot_context}{}", self.doc_to_text(doc)),
-                    continuation: format!("{}{choice}", self.header.target_delimiter),
-                })
-            })
-            .collect()
+    /// The three sentences, one per label: the context is the few-shot examples alone.
+    fn output(&self, doc: &Doc) -> Output {
+        Output::MultipleChoice(self.choices(doc))
     }
 
     fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore {
@@ -202,6 +194,8 @@ impl Task for NliTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ibex_core::prompt::{construct_requests, fewshot_context, PromptFormat};
+    use ibex_core::{LoglikelihoodRequest, Request};
 
     fn xnli_en() -> Arc<dyn Task> {
         Nli.load(include_str!("../../../tasks/nli/xnli_en.toml")).unwrap()
@@ -211,23 +205,26 @@ mod tests {
         serde_json::json!({"premise": premise, "hypothesis": hypothesis, "label": label}).as_object().unwrap().clone()
     }
 
+    fn requests(task: &dyn Task, doc: &Doc, shots: &[Doc]) -> Vec<LoglikelihoodRequest> {
+        let format = PromptFormat::default();
+        let context = fewshot_context(task, doc, shots, &format).unwrap();
+        construct_requests(task, doc, &context, &format)
+            .into_iter()
+            .map(|request| match request {
+                Request::Loglikelihood(request) => request,
+                Request::Generate(_) => panic!("NLI asks for log-likelihoods"),
+            })
+            .collect()
+    }
+
     #[test]
     fn xnli_en_requests_are_lm_evals_cloze_sentences() {
         let task = xnli_en();
         let doc = task.doc(0, &row("A cat sat.", "An animal sat.", Value::from(0))).unwrap();
-        let continuations: Vec<_> = task
-            .requests(&doc, "")
-            .into_iter()
-            .map(|request| match request {
-                Request::Loglikelihood(LoglikelihoodRequest { context, continuation }) => {
-                    assert_eq!(context, "");
-                    continuation
-                }
-                Request::Generate(_) => panic!("NLI asks for log-likelihoods"),
-            })
-            .collect();
+        let requests = requests(task.as_ref(), &doc, &[]);
+        assert!(requests.iter().all(|r| r.context.is_empty()));
         assert_eq!(
-            continuations,
+            requests.into_iter().map(|r| r.continuation).collect::<Vec<_>>(),
             [
                 " A cat sat., right? Yes, An animal sat.",
                 " A cat sat., right? Also, An animal sat.",
@@ -237,11 +234,12 @@ mod tests {
     }
 
     #[test]
-    fn fewshot_example_is_the_gold_sentence_with_delimiters() {
+    fn a_fewshot_example_is_the_gold_sentence_with_delimiters() {
         let task = xnli_en();
-        let doc = task.doc(0, &row("A cat sat.", "An animal sat.", Value::from(2))).unwrap();
-        assert_eq!(task.fewshot_example(&doc), " A cat sat., right? No, An animal sat.\n\n");
-        assert!(task.requests(&doc, "shots\n\n")[0].context() == "shots\n\n");
+        let shot = task.doc(0, &row("A cat sat.", "An animal sat.", Value::from(2))).unwrap();
+        let doc = task.doc(1, &row("B.", "C.", Value::from(0))).unwrap();
+        let requests = requests(task.as_ref(), &doc, &[shot.clone(), shot]);
+        assert_eq!(requests[0].context, " A cat sat., right? No, An animal sat.\n\n".repeat(2));
     }
 
     #[test]

@@ -7,9 +7,9 @@
 
 pub mod squad;
 
+use ibex_core::prompt::Output;
 use ibex_core::{
-    parse_task_file, text_field, Doc, GenerateRequest, Metric, Request, Response, SampleScore, Task, TaskError,
-    TaskFamily, TaskHeader, Template,
+    parse_task_file, text_field, Doc, Metric, Response, SampleScore, Task, TaskError, TaskFamily, TaskHeader, Template,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -152,12 +152,8 @@ impl Task for QaTask {
         self.gold_answers(doc).into_iter().next().unwrap_or_default()
     }
 
-    fn requests(&self, doc: &Doc, fewshot_context: &str) -> Vec<Request> {
-        vec![Request::Generate(GenerateRequest {
-            context: format!("{fewshot_context}{}", self.doc_to_text(doc)),
-            until: self.recipe.until.clone(),
-            max_gen_toks: self.recipe.max_gen_toks,
-        })]
+    fn output(&self, _doc: &Doc) -> Output {
+        Output::GenerateUntil { until: self.recipe.until.clone(), max_gen_toks: self.recipe.max_gen_toks }
     }
 
     fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore {
@@ -185,6 +181,8 @@ impl Task for QaTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ibex_core::prompt::{construct_requests, fewshot_context, PromptFormat};
+    use ibex_core::{GenerateRequest, Request};
 
     fn task(file: &str, gold: &str) -> QaTask {
         let text = std::fs::read_to_string(format!("{}/../../tasks/qa/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -229,17 +227,19 @@ mod tests {
     #[test]
     fn prompt_and_fewshot_example_follow_lm_eval() {
         let task = task("xquad_en.toml", "first");
-        let doc = task
-            .doc(0, &row(serde_json::json!({"context": "C.", "question": "Q?", "answers": {"text": ["A"]}})))
-            .unwrap();
+        let doc = |answer: &str| {
+            let fields = serde_json::json!({"context": "C.", "question": "Q?", "answers": {"text": [answer]}});
+            task.doc(0, &row(fields)).unwrap()
+        };
+        let format = PromptFormat::default();
+        let context = fewshot_context(&task, &doc("A"), &[doc("A")], &format).unwrap();
         assert_eq!(
-            task.requests(&doc, "")[0],
-            Request::Generate(GenerateRequest {
-                context: "Context: C.\n\nQuestion: Q?\n\nAnswer:".into(),
+            construct_requests(&task, &doc("A"), &context, &format),
+            [Request::Generate(GenerateRequest {
+                context: "Context: C.\n\nQuestion: Q?\n\nAnswer: A\n\nContext: C.\n\nQuestion: Q?\n\nAnswer:".into(),
                 until: vec!["\n".into()],
                 max_gen_toks: None
-            })
+            })]
         );
-        assert_eq!(task.fewshot_example(&doc), "Context: C.\n\nQuestion: Q?\n\nAnswer: A\n\n");
     }
 }

@@ -1,0 +1,166 @@
+//! JSON written as Python's `json.dumps` writes it (separators, indentation, `ensure_ascii`, float spelling), so
+//! a template's `tojson` output equals transformers'.
+
+use serde_json::Value;
+
+/// `json.dumps` keyword arguments.
+pub(crate) struct Options {
+    /// Escape every non-ASCII character as `\uXXXX`.
+    pub ensure_ascii: bool,
+    /// One level of indentation; `None` writes everything on one line.
+    pub indent: Option<String>,
+    /// `(item, key)` separators; Python's defaults when `None`: `(", ", ": ")`, or `(",", ": ")` with an indent.
+    pub separators: Option<(String, String)>,
+    /// Sort object keys.
+    pub sort_keys: bool,
+}
+
+/// `json.dumps(value, **options)`.
+pub(crate) fn dumps(value: &Value, options: &Options) -> String {
+    let (item, key) = options.separators.clone().unwrap_or_else(|| {
+        let item = if options.indent.is_some() { "," } else { ", " };
+        (item.to_owned(), ": ".to_owned())
+    });
+    let mut out = String::new();
+    write(value, options, &item, &key, 0, &mut out);
+    out
+}
+
+fn write(value: &Value, options: &Options, item: &str, key: &str, depth: usize, out: &mut String) {
+    let newline = |out: &mut String, depth: usize| {
+        if let Some(indent) = &options.indent {
+            out.push('\n');
+            out.push_str(&indent.repeat(depth));
+        }
+    };
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => out.push_str(&i.to_string()),
+            (_, Some(u), _) => out.push_str(&u.to_string()),
+            (_, _, Some(f)) => out.push_str(&float_repr(f)),
+            _ => out.push_str(&n.to_string()),
+        },
+        Value::String(s) => string(s, options.ensure_ascii, out),
+        Value::Array(items) if items.is_empty() => out.push_str("[]"),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item);
+                }
+                newline(out, depth + 1);
+                write(v, options, item, key, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push(']');
+        }
+        Value::Object(map) if map.is_empty() => out.push_str("{}"),
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            if options.sort_keys {
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item);
+                }
+                newline(out, depth + 1);
+                string(k, options.ensure_ascii, out);
+                out.push_str(key);
+                write(v, options, item, key, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push('}');
+        }
+    }
+}
+
+/// A JSON string as Python escapes it.
+fn string(s: &str, ensure_ascii: bool, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (ensure_ascii && !c.is_ascii()) => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Python's `repr(float)`: the shortest digits that round-trip, fixed notation for exponents from -4 to 15,
+/// scientific (`1e+16`, `1.5e-05`) otherwise.
+fn float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    let scientific = format!("{f:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if (-4..16).contains(&exponent) {
+        let point = exponent + 1;
+        let text = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat((-point) as usize))
+        } else if point as usize >= digits.len() {
+            format!("{digits}{}.0", "0".repeat(point as usize - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+        };
+        format!("{sign}{text}")
+    } else {
+        let rest = if digits.len() > 1 { format!(".{}", &digits[1..]) } else { String::new() };
+        let exp_sign = if exponent < 0 { '-' } else { '+' };
+        format!("{sign}{}{rest}e{exp_sign}{:02}", &digits[..1], exponent.abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_are_spelled_as_python_repr_spells_them() {
+        let cases = [
+            (1.0, "1.0"),
+            (0.1, "0.1"),
+            (-2.5, "-2.5"),
+            (123456.789, "123456.789"),
+            (1e16, "1e+16"),
+            (1.5e-5, "1.5e-05"),
+            (0.0001, "0.0001"),
+            (1e15, "1000000000000000.0"),
+        ];
+        for (value, python) in cases {
+            assert_eq!(float_repr(value), python, "{value}");
+        }
+    }
+
+    #[test]
+    fn ascii_escapes_and_separators_follow_python() {
+        let value = serde_json::json!({"b": ["ü😀", 1, null], "a": {}});
+        let plain = Options { ensure_ascii: true, indent: None, separators: None, sort_keys: true };
+        assert_eq!(dumps(&value, &plain), r#"{"a": {}, "b": ["\u00fc\ud83d\ude00", 1, null]}"#);
+        let compact =
+            Options { ensure_ascii: false, indent: None, separators: Some((",".into(), ":".into())), sort_keys: false };
+        assert_eq!(dumps(&value, &compact), r#"{"b":["ü😀",1,null],"a":{}}"#);
+    }
+}
