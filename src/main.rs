@@ -26,7 +26,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// Compare results folders with published numbers: a table (also written as Markdown), JSON and an SVG chart.
     Compare {
-        /// Folders written by `ibex run` (each holding results.json).
+        /// What `ibex run` wrote: its --output folder, the model folder in it, or a results_<date>.json file (the
+        /// newest in a folder is read).
         #[arg(required = true)]
         results: Vec<PathBuf>,
         /// Published-numbers files or folders [default: the shipped configs/published].
@@ -38,7 +39,7 @@ enum Command {
     },
     /// Join the folders of `ibex run --shard I/N` runs into the results and sample logs of the unsharded run.
     Merge {
-        /// Folder for the merged results.json and sample logs.
+        /// Folder for the merged results and sample logs (under <folder>/<model>/, as a run writes them).
         output: PathBuf,
         /// The shard folders, all N of them, in any order.
         #[arg(required = true)]
@@ -91,10 +92,11 @@ struct RunArgs {
     /// the shards' folders into the unsharded run's results. Writes sample logs.
     #[arg(long)]
     shard: Option<Shard>,
-    /// Folder for results.json and sample logs [default: results/<model>].
+    /// Folder for the run's files, laid out as lm-eval's --output_path: <folder>/<model>/results_<date>.json,
+    /// samples_<task>_<date>.jsonl and the resume journal [default: results].
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Write samples_<task>.jsonl with every document's requests and scores.
+    /// Write samples_<task>_<date>.jsonl with every document's requests and scores, as lm-eval writes them.
     #[arg(long)]
     log_samples: bool,
     /// Discard the journal of another run found in the output folder instead of refusing (a rerun with the same
@@ -174,7 +176,8 @@ fn run_with_candle(plan: &Plan) -> Result<ibex_core::results::RunResults> {
     let device = select_device(plan.device, plan.dtype)?;
     let weights = ibex_hub::fetch_weights(&plan.model_files)?;
     let model = CandleModel::load(&plan.model_files.config, &weights, candle_dtype(plan.dtype), &device)?;
-    let record = plan.model_record(device_name(&device));
+    let mut record = plan.model_record(device_name(&device));
+    record.parameters = ibex_candle::parameter_count(&weights)?;
     let mut model = TemplateLm::new(model, &plan.encoder, plan.generation.clone(), plan.batch_size, plan.max_gen_toks);
     Ok(ibex_runner::run(plan, &mut model, record)?)
 }
@@ -205,24 +208,21 @@ fn run(cli: Cli) -> Result<()> {
             let results = run_with_candle(&plan)?;
             println!("{}", results_table(&results));
             println!(
-                "{} task(s) in {:.1}s; results written to {}",
-                results.tasks.len(),
-                results.total_evaluation_time_seconds,
-                plan.output.join("results.json").display()
+                "{} task(s) in {:.1}s; results and sample logs written to {}",
+                results.ibex.tasks.len(),
+                results.ibex.seconds,
+                plan.output.display()
             );
         }
         Command::Compare { results, published, output } => {
-            let runs = results
+            let found = results
                 .iter()
-                .map(|dir| {
-                    let path = dir.join("results.json");
-                    let text = std::fs::read_to_string(&path).map_err(|e| {
-                        anyhow::anyhow!("cannot read {}: {e}; pass folders written by `ibex run`", path.display())
-                    })?;
-                    serde_json::from_str(&text)
-                        .map_err(|e| anyhow::anyhow!("{} is not an ibex results file: {e}", path.display()))
+                .map(|path| {
+                    ibex_core::results::read_results(path)
+                        .map_err(|e| anyhow::anyhow!("{e}; pass what `ibex run` wrote (its --output folder or a file)"))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let runs: Vec<_> = found.iter().map(|(run, _, _)| run.clone()).collect();
             let mut files = if published.is_empty() { ibex_compare::shipped()? } else { Vec::new() };
             for source in &published {
                 if !source.exists() {
@@ -232,7 +232,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             let rows = ibex_compare::compare(&runs, &files);
             println!("{}", ibex_compare::terminal_table(&rows));
-            let output = output.unwrap_or_else(|| results[0].clone());
+            let given = &results[0];
+            let given = if given.is_dir() { given.clone() } else { given.parent().map(Into::into).unwrap_or_default() };
+            let output = output.unwrap_or(given);
             let write = |name: &str, text: String| {
                 let path = output.join(name);
                 std::fs::create_dir_all(&output)
@@ -245,9 +247,9 @@ fn run(cli: Cli) -> Result<()> {
             println!("comparison written to {} (.md, .json, .svg)", output.join("comparison").display());
         }
         Command::Merge { output, shards, tasks_dirs } => {
-            let results = ibex_runner::merge(&output, &shards, &tasks_dirs)?;
+            let (results, path) = ibex_runner::merge(&output, &shards, &tasks_dirs)?;
             println!("{}", results_table(&results));
-            println!("{} shard(s) merged into {}", shards.len(), output.join("results.json").display());
+            println!("{} shard(s) merged into {}", shards.len(), path.display());
         }
         Command::Tasks { tasks_dirs } => {
             let registry = Registry::load(&tasks_dirs)?;

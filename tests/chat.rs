@@ -4,7 +4,8 @@
 //! sample with lm-eval's own output (tests/fixtures/make_fixtures.py `chat`).
 
 use crate::common::{
-    assert_samples_match, fixtures, ibex, ibex_path_arg, read_json, read_jsonl, run_ok, short_variant,
+    assert_samples_match, fixtures, ibex, ibex_path_arg, read_jsonl, read_results, read_samples, run_ok, samples_path,
+    short_variant,
 };
 
 const SYSTEM: &str = "Answer with the words of the text.";
@@ -34,9 +35,9 @@ fn chat_template_multiple_choice_matches_lm_eval() {
         args.push("--apply-chat-template");
         args.extend_from_slice(flags);
         let out = run_ok(&args);
-        let delta = assert_samples_match(&out.path().join("samples_xnli_en.jsonl"), &reference("xnli_en", case));
+        let delta = assert_samples_match(&samples_path(out.path(), "xnli_en"), &reference("xnli_en", case));
         assert!(delta <= 1e-3, "{case}: {delta}");
-        let record = &read_json(&out.path().join("results.json"))["model"];
+        let record = &read_results(out.path())["ibex"]["model"];
         assert_eq!(record["chat_template"], "default", "{case}");
         assert_eq!(record["fewshot_as_multiturn"], !flags.contains(&"false"), "{case}");
     }
@@ -54,7 +55,7 @@ fn chat_template_generations_match_lm_eval() {
         args.push("--apply-chat-template");
         args.extend_from_slice(flags);
         let out = run_ok(&args);
-        let ours = read_jsonl(&out.path().join("samples_xquad_en_short.jsonl"));
+        let ours = read_samples(&samples_path(out.path(), "xquad_en_short"));
         let theirs = read_jsonl(&reference("xquad_en", case));
         assert_eq!(ours.len(), theirs.len());
         for (o, r) in ours.iter().zip(&theirs) {
@@ -73,10 +74,10 @@ fn chat_template_generations_match_lm_eval() {
 #[test]
 fn a_chat_template_that_writes_bos_gets_no_second_bos() {
     let out = run_ok(&["--model", ibex_path_arg(&instruct()), "--tasks", "xnli_en", "--apply-chat-template"]);
-    let ours = read_jsonl(&out.path().join("samples_xnli_en.jsonl"));
+    let ours = read_samples(&samples_path(out.path(), "xnli_en"));
     let context = ours[0]["arguments"][0][0].as_str().unwrap();
     assert!(context.starts_with("<s><|im_start|>system\n"), "{context}");
-    assert_samples_match(&out.path().join("samples_xnli_en.jsonl"), &reference("xnli_en", "chat_0shot"));
+    assert_samples_match(&samples_path(out.path(), "xnli_en"), &reference("xnli_en", "chat_0shot"));
 }
 
 #[test]

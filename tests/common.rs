@@ -57,6 +57,60 @@ pub fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The newest `results_<date>.json` a run wrote under `output` (`<output>/<model>/`), and its date id.
+pub fn results_path(output: &Path) -> (PathBuf, String) {
+    ibex_core::results::find_results(output).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The run's results file under `output`, as JSON.
+pub fn read_results(output: &Path) -> Value {
+    read_json(&results_path(output).0)
+}
+
+/// The sample log of `task` beside the newest results file under `output`.
+pub fn samples_path(output: &Path, task: &str) -> PathBuf {
+    let (results, date) = results_path(output);
+    results.with_file_name(ibex_core::results::samples_file_name(task, &date))
+}
+
+/// A sample log, each line in the shape lm-eval keeps in memory (the shape of the reference logs): `arguments` as
+/// lists, log-likelihoods as numbers, greedy flags as booleans; the target as the string lm-eval writes to disk.
+pub fn read_samples(path: &Path) -> Vec<Value> {
+    read_jsonl(path).into_iter().map(in_memory_shape).collect()
+}
+
+/// See [`read_samples`]; lines already in that shape are left as they are (targets become strings).
+pub fn in_memory_shape(mut sample: Value) -> Value {
+    if let Some(arguments) = sample["arguments"].as_object() {
+        let lists: Vec<Value> = (0..arguments.len())
+            .map(|i| {
+                let arg = &arguments[&format!("gen_args_{i}")];
+                serde_json::json!([arg["arg_0"], arg["arg_1"]])
+            })
+            .collect();
+        sample["arguments"] = Value::Array(lists);
+    }
+    let pair = |v: &Value| match v.as_array().map(Vec::as_slice) {
+        Some([Value::String(ll), Value::String(greedy)]) => {
+            serde_json::json!([ll.parse::<f64>().unwrap(), greedy == "True"])
+        }
+        _ => v.clone(),
+    };
+    if let Some(resps) = sample["filtered_resps"].as_array() {
+        sample["filtered_resps"] = resps.iter().map(pair).collect();
+    }
+    if let Some(resps) = sample["resps"].as_array() {
+        sample["resps"] =
+            resps.iter().map(|r| r.as_array().map_or(r.clone(), |a| a.iter().map(pair).collect())).collect();
+    }
+    let target = match &sample["target"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    sample["target"] = Value::String(target);
+    sample
+}
+
 /// A path as a `--model` argument.
 pub fn ibex_path_arg(path: &Path) -> &str {
     path.to_str().expect("fixture paths are UTF-8")
@@ -71,8 +125,8 @@ pub fn tolerance(reference: f64) -> f64 {
 
 /// Compares ibex's sample log with lm-eval's, doc by doc; returns the largest log-likelihood difference.
 pub fn assert_samples_match(ours: &Path, reference: &Path) -> f64 {
-    let ours = read_jsonl(ours);
-    let reference = read_jsonl(reference);
+    let ours = read_samples(ours);
+    let reference = read_samples(reference);
     assert_eq!(ours.len(), reference.len());
     let mut max_delta: f64 = 0.0;
     for (o, r) in ours.iter().zip(&reference) {

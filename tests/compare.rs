@@ -1,6 +1,6 @@
 //! The essay suite on the fixture model, then `ibex compare` against published numbers: table, Markdown, JSON, SVG.
 
-use crate::common::{fixtures, ibex, ibex_in, ibex_path_arg, read_json, run_ok, HUB_MODEL};
+use crate::common::{fixtures, ibex, ibex_in, ibex_path_arg, read_json, read_results, run_ok, HUB_MODEL};
 
 const PUBLISHED: &str = r#"
 [source]
@@ -38,9 +38,9 @@ fn essay_suite_then_compare_gives_verdicts_table_json_and_chart() {
     let squad = format!("squad_en={}", data("squad_v1.1.dev.json"));
     let run =
         run_ok(&["--suite", "essay", "--model", HUB_MODEL, "--data", &xnli, "--data", &squad, "--max-gen-toks", "16"]);
-    let results = read_json(&run.path().join("results.json"));
-    assert_eq!(results["results"]["xnli_en"]["n"], 24);
-    assert_eq!(results["results"]["squad_en"]["n"], 3);
+    let results = read_results(run.path());
+    assert_eq!(results["results"]["xnli_en"]["sample_len"], 24);
+    assert_eq!(results["results"]["squad_en"]["sample_len"], 3);
 
     let published = run.path().join("published.toml");
     std::fs::write(&published, PUBLISHED).unwrap();
@@ -100,8 +100,8 @@ fn suite_and_compare_work_outside_the_repository() {
         ["run", "--suite", "essay", "--model", HUB_MODEL, "--data", &xnli, "--data", &squad, "--max-gen-toks", "16"];
     let output = ibex_in(cwd.path(), &[&args[..], &["--output", "mine"]].concat());
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let results = read_json(&cwd.path().join("mine/results.json"));
-    assert_eq!(results["results"]["squad_en"]["n"], 3);
+    let results = read_results(&cwd.path().join("mine"));
+    assert_eq!(results["results"]["squad_en"]["sample_len"], 3);
 
     let output = ibex_in(cwd.path(), &["compare", "mine"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

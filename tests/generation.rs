@@ -1,7 +1,10 @@
 //! Extractive QA by greedy generation against lm-eval 0.4.13's `generate_until` on the fixture model: identical
 //! prompts, generated strings (stop strings, end of text, byte-fallback pieces), targets, exact match and F1.
 
-use crate::common::{fixtures, ibex_path_arg, read_json, read_jsonl, run_ok, short_variant, HUB_MODEL};
+use crate::common::{
+    fixtures, ibex_path_arg, read_json, read_jsonl, read_results, read_samples, run_ok, samples_path, short_variant,
+    HUB_MODEL,
+};
 use serde_json::Value;
 
 #[test]
@@ -33,7 +36,7 @@ fn xquad_generations_and_scores_match_lm_eval() {
                 "--batch-size",
                 batch_size,
             ]);
-            let ours = read_jsonl(&out.path().join(format!("samples_{task}.jsonl")));
+            let ours = read_samples(&samples_path(out.path(), task));
             let reference = read_jsonl(&fixtures().join(format!("lm_eval/samples_{reference_name}_{shots}shot.jsonl")));
             assert_eq!(ours.len(), reference.len());
             for (o, r) in ours.iter().zip(&reference) {
@@ -54,12 +57,12 @@ fn xquad_generations_and_scores_match_lm_eval() {
                     assert_eq!(o[metric].as_f64(), r[metric].as_f64(), "{task} doc {id}: {metric}");
                 }
             }
-            let results = read_json(&out.path().join("results.json"));
+            let results = read_results(out.path());
             let summary = read_json(&fixtures().join(format!("lm_eval/results_{reference_name}_{shots}shot.json")));
             for key in ["f1,none", "exact_match,none"] {
                 assert_eq!(results["results"][task][key].as_f64(), summary[key].as_f64(), "{task} {key}");
             }
-            assert_eq!(results["results"][task]["n"], Value::from(reference.len()));
+            assert_eq!(results["results"][task]["sample_len"], Value::from(reference.len()));
         }
     }
 }
@@ -82,14 +85,14 @@ fn squad_from_nested_json_and_xquad_run_together_offline() {
         "--max-gen-toks",
         "16",
     ]);
-    let results = read_json(&out.path().join("results.json"));
-    assert_eq!(results["results"]["squad_en"]["n"], 3);
-    assert_eq!(results["results"]["xquad_es"]["n"], 8);
-    assert_eq!(results["model"]["max_gen_toks"], 16);
-    let samples = read_jsonl(&out.path().join("samples_squad_en.jsonl"));
+    let results = read_results(out.path());
+    assert_eq!(results["results"]["squad_en"]["sample_len"], 3);
+    assert_eq!(results["results"]["xquad_es"]["sample_len"], 8);
+    assert_eq!(results["ibex"]["model"]["max_gen_toks"], 16);
+    let samples = read_samples(&samples_path(out.path(), "squad_en"));
     assert_eq!(samples[0]["doc"]["question"], "What colours was the boat?");
     assert_eq!(samples[0]["target"], "blue and white");
     assert_eq!(samples[0]["arguments"][0][1]["until"], serde_json::json!(["\n"]));
-    let xquad_prompt = read_jsonl(&out.path().join("samples_xquad_es.jsonl"))[0]["arguments"][0][0].clone();
+    let xquad_prompt = read_samples(&samples_path(out.path(), "xquad_es"))[0]["arguments"][0][0].clone();
     assert!(xquad_prompt.as_str().unwrap().starts_with("Contexto: The library opens"), "{xquad_prompt}");
 }

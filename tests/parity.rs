@@ -1,7 +1,8 @@
 //! Parity with lm-eval 0.4.13: per-sample log-likelihoods within 1e-4, identical accuracy, identical requests.
 
 use crate::common::{
-    assert_samples_match, fixtures, ibex_path_arg, model_folder, read_json, read_jsonl, run_ok, tolerance, HUB_MODEL,
+    assert_samples_match, fixtures, ibex_path_arg, model_folder, read_json, read_jsonl, read_results, read_samples,
+    run_ok, samples_path, tolerance, HUB_MODEL,
 };
 use ibex_candle::CandleModel;
 use ibex_core::{BosPolicy, Encoder, LoglikelihoodRequest, TokenModel, TokenizerFiles};
@@ -14,7 +15,7 @@ fn assert_results_match(results: &Value, task: &str, reference: &Path) {
     assert_eq!(ours["acc,none"], reference["acc,none"]);
     let stderr = ours["acc_stderr,none"].as_f64().unwrap();
     assert!((stderr - reference["acc_stderr,none"].as_f64().unwrap()).abs() < 1e-12);
-    assert_eq!(ours["n"], reference["sample_len"]);
+    assert_eq!(ours["sample_len"], reference["sample_len"]);
 }
 
 #[test]
@@ -23,20 +24,18 @@ fn xnli_en_from_the_hub_cache_matches_lm_eval_at_batch_sizes_1_3_8() {
     let mut accuracies = Vec::new();
     for batch_size in ["1", "3", "8"] {
         let out = run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_en", "--batch-size", batch_size]);
-        let max_delta = assert_samples_match(
-            &out.path().join("samples_xnli_en.jsonl"),
-            &reference.join("samples_xnli_en_0shot.jsonl"),
-        );
+        let max_delta =
+            assert_samples_match(&samples_path(out.path(), "xnli_en"), &reference.join("samples_xnli_en_0shot.jsonl"));
         eprintln!("batch size {batch_size}: max |Δ loglik| = {max_delta:.2e} over 24 docs × 3 choices");
-        let results = read_json(&out.path().join("results.json"));
+        let results = read_results(out.path());
         assert_results_match(&results, "xnli_en", &reference.join("results_xnli_en_0shot.json"));
-        let model = &results["model"];
+        let model = &results["ibex"]["model"];
         let commit =
             std::fs::read_to_string(fixtures().join("hf-home/hub/models--ibex-fixtures--tiny-salamandra/refs/main"))
                 .unwrap();
         assert_eq!(model["revision"], commit.trim());
-        assert_eq!(results["tasks"]["xnli_en"]["task_file"], "tasks/nli/xnli_en.toml");
-        assert!(results["tasks"]["xnli_en"]["dataset"].as_str().unwrap().starts_with("facebook/xnli@"));
+        assert_eq!(results["ibex"]["tasks"]["xnli_en"]["task_file"], "tasks/nli/xnli_en.toml");
+        assert!(results["ibex"]["tasks"]["xnli_en"]["dataset"].as_str().unwrap().starts_with("facebook/xnli@"));
         accuracies.push(results["results"]["xnli_en"]["acc,none"].clone());
     }
     assert!(accuracies.windows(2).all(|w| w[0] == w[1]));
@@ -46,10 +45,10 @@ fn xnli_en_from_the_hub_cache_matches_lm_eval_at_batch_sizes_1_3_8() {
 fn xnli_en_three_shot_from_the_hub_cache_matches_lm_eval() {
     let out = run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_en", "--num-fewshot", "3"]);
     let reference = fixtures().join("lm_eval");
-    assert_samples_match(&out.path().join("samples_xnli_en.jsonl"), &reference.join("samples_xnli_en_3shot.jsonl"));
-    let results = read_json(&out.path().join("results.json"));
+    assert_samples_match(&samples_path(out.path(), "xnli_en"), &reference.join("samples_xnli_en_3shot.jsonl"));
+    let results = read_results(out.path());
     assert_results_match(&results, "xnli_en", &reference.join("results_xnli_en_3shot.json"));
-    assert_eq!(results["model"]["num_fewshot"], 3);
+    assert_eq!(results["ibex"]["model"]["num_fewshot"], 3);
 }
 
 /// Each distinct NLI recipe (delimiter, preprocessing, field and label mapping, few-shot split and exclusion rule),
@@ -85,12 +84,15 @@ fn every_nli_recipe_matches_lm_eval_at_zero_and_three_shots() {
             }
             let out = run_ok(&args);
             let max_delta = assert_samples_match(
-                &out.path().join(format!("samples_{task}.jsonl")),
+                &samples_path(out.path(), task),
                 &reference.join(format!("samples_{task}_{shots}shot.jsonl")),
             );
-            let results = read_json(&out.path().join("results.json"));
+            let results = read_results(out.path());
             assert_results_match(&results, task, &reference.join(format!("results_{task}_{shots}shot.json")));
-            eprintln!("{task} {shots}-shot: {} docs, max |Δ loglik| = {max_delta:.2e}", results["results"][task]["n"]);
+            eprintln!(
+                "{task} {shots}-shot: {} docs, max |Δ loglik| = {max_delta:.2e}",
+                results["results"][task]["sample_len"]
+            );
         }
     }
 }
@@ -122,17 +124,19 @@ fn weighted_group_matches_lm_evals_aggregate() {
             "--data",
             &ca,
         ]);
-        let results = read_json(&out.path().join("results.json"));
+        let results = read_results(out.path());
         let reference = read_json(&fixtures().join(format!("lm_eval/results_nli_group_{shots}shot.json")));
         let group = &results["results"]["nli_group"];
-        assert_eq!(group["n"], 33);
+        assert_eq!(group["sample_len"], 33);
+        assert_eq!(group["sample_count"]["acc,none"], 33);
         assert!((group["acc,none"].as_f64().unwrap() - reference["acc,none"].as_f64().unwrap()).abs() < 1e-12);
         let stderr = group["acc_stderr,none"].as_f64().unwrap();
         assert!(
             (stderr - reference["acc_stderr,none"].as_f64().unwrap()).abs() < 1e-12,
             "{shots}-shot stderr {stderr}"
         );
-        assert_eq!(results["groups"]["nli_group"], serde_json::json!(["xnli_en", "xnli_ca"]));
+        assert_eq!(results["group_subtasks"]["nli_group"], serde_json::json!(["xnli_en", "xnli_ca"]));
+        assert_eq!(results["groups"]["nli_group"], *group);
     }
 }
 
@@ -149,10 +153,10 @@ fn local_folder_with_data_override_matches_lm_eval() {
         &format!("xnli_en:validation={}", data.display()),
     ]);
     let reference = fixtures().join("lm_eval");
-    assert_samples_match(&out.path().join("samples_xnli_en.jsonl"), &reference.join("samples_xnli_en_0shot.jsonl"));
-    let results = read_json(&out.path().join("results.json"));
+    assert_samples_match(&samples_path(out.path(), "xnli_en"), &reference.join("samples_xnli_en_0shot.jsonl"));
+    let results = read_results(out.path());
     assert_results_match(&results, "xnli_en", &reference.join("results_xnli_en_0shot.json"));
-    assert_eq!(results["model"]["revision"], Value::Null);
+    assert_eq!(results["ibex"]["model"]["revision"], Value::Null);
 }
 
 #[test]
@@ -160,17 +164,14 @@ fn sharded_checkpoint_scores_like_the_single_file() {
     let sharded = fixtures().join("models/tiny-salamandra-sharded");
     assert!(sharded.join("model.safetensors.index.json").is_file());
     let out = run_ok(&["--model", ibex_path_arg(&sharded), "--tasks", "xnli_en"]);
-    assert_samples_match(
-        &out.path().join("samples_xnli_en.jsonl"),
-        &fixtures().join("lm_eval/samples_xnli_en_0shot.jsonl"),
-    );
+    assert_samples_match(&samples_path(out.path(), "xnli_en"), &fixtures().join("lm_eval/samples_xnli_en_0shot.jsonl"));
 }
 
 #[test]
 fn tied_embeddings_checkpoint_matches_lm_eval() {
     let tied = fixtures().join("models/tiny-salamandra-tied");
     let out = run_ok(&["--model", ibex_path_arg(&tied), "--tasks", "xnli_en", "--limit", "12"]);
-    let ours = read_jsonl(&out.path().join("samples_xnli_en.jsonl"));
+    let ours = read_samples(&samples_path(out.path(), "xnli_en"));
     let reference = read_jsonl(&fixtures().join("lm_eval/tied/samples_xnli_en_0shot.jsonl"));
     assert_eq!(ours.len(), 12);
     for (o, r) in ours.iter().zip(&reference) {
@@ -179,7 +180,7 @@ fn tied_embeddings_checkpoint_matches_lm_eval() {
             assert!((a[0].as_f64().unwrap() - expected).abs() <= tolerance(expected));
         }
     }
-    assert_eq!(read_json(&out.path().join("results.json"))["results"]["xnli_en"]["n"], 12);
+    assert_eq!(read_results(out.path())["results"]["xnli_en"]["sample_len"], 12);
 }
 
 /// lm-eval's `_encode_pair` and scoring of hand-picked pairs (leading space, trailing whitespace, a token
@@ -278,19 +279,16 @@ fn xnli_eu_from_tsv_matches_lm_eval() {
     std::fs::write(&tsv, text).unwrap();
     let data = format!("xnli_eu={}", tsv.display());
     let out = run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_eu", "--data", &data]);
-    assert_samples_match(
-        &out.path().join("samples_xnli_eu.jsonl"),
-        &fixtures().join("lm_eval/samples_xnli_eu_0shot.jsonl"),
-    );
+    assert_samples_match(&samples_path(out.path(), "xnli_eu"), &fixtures().join("lm_eval/samples_xnli_eu_0shot.jsonl"));
 }
 
-/// results.json records each task's time and the tokens the model processed: for xnli_en, the model inputs of its
+/// The results file records each task's time and the tokens the model processed: for xnli_en, the model inputs of its
 /// 72 requests, exactly as lm-eval builds them (context + continuation, last token dropped).
 #[test]
 fn task_records_count_every_model_input_token() {
     let out = run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_en"]);
-    let results = read_json(&out.path().join("results.json"));
-    let record = &results["tasks"]["xnli_en"];
+    let results = read_results(out.path());
+    let record = &results["ibex"]["tasks"]["xnli_en"];
     let folder = model_folder();
     let files = TokenizerFiles {
         tokenizer_json: folder.join("tokenizer.json"),
@@ -300,7 +298,7 @@ fn task_records_count_every_model_input_token() {
     };
     let encoder = Encoder::from_files(&files, BosPolicy::Auto).unwrap();
     let mut expected = 0;
-    for sample in read_jsonl(&out.path().join("samples_xnli_en.jsonl")) {
+    for sample in read_samples(&samples_path(out.path(), "xnli_en")) {
         for argument in sample["arguments"].as_array().unwrap() {
             let request = LoglikelihoodRequest {
                 context: argument[0].as_str().unwrap().to_owned(),
@@ -311,5 +309,7 @@ fn task_records_count_every_model_input_token() {
     }
     assert_eq!(record["tokens"].as_u64(), Some(expected));
     let seconds = record["seconds"].as_f64().unwrap();
-    assert!(seconds > 0.0 && seconds <= results["total_evaluation_time_seconds"].as_f64().unwrap());
+    assert!(seconds > 0.0 && seconds <= results["ibex"]["seconds"].as_f64().unwrap());
+    let lm_eval_string: f64 = results["total_evaluation_time_seconds"].as_str().unwrap().parse().unwrap();
+    assert_eq!(lm_eval_string, results["ibex"]["seconds"].as_f64().unwrap());
 }

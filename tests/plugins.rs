@@ -1,6 +1,6 @@
 //! A new language of an existing family is one task file: no Rust, no rebuild.
 
-use crate::common::{fixtures, ibex, ibex_path_arg, read_jsonl, run_ok, HUB_MODEL};
+use crate::common::{fixtures, ibex, ibex_path_arg, read_samples, run_ok, samples_path, HUB_MODEL};
 
 /// An Aragonese-style variant written by a user: its own words, the nli preprocessing, its own column names.
 const NEW_LANGUAGE: &str = r#"
@@ -53,10 +53,10 @@ fn a_task_file_alone_adds_a_language() {
         "--data",
         &data_arg,
     ]);
-    let samples = read_jsonl(&out.path().join("samples_xnli_an_demo.jsonl"));
+    let samples = read_samples(&samples_path(out.path(), "xnli_an_demo"));
     assert_eq!(samples.len(), 2);
     assert_eq!(samples[0]["arguments"][1][1], "O barco yera azul, verdat? Amás, o barco teneva color");
-    assert_eq!(samples[1]["target"], 2);
+    assert_eq!(samples[1]["target"], "2");
     assert!(fixtures().is_dir());
 }
 

@@ -1,7 +1,7 @@
 //! A run killed with SIGKILL at any point resumes from its journal: the final results and sample logs equal an
 //! uninterrupted run's, and no request is scored twice.
 
-use crate::common::{fixtures, ibex_path_arg, read_json, HUB_MODEL};
+use crate::common::{fixtures, ibex_path_arg, read_results, samples_path, HUB_MODEL};
 use ibex_runner::JOURNAL;
 use std::collections::HashMap;
 use std::path::Path;
@@ -72,9 +72,14 @@ fn start(output: &Path, data: &Path) -> Child {
         .expect("the ibex binary runs")
 }
 
+/// The journal of a run of the fixture model written to `output`.
+fn journal(output: &Path) -> std::path::PathBuf {
+    output.join(ibex_core::results::sanitize_model_name(HUB_MODEL)).join(JOURNAL)
+}
+
 /// Answers recorded in the journal (its lines but the header).
 fn journal_answers(output: &Path) -> usize {
-    std::fs::read_to_string(output.join(JOURNAL)).map_or(0, |t| t.lines().count().saturating_sub(1))
+    std::fs::read_to_string(journal(output)).map_or(0, |t| t.lines().count().saturating_sub(1))
 }
 
 #[test]
@@ -109,12 +114,14 @@ fn a_run_killed_five_times_resumes_to_the_uninterrupted_results() {
     eprintln!("answers in the journal at each kill: {at_kill:?} of 3000");
     assert!(at_kill.iter().filter(|&&n| n > 0 && n < 3000).count() >= 4, "kills should land mid-run: {at_kill:?}");
 
-    let expected = std::fs::read_to_string(whole.join("samples_xnli_en.jsonl")).unwrap();
-    let got = std::fs::read_to_string(killed.join("samples_xnli_en.jsonl")).unwrap();
+    let expected = std::fs::read_to_string(samples_path(&whole, "xnli_en")).unwrap();
+    let got = std::fs::read_to_string(samples_path(&killed, "xnli_en")).unwrap();
     assert!(got == expected, "the resumed sample log differs");
-    assert_eq!(read_json(&killed.join("results.json"))["results"], read_json(&whole.join("results.json"))["results"]);
+    assert_eq!(read_results(&killed)["results"], read_results(&whole)["results"]);
+    let files = std::fs::read_dir(killed.join(ibex_core::results::sanitize_model_name(HUB_MODEL))).unwrap().count();
+    assert_eq!(files, 3, "six attempts write one results file, one sample log and the journal");
 
-    let journal = std::fs::read_to_string(killed.join(JOURNAL)).unwrap();
+    let journal = std::fs::read_to_string(journal(&killed)).unwrap();
     let mut seen: HashMap<(u64, u64), usize> = HashMap::new();
     for line in journal.lines().skip(1) {
         let entry: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -139,7 +146,7 @@ fn an_output_folder_of_another_run_is_refused_unless_overwrite() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr.contains("holds a run with other settings") && stderr.contains("--overwrite"), "{stderr}");
     assert!(run(&["--limit", "5", "--overwrite"]).status.success());
-    assert_eq!(read_json(&output.join("results.json"))["results"]["xnli_en"]["n"], 5);
+    assert_eq!(read_results(&output)["results"]["xnli_en"]["sample_len"], 5);
     // The same settings again: everything comes from the journal.
     let again = run(&["--limit", "5"]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("resuming, 15 of 15 requests answered"));

@@ -1,7 +1,7 @@
 //! `--shard I/N` and `ibex merge`: a run split into shards, as a Slurm array runs it, merges into the unsharded
 //! run's results and sample logs, bit for bit, few-shot tasks, a generation task and a group included.
 
-use crate::common::{fixtures, ibex, ibex_path_arg, read_json, run_ok, short_variant, HUB_MODEL};
+use crate::common::{fixtures, ibex, ibex_path_arg, read_results, run_ok, samples_path, short_variant, HUB_MODEL};
 
 #[test]
 fn shards_merge_into_the_unsharded_run_bit_for_bit() {
@@ -42,22 +42,24 @@ fn shards_merge_into_the_unsharded_run_bit_for_bit() {
     let output = ibex(&args);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
-    let expected = read_json(&whole.path().join("results.json"));
-    let got = read_json(&merged.path().join("results.json"));
+    let expected = read_results(whole.path());
+    let got = read_results(merged.path());
     assert_eq!(got["results"], expected["results"]);
     assert_eq!(got["groups"], expected["groups"]);
     assert_eq!(got["higher_is_better"], expected["higher_is_better"]);
-    assert!(got["model"]["shard"].is_null());
+    assert_eq!(got["group_subtasks"], expected["group_subtasks"]);
+    assert_eq!(got["n-samples"], expected["n-samples"]);
+    assert_eq!(got["task_hashes"], expected["task_hashes"]);
+    assert!(got["ibex"]["model"]["shard"].is_null());
     for task in ["xnli_en", "xnli_es_spanish_bench", "xquad_en_short"] {
-        let name = format!("samples_{task}.jsonl");
-        let expected = std::fs::read_to_string(whole.path().join(&name)).unwrap();
-        let got = std::fs::read_to_string(merged.path().join(&name)).unwrap();
-        assert!(got == expected, "{name} differs after merging");
-        assert_eq!(got.lines().count(), read_json(&whole.path().join("results.json"))["results"][task]["n"]);
+        let expected = std::fs::read_to_string(samples_path(whole.path(), task)).unwrap();
+        let got = std::fs::read_to_string(samples_path(merged.path(), task)).unwrap();
+        assert!(got == expected, "{task}'s sample log differs after merging");
+        assert_eq!(got.lines().count(), read_results(whole.path())["results"][task]["sample_len"]);
     }
     for shard in &shards {
-        let shard_results = read_json(&shard.path().join("results.json"));
-        assert_eq!(shard_results["results"]["xnli_es_spanish_bench"]["n"], 3);
+        let shard_results = read_results(shard.path());
+        assert_eq!(shard_results["results"]["xnli_es_spanish_bench"]["sample_len"], 3);
     }
 
     // Two shards of three: refused, naming the missing one.

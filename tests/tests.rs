@@ -5,6 +5,7 @@ mod chat;
 mod common;
 mod compare;
 mod errors;
+mod files;
 mod generation;
 mod parity;
 mod plugins;

@@ -3,7 +3,8 @@
 //! Each test is named after the fault it pins.
 
 use crate::common::{
-    assert_samples_match, fixtures, ibex, ibex_path_arg, read_json, read_jsonl, run_ok, short_variant, HUB_MODEL,
+    assert_samples_match, fixtures, ibex, ibex_path_arg, read_json, read_jsonl, read_results, read_samples, run_ok,
+    samples_path, short_variant, HUB_MODEL,
 };
 
 fn variant(name: &str) -> std::path::PathBuf {
@@ -20,7 +21,7 @@ fn reference(name: &str) -> std::path::PathBuf {
 fn tsv_fields_opening_with_a_quote_are_read_as_pandas_reads_them() {
     let data = format!("xnli_eu={}", fixtures().join("data/xnli_eu_quoted.test.tsv").display());
     let out = run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_eu", "--data", &data]);
-    let samples = out.path().join("samples_xnli_eu.jsonl");
+    let samples = samples_path(out.path(), "xnli_eu");
     assert_samples_match(&samples, &reference("xnli_eu_quoted"));
     let ours = read_jsonl(&samples);
     assert_eq!(ours[0]["doc"]["premise"], "Bai, esan zuen arrantzaleak.");
@@ -39,8 +40,8 @@ fn the_tokenizer_class_decides_which_special_tokens_are_added() {
         ("llama_class_adds_eos_when_asked", "LlamaTokenizerFast", [1], &[2]),
     ] {
         let out = run_ok(&["--model", ibex_path_arg(&variant(name)), "--tasks", "xnli_en", "--num-fewshot", "1"]);
-        assert_samples_match(&out.path().join("samples_xnli_en.jsonl"), &reference(name));
-        let record = &read_json(&out.path().join("results.json"))["model"]["special_tokens"];
+        assert_samples_match(&samples_path(out.path(), "xnli_en"), &reference(name));
+        let record = &read_results(out.path())["ibex"]["model"]["special_tokens"];
         assert_eq!(record["class"], class, "{name}");
         assert_eq!(
             (&record["first"], &record["last"]),
@@ -68,12 +69,12 @@ fn generation_stops_on_the_generation_configs_eos_ids() {
         "--data",
         &data,
     ]);
-    let ours = read_jsonl(&out.path().join("samples_xquad_en_short.jsonl"));
+    let ours = read_samples(&samples_path(out.path(), "xquad_en_short"));
     let theirs = read_jsonl(&reference("generation_config_eos_ids"));
     for (o, r) in ours.iter().zip(&theirs) {
         assert_eq!(o["filtered_resps"], r["filtered_resps"], "doc {}", r["doc_id"]);
     }
-    let stop_ids = &read_json(&out.path().join("results.json"))["model"]["generation"]["eos_token_ids"];
+    let stop_ids = &read_results(out.path())["ibex"]["model"]["generation"]["eos_token_ids"];
     let configured = &read_json(&model.join("generation_config.json"))["eos_token_id"];
     assert_eq!(stop_ids, configured);
 }
@@ -135,7 +136,7 @@ fn add_prefix_space_rebuilds_the_tokenizer_from_sentencepiece() {
         ["add_prefix_space_false_rebuilds_from_sentencepiece", "add_prefix_space_true_rebuilds_from_sentencepiece"]
     {
         let out = run_ok(&["--model", ibex_path_arg(&variant(name)), "--tasks", "xnli_ca", "--data", &data]);
-        assert_samples_match(&out.path().join("samples_xnli_ca.jsonl"), &reference(name));
+        assert_samples_match(&samples_path(out.path(), "xnli_ca"), &reference(name));
     }
 }
 
@@ -168,7 +169,7 @@ fn salamandra_style_tokenizer_matches_lm_eval_on_nli_and_qa() {
             shots,
         ]);
         let name = format!("salamandra_style_xnli_en_{shots}shot");
-        assert_samples_match(&out.path().join("samples_xnli_en.jsonl"), &reference(&name));
+        assert_samples_match(&samples_path(out.path(), "xnli_en"), &reference(&name));
         let out = run_ok(&[
             "--model",
             model,
@@ -181,7 +182,7 @@ fn salamandra_style_tokenizer_matches_lm_eval_on_nli_and_qa() {
             "--num-fewshot",
             shots,
         ]);
-        let ours = read_jsonl(&out.path().join("samples_xquad_en_short.jsonl"));
+        let ours = read_samples(&samples_path(out.path(), "xquad_en_short"));
         let theirs = read_jsonl(&reference(&format!("salamandra_style_xquad_en_{shots}shot")));
         assert_eq!(ours.len(), theirs.len());
         for (o, r) in ours.iter().zip(&theirs) {
@@ -214,7 +215,7 @@ fn an_empty_answer_leaves_a_fewshot_example_without_delimiters() {
         "--num-fewshot",
         "3",
     ]);
-    let ours = read_jsonl(&out.path().join("samples_xquad_en_short.jsonl"));
+    let ours = read_samples(&samples_path(out.path(), "xquad_en_short"));
     let theirs = read_jsonl(&reference("qa_edges_3shot"));
     assert_eq!(ours.len(), theirs.len());
     let mut empty_shots = 0;
@@ -241,7 +242,7 @@ fn truncation_saved_in_tokenizer_json_is_ignored_as_transformers_ignores_it() {
         serde_json::json!({"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0});
     std::fs::write(dir.path().join("tokenizer.json"), tokenizer.to_string()).unwrap();
     let out = run_ok(&["--model", ibex_path_arg(dir.path()), "--tasks", "xnli_en", "--limit", "6"]);
-    let ours = read_jsonl(&out.path().join("samples_xnli_en.jsonl"));
+    let ours = read_samples(&samples_path(out.path(), "xnli_en"));
     let theirs = read_jsonl(&fixtures().join("lm_eval/samples_xnli_en_0shot.jsonl"));
     for (o, r) in ours.iter().zip(&theirs) {
         for (a, b) in o["filtered_resps"].as_array().unwrap().iter().zip(r["filtered_resps"].as_array().unwrap()) {

@@ -16,4 +16,4 @@ export IBEX_MODEL=$model IBEX_TASKS=$tasks IBEX_OUT=$out IBEX_ARGS="$*"
 mkdir -p "$out"
 array=$(sbatch --parsable --array="0-$((count - 1))" "$here/eval-shard.sbatch")
 merge=$(sbatch --parsable --dependency="afterok:${array}" "$here/merge.sbatch")
-echo "shards: job ${array} (${count} array tasks); merge: job ${merge} -> ${out}/merged/results.json"
+echo "shards: job ${array} (${count} array tasks); merge: job ${merge} -> ${out}/merged/<model>/results_<date>.json"

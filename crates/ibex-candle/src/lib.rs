@@ -40,6 +40,27 @@ pub enum LoadError {
     },
 }
 
+/// The number of parameters the safetensors `weights` hold (the product of every tensor's shape, summed), read from
+/// their headers alone: transformers' `num_parameters()`, which lm-eval records as `model_num_parameters`.
+pub fn parameter_count(weights: &[PathBuf]) -> Result<u64, LoadError> {
+    let mut total = 0u64;
+    for path in weights {
+        let error = |message: String| LoadError::Weights { files: path.display().to_string(), message };
+        let mut file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
+        let mut size = [0u8; 8];
+        std::io::Read::read_exact(&mut file, &mut size).map_err(|e| error(e.to_string()))?;
+        let mut header = vec![0u8; usize::try_from(u64::from_le_bytes(size)).map_err(|e| error(e.to_string()))?];
+        std::io::Read::read_exact(&mut file, &mut header).map_err(|e| error(format!("safetensors header: {e}")))?;
+        let header: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&header).map_err(|e| error(format!("safetensors header: {e}")))?;
+        for (name, tensor) in header.iter().filter(|(name, _)| *name != "__metadata__") {
+            let shape = tensor["shape"].as_array().ok_or_else(|| error(format!("tensor {name} has no shape")))?;
+            total += shape.iter().map(|d| d.as_u64().unwrap_or(0)).product::<u64>();
+        }
+    }
+    Ok(total)
+}
+
 /// A Llama checkpoint loaded on a device, ready to score.
 pub struct CandleModel {
     llama: Llama,

@@ -39,7 +39,7 @@ fn write(value: &Value, options: &Options, item: &str, key: &str, depth: usize, 
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => out.push_str(&i.to_string()),
             (_, Some(u), _) => out.push_str(&u.to_string()),
-            (_, _, Some(f)) => out.push_str(&float_repr(f)),
+            (_, _, Some(f)) => out.push_str(&ibex_core::python::float_repr(f)),
             _ => out.push_str(&n.to_string()),
         },
         Value::String(s) => string(s, options.ensure_ascii, out),
@@ -102,57 +102,9 @@ fn string(s: &str, ensure_ascii: bool, out: &mut String) {
     out.push('"');
 }
 
-/// Python's `repr(float)`: the shortest digits that round-trip, fixed notation for exponents from -4 to 15,
-/// scientific (`1e+16`, `1.5e-05`) otherwise.
-fn float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
-    }
-    let scientific = format!("{f:e}");
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if (-4..16).contains(&exponent) {
-        let point = exponent + 1;
-        let text = if point <= 0 {
-            format!("0.{}{digits}", "0".repeat((-point) as usize))
-        } else if point as usize >= digits.len() {
-            format!("{digits}{}.0", "0".repeat(point as usize - digits.len()))
-        } else {
-            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
-        };
-        format!("{sign}{text}")
-    } else {
-        let rest = if digits.len() > 1 { format!(".{}", &digits[1..]) } else { String::new() };
-        let exp_sign = if exponent < 0 { '-' } else { '+' };
-        format!("{sign}{}{rest}e{exp_sign}{:02}", &digits[..1], exponent.abs())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn floats_are_spelled_as_python_repr_spells_them() {
-        let cases = [
-            (1.0, "1.0"),
-            (0.1, "0.1"),
-            (-2.5, "-2.5"),
-            (123456.789, "123456.789"),
-            (1e16, "1e+16"),
-            (1.5e-5, "1.5e-05"),
-            (0.0001, "0.0001"),
-            (1e15, "1000000000000000.0"),
-        ];
-        for (value, python) in cases {
-            assert_eq!(float_repr(value), python, "{value}");
-        }
-    }
 
     #[test]
     fn ascii_escapes_and_separators_follow_python() {

@@ -96,7 +96,9 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
     let mut rows = Vec::new();
     let mut used: Vec<Vec<bool>> = published.iter().map(|file| vec![false; file.rows.len()]).collect();
     for run in runs {
-        for (task, metrics) in &run.results {
+        let model = &run.ibex.model;
+        for (task, entry) in &run.results {
+            let metrics = &entry.metrics;
             for (key, value) in metrics {
                 let Some((metric, filter)) = parse_metric_key(key) else { continue };
                 let Some(measured) = value.as_f64() else { continue };
@@ -104,7 +106,7 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                 let mut found = None;
                 for (f, file) in published.iter().enumerate() {
                     for (r, row) in file.rows.iter().enumerate() {
-                        if row.task == *task && row.metric == metric && row.model == run.model.model {
+                        if row.task == *task && row.metric == metric && row.model == model.model {
                             used[f][r] = true;
                             found = Some((row.clone(), file.source.name.clone()));
                         }
@@ -113,8 +115,8 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                 let interval = stderr.map(|se| (measured - Z95 * se, measured + Z95 * se));
                 let published_interval = found.as_ref().and_then(|(row, _)| row.interval());
                 let delta = found.as_ref().and_then(|(row, _)| midpoint(row)).map(|p| measured - p);
-                let shots = run.model.num_fewshot;
-                let mismatch = found.as_ref().and_then(|(row, _)| match (run.model.limit, row.shots) {
+                let shots = model.num_fewshot;
+                let mismatch = found.as_ref().and_then(|(row, _)| match (model.limit, row.shots) {
                     (Some(limit), _) => Some(format!("the run evaluated only the first {limit} documents (--limit)")),
                     (None, Some(published)) if published as usize != shots => {
                         Some(format!("published at {published} shots, measured at {shots}"))
@@ -128,7 +130,7 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                 rows.push(ComparisonRow {
                     task: task.clone(),
                     metric: metric.to_owned(),
-                    model: run.model.model.clone(),
+                    model: model.model.clone(),
                     measured: Some(measured),
                     stderr,
                     interval,
@@ -136,7 +138,7 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                     delta,
                     source: found.as_ref().map(|(_, s)| s.clone()),
                     published: found.map(|(row, _)| row),
-                    run: match run.model.limit {
+                    run: match model.limit {
                         Some(limit) => format!("{shots}-shot, --limit {limit}"),
                         None => format!("{shots}-shot"),
                     },

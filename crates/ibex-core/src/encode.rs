@@ -178,7 +178,7 @@ const REBUILDING_MODEL_TYPES: [(&str, &str); 17] = [
 ];
 
 /// What encoding a string "with special tokens" adds to it, as the tokenizer class transformers instantiates
-/// decides (lm-eval ≥ 0.4.9.2 calls `tokenizer.encode(text)` with those defaults). Recorded in results.json.
+/// decides (lm-eval ≥ 0.4.9.2 calls `tokenizer.encode(text)` with those defaults). Recorded in the results file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SpecialTokens {
     /// The class transformers builds (`LlamaTokenizerFast`, `PreTrainedTokenizerFast`).
@@ -303,6 +303,16 @@ impl Encoder {
             prefix_text,
             bos_text,
         })
+    }
+
+    /// The id of `token` in the vocabulary, added tokens included.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
+    }
+
+    /// The end-of-text id (lm-eval's `eot_token_id`), if the tokenizer names an EOS token.
+    pub fn eos_token_id(&self) -> Option<u32> {
+        self.eos_token_id
     }
 
     /// Whether non-empty strings get the tokenizer's special tokens.

@@ -11,7 +11,12 @@ pub enum Aggregation {
     Mean,
     /// A corpus-level metric (lm-eval's `matthews_corrcoef`, `f1`, `bleu`): the function sees every item at once.
     /// lm-eval estimates these metrics' standard errors by bootstrap; ibex reports none ("N/A").
-    Corpus(fn(&[Value]) -> Result<f64, String>),
+    Corpus {
+        /// lm-eval's name for the aggregation (`matthews_corrcoef`).
+        name: &'static str,
+        /// The function.
+        function: fn(&[Value]) -> Result<f64, String>,
+    },
 }
 
 /// A metric a task reports: lm-eval's `metric_list` entry.
@@ -34,8 +39,11 @@ impl Metric {
     /// SQuAD's token F1, in [0, 1].
     pub const F1: Metric = Metric { name: "f1", higher_is_better: true, aggregation: Aggregation::Mean };
     /// Matthews correlation over `[gold, prediction]` items (lm-eval's `mcc`, as scikit-learn's `matthews_corrcoef`).
-    pub const MCC: Metric =
-        Metric { name: "mcc", higher_is_better: true, aggregation: Aggregation::Corpus(matthews_corrcoef) };
+    pub const MCC: Metric = Metric {
+        name: "mcc",
+        higher_is_better: true,
+        aggregation: Aggregation::Corpus { name: "matthews_corrcoef", function: matthews_corrcoef },
+    };
 
     /// Aggregates one task's items: the value and, for means of two or more items, the standard error.
     pub fn aggregate(&self, items: &[Value]) -> Result<Aggregate, String> {
@@ -47,7 +55,15 @@ impl Metric {
                     .collect::<Result<Vec<f64>, String>>()?;
                 Ok(mean_stderr(&values))
             }
-            Aggregation::Corpus(function) => Ok(Aggregate { value: function(items)?, stderr: None }),
+            Aggregation::Corpus { function, .. } => Ok(Aggregate { value: function(items)?, stderr: None }),
+        }
+    }
+
+    /// The aggregation's name in lm-eval's `metric_list` (`mean`, `matthews_corrcoef`).
+    pub fn aggregation_name(&self) -> &'static str {
+        match self.aggregation {
+            Aggregation::Mean => "mean",
+            Aggregation::Corpus { name, .. } => name,
         }
     }
 }

@@ -1,31 +1,35 @@
-//! What a run writes: `results.json` ([`RunResults`]) and one `samples_<task>.jsonl` per task ([`SampleRecord`]).
-//!
-//! Sample lines follow lm-eval's `--log_samples` records key for key (`doc_id`, `doc`, `target`, `arguments`,
-//! `resps`, `filtered_resps`, `filter`, `metrics`, the three hashes, then each metric), so tools written for lm-eval
-//! logs read ibex's, and a line of each can be compared field by field. The schema may grow; keys are never renamed
-//! without bumping [`SCHEMA_VERSION`].
+//! What a run writes, in lm-eval 0.4.13's files and folder layout, so tools written for lm-eval read ibex's:
+//! `<output>/<model_name_sanitized>/results_<date>.json` ([`RunResults`], `EvaluationTracker.save_results_aggregated`
+//! in lm_eval/loggers/evaluation_tracker.py) and `samples_<task>_<date>.jsonl` ([`SampleRecord`],
+//! `save_results_samples`): per document, `arguments` as `{"gen_args_0": {"arg_0": …, "arg_1": …}}`, every leaf of
+//! `resps` and `filtered_resps` a string as Python's `str` writes it, the target a string. ibex's own provenance
+//! (task files and hashes, data files and commits, tokenizer rules, timings) sits under the one extra key `ibex`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-/// Version of the results schema.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the `ibex` provenance block.
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// One line of `samples_<task>.jsonl`.
+/// The lm-eval version whose prompts, requests and files ibex reproduces.
+pub const LM_EVAL_VERSION: &str = "0.4.13";
+
+/// One line of `samples_<task>_<date>.jsonl`, as lm-eval writes it to disk.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SampleRecord {
     /// Index of the document in the evaluated split.
     pub doc_id: usize,
     /// The document after the task's preprocessing.
     pub doc: Map<String, Value>,
-    /// The gold answer.
-    pub target: Value,
-    /// Each request's arguments: `[context, continuation]`, or `[context, generation_kwargs]`.
-    pub arguments: Vec<Value>,
-    /// Each request's raw answers: `[[loglikelihood, is_greedy]]`, or `[generated_text]`.
+    /// The gold answer, as Python's `str` writes it (`"0"` for label 0).
+    pub target: String,
+    /// Each request's arguments: `gen_args_<i>` → `{"arg_0": context, "arg_1": continuation or generation_kwargs}`.
+    pub arguments: Map<String, Value>,
+    /// Each request's raw answers: `[["-3.25", "False"]]`, or `["generated text"]`.
     pub resps: Vec<Value>,
-    /// Each request's answer after filtering (ibex applies none): `[loglikelihood, is_greedy]`, or the text.
+    /// Each request's answer after filtering (ibex applies none): `["-3.25", "False"]`, or the text.
     pub filtered_resps: Vec<Value>,
     /// The filter name; always `none`.
     pub filter: String,
@@ -42,28 +46,215 @@ pub struct SampleRecord {
     pub scores: BTreeMap<String, Value>,
 }
 
-/// `results.json`.
+/// `results_<date>.json`: lm-eval's keys, then `ibex`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunResults {
+    /// Per task and group: its metrics under lm-eval's keys (`acc,none`, `acc_stderr,none`).
+    pub results: BTreeMap<String, ResultEntry>,
+    /// Per group, the same entry as in `results`.
+    pub groups: BTreeMap<String, ResultEntry>,
+    /// Per group, its tasks.
+    pub group_subtasks: BTreeMap<String, Vec<String>>,
+    /// Per task, its configuration in lm-eval's `TaskConfig` terms, as far as an ibex task has them.
+    pub configs: BTreeMap<String, Value>,
+    /// Per task and group, the few-shot count.
+    #[serde(rename = "n-shot")]
+    pub n_shot: BTreeMap<String, usize>,
+    /// Per task and group, each metric's direction.
+    pub higher_is_better: BTreeMap<String, BTreeMap<String, bool>>,
+    /// Per task, documents in the split and documents evaluated.
+    #[serde(rename = "n-samples")]
+    pub n_samples: BTreeMap<String, SampleCounts>,
+    /// The run's settings in lm-eval's `config` terms.
+    pub config: RunConfig,
+    /// Start of the run, Unix seconds.
+    pub date: f64,
+    /// What ran: ibex's version, backend and platform (lm-eval's environment report).
+    pub pretty_env_info: String,
+    /// lm-eval's `upper_git_hash`; always null.
+    pub upper_git_hash: Option<String>,
+    /// `[pad token, its id]`, if the tokenizer has one.
+    pub tokenizer_pad_token: Option<[String; 2]>,
+    /// `[eos token, its id]`, if any.
+    pub tokenizer_eos_token: Option<[String; 2]>,
+    /// `[bos token, its id]`, if any.
+    pub tokenizer_bos_token: Option<[String; 2]>,
+    /// The end-of-text id generation stops on.
+    pub eot_token_id: Option<u32>,
+    /// The model's window in tokens.
+    pub max_length: Option<usize>,
+    /// Per task, SHA-256 of its requests (every context and continuation or stop list, in order).
+    pub task_hashes: BTreeMap<String, String>,
+    /// The harness that produced the file: `ibex`.
+    pub model_source: String,
+    /// The `--model` argument.
+    pub model_name: String,
+    /// [`sanitize_model_name`] of it: the folder the files are in.
+    pub model_name_sanitized: String,
+    /// `--system-instruction`.
+    pub system_instruction: Option<String>,
+    /// SHA-256 of it.
+    pub system_instruction_sha: Option<String>,
+    /// `--fewshot-as-multiturn` under a chat template; null without one.
+    pub fewshot_as_multiturn: Option<bool>,
+    /// The applied chat template's text.
+    pub chat_template: Option<String>,
+    /// SHA-256 of it.
+    pub chat_template_sha: Option<String>,
+    /// Wall time of the evaluation in seconds, as a string (lm-eval writes `str(seconds)`).
+    pub total_evaluation_time_seconds: String,
+    /// ibex's provenance.
+    pub ibex: Provenance,
+}
+
+/// A task's or group's line in `results`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultEntry {
+    /// The name shown in tables.
+    pub alias: String,
+    /// The task or group name.
+    pub name: String,
+    /// Documents evaluated (a group: over its tasks).
+    pub sample_len: usize,
+    /// `metric,filter` and `metric_stderr,filter` → value (`"N/A"` where no stderr applies).
+    #[serde(flatten)]
+    pub metrics: BTreeMap<String, Value>,
+    /// A group's documents per metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_count: Option<BTreeMap<String, usize>>,
+}
+
+/// `n-samples` of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampleCounts {
+    /// Documents in the evaluated split.
+    pub original: usize,
+    /// Documents evaluated (after `--limit`, and `--shard`).
+    pub effective: usize,
+}
+
+/// lm-eval's `config` block.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The backend: `ibex-candle`.
+    pub model: String,
+    /// `{"pretrained": model, "dtype": …, "revision": …}`.
+    pub model_args: Map<String, Value>,
+    /// Parameters in the checkpoint's weights.
+    pub model_num_parameters: u64,
+    /// The dtype as torch names it (`torch.bfloat16`).
+    pub model_dtype: String,
+    /// The revision asked for (`main` by default).
+    pub model_revision: String,
+    /// The checkpoint's commit, or empty for a local folder.
+    pub model_sha: String,
+    /// Requests per forward pass, as a string.
+    pub batch_size: String,
+    /// Batch sizes found automatically; empty.
+    pub batch_sizes: Vec<usize>,
+    /// The device that ran.
+    pub device: String,
+    /// lm-eval's response cache; null.
+    pub use_cache: Option<String>,
+    /// `--limit`.
+    pub limit: Option<usize>,
+    /// Bootstrap iterations for corpus-metric stderr; 0 (ibex reports none).
+    pub bootstrap_iters: u64,
+    /// Generation settings from the command line; empty.
+    pub gen_kwargs: Map<String, Value>,
+    /// Seed of the few-shot sampler.
+    pub fewshot_seed: u64,
+}
+
+/// ibex's record of the run: what lm-eval's keys cannot say.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Provenance {
     /// [`SCHEMA_VERSION`] at writing.
     pub schema_version: u32,
     /// The ibex version that ran.
-    pub ibex_version: String,
+    pub version: String,
+    /// The lm-eval version whose behaviour ibex reproduces.
+    pub lm_eval_version: String,
     /// The model and how it ran.
     pub model: ModelRecord,
-    /// Per task, metrics named as lm-eval names them (`acc,none`, `acc_stderr,none`), plus `n`.
-    pub results: BTreeMap<String, BTreeMap<String, Value>>,
-    /// Per group (also in `results`), its tasks.
-    pub groups: BTreeMap<String, Vec<String>>,
-    /// Per task and group, each metric's direction: lm-eval's `higher_is_better`.
-    #[serde(default)]
-    pub higher_is_better: BTreeMap<String, BTreeMap<String, bool>>,
     /// Per task, where its definition and data came from, and how long it took.
     pub tasks: BTreeMap<String, TaskRecord>,
-    /// Wall time from the first task's first request to the last result, in seconds (lm-eval's
-    /// `total_evaluation_time_seconds`; loading the model is not counted).
-    #[serde(default)]
-    pub total_evaluation_time_seconds: f64,
+    /// Wall time of the evaluation in seconds.
+    pub seconds: f64,
+}
+
+/// lm-eval's `sanitize_model_name` (lm_eval/utils.py): runs of `"<>:/|\?*[]` become `__`.
+pub fn sanitize_model_name(model: &str) -> String {
+    let mut out = String::with_capacity(model.len());
+    let mut in_run = false;
+    for c in model.chars() {
+        if "\"<>:/|\\?*[]".contains(c) {
+            if !in_run {
+                out.push_str("__");
+            }
+            in_run = true;
+        } else {
+            out.push(c);
+            in_run = false;
+        }
+    }
+    out
+}
+
+/// `results_<date>.json`.
+pub fn results_file_name(date_id: &str) -> String {
+    format!("results_{date_id}.json")
+}
+
+/// `samples_<task>_<date>.jsonl`.
+pub fn samples_file_name(task: &str, date_id: &str) -> String {
+    format!("samples_{task}_{date_id}.jsonl")
+}
+
+/// The newest `results_<date>.json` that `path` names: the file itself, a folder holding such files, or an output
+/// folder holding one model folder with them. The date (as in the file name) comes back too, to find the samples.
+pub fn find_results(path: &Path) -> Result<(PathBuf, String), String> {
+    let date_of = |file: &Path| {
+        let name = file.file_name()?.to_str()?;
+        Some(name.strip_prefix("results_")?.strip_suffix(".json")?.to_owned())
+    };
+    if path.is_file() {
+        let date = date_of(path).ok_or_else(|| format!("{} is not a results_<date>.json file", path.display()))?;
+        return Ok((path.to_owned(), date));
+    }
+    let newest = |folder: &Path| -> Option<(PathBuf, String)> {
+        let entries = std::fs::read_dir(folder).ok()?;
+        let files = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file());
+        files.filter_map(|p| date_of(&p).map(|d| (p, d))).max_by(|a, b| a.1.cmp(&b.1))
+    };
+    if let Some(found) = newest(path) {
+        return Ok(found);
+    }
+    let folders: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && newest(p).is_some())
+        .collect();
+    match folders.as_slice() {
+        [one] => newest(one).ok_or_else(|| format!("no results in {}", one.display())),
+        [] => Err(format!("{} holds no results_<date>.json (nor does any folder in it)", path.display())),
+        several => Err(format!(
+            "{} holds results of {} models; name one folder: {}",
+            path.display(),
+            several.len(),
+            several.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// Reads a results file that [`find_results`] found.
+pub fn read_results(path: &Path) -> Result<(RunResults, PathBuf, String), String> {
+    let (file, date) = find_results(path)?;
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let results = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not an ibex results file ({e}); was it written by lm-eval?", file.display()))?;
+    Ok((results, file, date))
 }
 
 /// The model and settings of a run.
@@ -103,6 +294,9 @@ pub struct ModelRecord {
     pub fewshot_seed: u64,
     /// Tokens generated at most where a task does not say.
     pub max_gen_toks: usize,
+    /// Parameters in the checkpoint's weights (0 until the model is loaded).
+    #[serde(default)]
+    pub parameters: u64,
     /// The chat template applied (`--apply-chat-template`), by name (`default` for a tokenizer's only one).
     #[serde(default)]
     pub chat_template: Option<String>,

@@ -21,6 +21,10 @@ pub const JOURNAL: &str = "journal.jsonl";
 struct Header {
     journal: u32,
     fingerprint: String,
+    /// The run's date id (`2026-11-30T16-21-44.240137`, as lm-eval names its files), kept so a resumed run writes
+    /// the files the first attempt began.
+    #[serde(default)]
+    date_id: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -37,9 +41,13 @@ struct Line {
 }
 
 /// The fingerprint a journal's text starts with: its header line, whole and readable.
-fn header_fingerprint(text: &str) -> Option<String> {
+fn header(text: &str) -> Option<Header> {
     let first = text.split_inclusive('\n').next()?.strip_suffix('\n')?;
-    serde_json::from_str::<Header>(first).ok().map(|h| h.fingerprint)
+    serde_json::from_str::<Header>(first).ok()
+}
+
+fn header_fingerprint(text: &str) -> Option<String> {
+    header(text).map(|h| h.fingerprint)
 }
 
 /// Fails when `journal` (the text of `output`'s journal) belongs to another run and `overwrite` is not set.
@@ -65,12 +73,14 @@ pub(crate) struct Journal {
     file: BufWriter<File>,
     path: PathBuf,
     answered: HashMap<(String, usize, usize), Response>,
+    date_id: String,
 }
 
 impl Journal {
     /// Opens the journal of `output` for the run named `fingerprint`, reading what it already holds. A journal of
     /// another run is an error unless `overwrite`, which starts it anew. A last line cut short by a kill is dropped.
-    pub(crate) fn open(output: &Path, fingerprint: &str, overwrite: bool) -> Result<Self, RunError> {
+    /// `date_id` names a new run's files; a resumed run keeps its first attempt's.
+    pub(crate) fn open(output: &Path, fingerprint: &str, overwrite: bool, date_id: String) -> Result<Self, RunError> {
         let path = output.join(JOURNAL);
         let write_error = |source| RunError::Write { path: path.clone(), source };
         let text = match std::fs::read_to_string(&path) {
@@ -81,11 +91,15 @@ impl Journal {
         refuse_other_run(output, &text, fingerprint, overwrite)?;
         let mut answered = HashMap::new();
         let mut kept = 0;
+        let mut date_id = date_id;
         let mut lines = text.split_inclusive('\n');
         let first = lines.next().unwrap_or_default();
         // This run's journal is read on; another run's (with --overwrite) or a torn header starts anew.
         if header_fingerprint(&text).as_deref() == Some(fingerprint) {
             kept = first.len();
+            if let Some(earlier) = header(&text).and_then(|h| h.date_id) {
+                date_id = earlier;
+            }
             for line in lines {
                 let Some(entry) = line.strip_suffix('\n').and_then(|l| serde_json::from_str::<Line>(l).ok()) else {
                     break;
@@ -104,15 +118,21 @@ impl Journal {
         let file = OpenOptions::new().create(true).write(true).truncate(false).open(&path).map_err(write_error)?;
         // Keep the whole lines of this run's journal; anything else (another run's, a torn last line) goes.
         file.set_len(kept as u64).map_err(write_error)?;
-        let mut journal = Self { file: BufWriter::new(file), path: path.clone(), answered };
+        let mut journal = Self { file: BufWriter::new(file), path: path.clone(), answered, date_id };
         if kept == 0 {
-            let header = Header { journal: 1, fingerprint: fingerprint.to_owned() };
+            let header =
+                Header { journal: 1, fingerprint: fingerprint.to_owned(), date_id: Some(journal.date_id.clone()) };
             journal.append(&[serde_json::to_string(&header).expect("headers serialize")]).map_err(write_error)?;
         } else {
             use std::io::Seek;
             journal.file.seek(std::io::SeekFrom::End(0)).map_err(write_error)?;
         }
         Ok(journal)
+    }
+
+    /// The date id the run's files are named with.
+    pub(crate) fn date_id(&self) -> &str {
+        &self.date_id
     }
 
     /// The answer the journal holds for request `request` of document `doc` of `task`.

@@ -2,12 +2,13 @@
 //! requests, all resolved before a weight loads) → the model (text in, answers out) → scores → results. The runner
 //! never names a backend: the binary builds the model and hands it over.
 //!
-//! Each finished task is written to disk at once (its sample log, then `results.json` with every task so far), so a
-//! long run never loses finished work.
+//! Each finished task is written to disk at once (its sample log, then the results file with every task so far), in
+//! lm-eval's files and layout, so a long run never loses finished work.
 
 mod configs;
 mod error;
 mod fewshot;
+mod files;
 mod journal;
 mod merge;
 mod plan;
@@ -25,29 +26,25 @@ pub use registry::{Entry, Group, Registry, RegistryError};
 pub use report::{plan_tables, results_table};
 
 use ibex_core::metrics::{group_aggregate, metric_key, stderr_key, Aggregate};
-use ibex_core::results::{ModelRecord, RunResults, TaskRecord, SCHEMA_VERSION};
+use ibex_core::results::{
+    results_file_name, samples_file_name, ModelRecord, ResultEntry, RunResults, SampleCounts, TaskRecord,
+};
 use ibex_core::{LanguageModel, Metric, SampleScore};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-/// Runs every task of `plan` on `model`, writing as it goes; returns what was written to `results.json`.
-/// `record` describes the model as it was loaded ([`Plan::model_record`]).
+/// Runs every task of `plan` on `model`, writing as it goes into `plan.output`: a sample log per finished task and
+/// `results_<date>.json` with every task so far. `record` describes the model as it was loaded
+/// ([`Plan::model_record`], with its parameter count).
 pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> Result<RunResults, RunError> {
-    let mut results = RunResults {
-        schema_version: SCHEMA_VERSION,
-        ibex_version: env!("CARGO_PKG_VERSION").to_owned(),
-        model: record,
-        results: BTreeMap::new(),
-        groups: BTreeMap::new(),
-        higher_is_better: BTreeMap::new(),
-        tasks: BTreeMap::new(),
-        total_evaluation_time_seconds: 0.0,
-    };
     let start = Instant::now();
     std::fs::create_dir_all(&plan.output).map_err(|source| RunError::Write { path: plan.output.clone(), source })?;
-    let mut journal = journal::Journal::open(&plan.output, &plan.fingerprint(), plan.overwrite)?;
+    let (date_id, date) = files::now();
+    let mut journal = journal::Journal::open(&plan.output, &plan.fingerprint(), plan.overwrite, date_id)?;
+    let results_path = plan.output.join(results_file_name(journal.date_id()));
+    let mut results = files::empty_results(plan, record, date);
     let mut aggregates: BTreeMap<String, TaskAggregates> = BTreeMap::new();
     for task in &plan.tasks {
         let name = task.name().to_owned();
@@ -57,14 +54,18 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
         let scores: Vec<SampleScore> =
             task.docs.iter().zip(&responses).map(|(doc, resps)| task.entry.task.score(doc, resps)).collect();
         if plan.log_samples {
-            let path = plan.output.join(format!("samples_{name}.jsonl"));
+            let path = plan.output.join(samples_file_name(&name, journal.date_id()));
             samples::write_samples(&path, task.entry.task.metrics(), &task.docs, &task.requests, &responses, &scores)?;
         }
         let ids_and_scores: Vec<(usize, &BTreeMap<String, Value>)> =
             task.docs.iter().zip(&scores).map(|(doc, score)| (doc.id, &score.metrics)).collect();
         let task_aggregates = aggregate_task(&name, task.entry.task.metrics(), &ids_and_scores)?;
-        results.results.insert(name.clone(), metrics_entry(&task_aggregates, task.docs.len()));
-        results.tasks.insert(
+        results.results.insert(name.clone(), result_entry(&name, &task_aggregates, task.docs.len()));
+        results.configs.insert(name.clone(), files::task_config(task, plan.num_fewshot));
+        results.n_shot.insert(name.clone(), plan.num_fewshot);
+        results.n_samples.insert(name.clone(), SampleCounts { original: task.split_rows, effective: task.docs.len() });
+        results.task_hashes.insert(name.clone(), files::task_hash(task));
+        results.ibex.tasks.insert(
             name.clone(),
             TaskRecord {
                 task_file: task.entry.source.clone(),
@@ -77,16 +78,22 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
                 tokens,
             },
         );
-        results.total_evaluation_time_seconds = start.elapsed().as_secs_f64();
         let directions = task.entry.task.metrics().iter().map(|m| (m.name.to_owned(), m.higher_is_better)).collect();
         results.higher_is_better.insert(name.clone(), directions);
         aggregates.insert(name, (task.docs.len(), task_aggregates));
-        write_json(&plan.output.join("results.json"), &results)?;
+        set_time(&mut results, start.elapsed().as_secs_f64());
+        write_json(&results_path, &results)?;
     }
-    aggregate_groups(&plan.groups, &aggregates, &mut results)?;
-    results.total_evaluation_time_seconds = start.elapsed().as_secs_f64();
-    write_json(&plan.output.join("results.json"), &results)?;
+    aggregate_groups(&plan.groups, &aggregates, plan.num_fewshot, &mut results)?;
+    set_time(&mut results, start.elapsed().as_secs_f64());
+    write_json(&results_path, &results)?;
     Ok(results)
+}
+
+/// The evaluation's wall time, in lm-eval's string and ibex's number.
+fn set_time(results: &mut RunResults, seconds: f64) {
+    results.total_evaluation_time_seconds = seconds.to_string();
+    results.ibex.seconds = seconds;
 }
 
 /// A finished task's document count and metrics, kept for its groups.
@@ -122,6 +129,7 @@ fn aggregate_task<'m>(
 fn aggregate_groups(
     groups: &[Group],
     aggregates: &BTreeMap<String, TaskAggregates>,
+    num_fewshot: usize,
     results: &mut RunResults,
 ) -> Result<(), RunError> {
     for group in groups {
@@ -147,23 +155,26 @@ fn aggregate_groups(
                 (*metric, group_aggregate(&per_task))
             })
             .collect();
-        results.results.insert(group.group.clone(), metrics_entry(&grouped, documents));
-        results.groups.insert(group.group.clone(), group.tasks.clone());
+        let mut entry = result_entry(&group.group, &grouped, documents);
+        entry.sample_count = Some(grouped.iter().map(|(metric, _)| (metric_key(metric, "none"), documents)).collect());
+        results.results.insert(group.group.clone(), entry.clone());
+        results.groups.insert(group.group.clone(), entry);
+        results.group_subtasks.insert(group.group.clone(), group.tasks.clone());
+        results.n_shot.insert(group.group.clone(), num_fewshot);
         let directions = results.higher_is_better.get(&group.tasks[0]).cloned().unwrap_or_default();
         results.higher_is_better.insert(group.group.clone(), directions);
     }
     Ok(())
 }
 
-/// A results.json entry: each metric and its stderr under lm-eval's keys, and `n`.
-fn metrics_entry(aggregates: &[(&str, Aggregate)], documents: usize) -> BTreeMap<String, Value> {
-    let mut entry = BTreeMap::new();
+/// A `results` entry: each metric and its stderr under lm-eval's keys, the name and the documents.
+fn result_entry(name: &str, aggregates: &[(&str, Aggregate)], documents: usize) -> ResultEntry {
+    let mut metrics = BTreeMap::new();
     for (metric, aggregate) in aggregates {
-        entry.insert(metric_key(metric, "none"), Value::from(aggregate.value));
-        entry.insert(stderr_key(metric, "none"), aggregate.stderr.map_or(Value::from("N/A"), Value::from));
+        metrics.insert(metric_key(metric, "none"), Value::from(aggregate.value));
+        metrics.insert(stderr_key(metric, "none"), aggregate.stderr.map_or(Value::from("N/A"), Value::from));
     }
-    entry.insert("n".into(), Value::from(documents));
-    entry
+    ResultEntry { alias: name.to_owned(), name: name.to_owned(), sample_len: documents, metrics, sample_count: None }
 }
 
 fn write_json(path: &Path, results: &RunResults) -> Result<(), RunError> {
@@ -225,6 +236,7 @@ mod tests {
             },
             eval: SplitSource { split: "test".into(), file: "d.jsonl".into(), dataset: None },
             fewshot: None,
+            split_rows: documents,
             docs: (0..documents).map(|id| Doc { id, fields: Map::new() }).collect(),
             requests: vec![Vec::new(); documents],
         }
@@ -256,11 +268,11 @@ mod tests {
         let scores: Vec<SampleScore> =
             pairs.iter().map(|&(g, p)| score(f64::from(u8::from(g == p)), Some(json!([g, p])))).collect();
         let aggregates = aggregate_task("declares", task.entry.task.metrics(), &by_doc(&task, &scores)).unwrap();
-        let entry = metrics_entry(&aggregates, 4);
-        assert_eq!(entry["acc,none"], 0.75);
+        let entry = result_entry("declares", &aggregates, 4);
+        assert_eq!(entry.metrics["acc,none"], 0.75);
         // Confusion [[2, 0], [1, 1]]: (3·4 − (3·2 + 1·2)) / sqrt((16 − 10)(16 − 8)) = 4 / sqrt(48).
-        assert!((entry["mcc,none"].as_f64().unwrap() - 4.0 / 48f64.sqrt()).abs() < 1e-12);
-        assert_eq!(entry["mcc_stderr,none"], "N/A");
-        assert_eq!(entry["n"], 4);
+        assert!((entry.metrics["mcc,none"].as_f64().unwrap() - 4.0 / 48f64.sqrt()).abs() < 1e-12);
+        assert_eq!(entry.metrics["mcc_stderr,none"], "N/A");
+        assert_eq!(entry.sample_len, 4);
     }
 }

@@ -1,37 +1,38 @@
-//! `ibex merge`: the folders of `--shard I/N` runs joined into the results and sample logs of the unsharded run.
+//! `ibex merge`: the folders of `--shard I/N` runs joined into the results file and sample logs of the unsharded
+//! run.
 //! Sharding keeps every few-shot context and request as the unsharded run builds them, and scores do not depend on
 //! batch composition, so metrics recomputed from the joined sample logs in document order equal the unsharded run's
 //! to the last bit, groups included.
 
-use crate::{aggregate_groups, aggregate_task, metrics_entry, write_json, Group, Registry, RunError, TaskAggregates};
-use ibex_core::results::{ModelRecord, RunResults, SampleRecord};
+use crate::{aggregate_groups, aggregate_task, files, result_entry, set_time, write_json};
+use crate::{Group, Registry, RunError, TaskAggregates};
+use ibex_core::results::{read_results, results_file_name, samples_file_name, ModelRecord, RunResults, SampleRecord};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Joins the shard folders `shards` (each written by `ibex run --shard I/N`) into `output`: results.json and one
-/// sample log per task, as an unsharded run writes them. `tasks_dirs` are the `--tasks-dir` folders the shards used.
-/// Refuses shards of different models, settings, tasks, task files or data, and an incomplete or repeated set.
-pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Result<RunResults, RunError> {
+/// Joins the shard folders `shards` (each the `--output` of an `ibex run --shard I/N`, or its model folder) into
+/// `output`: `output/<model_name_sanitized>/results_<date>.json` and one sample log per task, as an unsharded run
+/// writes them. `tasks_dirs` are the `--tasks-dir` folders the shards used. Refuses shards of different models,
+/// settings, tasks, task files or data, and an incomplete or repeated set.
+pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Result<(RunResults, PathBuf), RunError> {
     let merge_error = |message: String| RunError::Merge(message);
     let runs = shards
         .iter()
         .map(|dir| {
-            let path = dir.join("results.json");
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                merge_error(format!("cannot read {}: {e}; pass folders of `ibex run --shard`", path.display()))
-            })?;
-            serde_json::from_str::<RunResults>(&text)
-                .map_err(|e| merge_error(format!("{} is not an ibex results file: {e}", path.display())))
+            let (results, file, date) = read_results(dir)
+                .map_err(|e| merge_error(format!("{e}; pass the folders of `ibex run --shard` runs")))?;
+            let folder = file.parent().map(Path::to_owned).unwrap_or_default();
+            Ok((results, folder, date))
         })
-        .collect::<Result<Vec<RunResults>, RunError>>()?;
-    let first = runs.first().ok_or_else(|| merge_error("no shard folders given".into()))?;
+        .collect::<Result<Vec<(RunResults, PathBuf, String)>, RunError>>()?;
+    let (first, _, _) = runs.first().ok_or_else(|| merge_error("no shard folders given".into()))?;
     let not_a_shard = |dir: &Path| merge_error(format!("{} holds no shard (ibex run --shard I/N)", dir.display()));
-    let count = first.model.shard.ok_or_else(|| not_a_shard(&shards[0]))?.count;
+    let count = first.ibex.model.shard.ok_or_else(|| not_a_shard(&shards[0]))?.count;
     let mut seen = vec![false; count];
-    for (run, dir) in runs.iter().zip(shards) {
-        let shard = run.model.shard.ok_or_else(|| not_a_shard(dir))?;
+    for ((run, _, _), dir) in runs.iter().zip(shards) {
+        let shard = run.ibex.model.shard.ok_or_else(|| not_a_shard(dir))?;
         if shard.count != count || shard.index >= count {
             return Err(merge_error(format!(
                 "{} is shard {shard}, not one of {count} like {}",
@@ -42,14 +43,14 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
         if std::mem::replace(&mut seen[shard.index], true) {
             return Err(merge_error(format!("shard {shard} is given twice ({})", dir.display())));
         }
-        if let Some(difference) = settings_difference(&first.model, &run.model) {
+        if let Some(difference) = settings_difference(&first.ibex.model, &run.ibex.model) {
             return Err(merge_error(format!("{} ran with other settings: {difference}", dir.display())));
         }
-        if run.tasks.keys().ne(first.tasks.keys()) || run.groups != first.groups {
+        if run.ibex.tasks.keys().ne(first.ibex.tasks.keys()) || run.group_subtasks != first.group_subtasks {
             return Err(merge_error(format!("{} evaluated other tasks or groups", dir.display())));
         }
-        for (task, record) in &run.tasks {
-            let reference = &first.tasks[task];
+        for (task, record) in &run.ibex.tasks {
+            let reference = &first.ibex.tasks[task];
             let same = (&record.task_file_sha256, &record.split, &record.dataset, &record.data_file)
                 == (&reference.task_file_sha256, &reference.split, &reference.dataset, &reference.data_file);
             if !same {
@@ -62,18 +63,17 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
     }
 
     let registry = Registry::load(tasks_dirs)?;
-    std::fs::create_dir_all(output).map_err(|source| RunError::Write { path: output.to_owned(), source })?;
-    let mut merged = RunResults {
-        model: ModelRecord { shard: None, ..first.model.clone() },
-        results: BTreeMap::new(),
-        groups: BTreeMap::new(),
-        higher_is_better: BTreeMap::new(),
-        tasks: BTreeMap::new(),
-        total_evaluation_time_seconds: runs.iter().map(|r| r.total_evaluation_time_seconds).sum(),
-        ..first.clone()
-    };
+    let folder = output.join(&first.model_name_sanitized);
+    std::fs::create_dir_all(&folder).map_err(|source| RunError::Write { path: folder.clone(), source })?;
+    let (date_id, _) = files::now();
+    let mut merged = first.clone();
+    merged.results.clear();
+    merged.groups.clear();
+    merged.higher_is_better.clear();
+    merged.ibex.model = ModelRecord { shard: None, ..first.ibex.model.clone() };
+    merged.date = runs.iter().map(|(r, _, _)| r.date).fold(f64::INFINITY, f64::min);
     let mut aggregates: BTreeMap<String, TaskAggregates> = BTreeMap::new();
-    for (task, record) in &first.tasks {
+    for (task, record) in &first.ibex.tasks {
         let entry = registry.get(task)?;
         if entry.sha256 != record.task_file_sha256 {
             return Err(merge_error(format!(
@@ -81,8 +81,8 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
                 entry.source
             )));
         }
-        let (lines, records) = joined_samples(shards, task)?;
-        let path = output.join(format!("samples_{task}.jsonl"));
+        let (lines, records) = joined_samples(&runs, task)?;
+        let path = folder.join(samples_file_name(task, &date_id));
         let write_error = |source: std::io::Error| RunError::Write { path: path.clone(), source };
         let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(write_error)?);
         for line in &lines {
@@ -91,25 +91,31 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
         out.flush().map_err(write_error)?;
         let scores: Vec<(usize, &BTreeMap<String, Value>)> = records.iter().map(|r| (r.doc_id, &r.scores)).collect();
         let task_aggregates = aggregate_task(task, entry.task.metrics(), &scores)?;
-        merged.results.insert(task.clone(), metrics_entry(&task_aggregates, records.len()));
+        merged.results.insert(task.clone(), result_entry(task, &task_aggregates, records.len()));
         let directions = entry.task.metrics().iter().map(|m| (m.name.to_owned(), m.higher_is_better)).collect();
         merged.higher_is_better.insert(task.clone(), directions);
-        let shard_records = runs.iter().map(|r| &r.tasks[task]);
+        if let Some(counts) = merged.n_samples.get_mut(task) {
+            counts.effective = records.len();
+        }
+        merged.task_hashes.insert(task.clone(), files::arguments_hash(records.iter().map(|r| &r.arguments)));
+        let shard_records = runs.iter().map(|(r, _, _)| &r.ibex.tasks[task]);
         let mut task_record = record.clone();
         task_record.n = records.len();
         task_record.seconds = shard_records.clone().map(|r| r.seconds).sum();
         task_record.tokens = shard_records.map(|r| r.tokens).sum();
-        merged.tasks.insert(task.clone(), task_record);
+        merged.ibex.tasks.insert(task.clone(), task_record);
         aggregates.insert(task.clone(), (records.len(), task_aggregates));
     }
     let groups: Vec<Group> = first
-        .groups
+        .group_subtasks
         .iter()
         .map(|(group, tasks)| Group { group: group.clone(), tasks: tasks.clone(), source: String::new() })
         .collect();
-    aggregate_groups(&groups, &aggregates, &mut merged)?;
-    write_json(&output.join("results.json"), &merged)?;
-    Ok(merged)
+    aggregate_groups(&groups, &aggregates, first.ibex.model.num_fewshot, &mut merged)?;
+    set_time(&mut merged, runs.iter().map(|(r, _, _)| r.ibex.seconds).sum());
+    let path = folder.join(results_file_name(&date_id));
+    write_json(&path, &merged)?;
+    Ok((merged, path))
 }
 
 /// The first setting two shards' records differ in (device, timings and the shard itself may differ).
@@ -127,10 +133,13 @@ fn settings_difference(a: &ModelRecord, b: &ModelRecord) -> Option<String> {
 
 /// A task's sample-log lines from every shard, in document order, with each line's record; a document twice is an
 /// error.
-fn joined_samples(shards: &[PathBuf], task: &str) -> Result<(Vec<String>, Vec<SampleRecord>), RunError> {
+fn joined_samples(
+    runs: &[(RunResults, PathBuf, String)],
+    task: &str,
+) -> Result<(Vec<String>, Vec<SampleRecord>), RunError> {
     let mut joined: Vec<(SampleRecord, String)> = Vec::new();
-    for dir in shards {
-        let path = dir.join(format!("samples_{task}.jsonl"));
+    for (_, folder, date) in runs {
+        let path = folder.join(samples_file_name(task, date));
         let text = std::fs::read_to_string(&path)
             .map_err(|e| RunError::Merge(format!("cannot read {}: {e}", path.display())))?;
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {

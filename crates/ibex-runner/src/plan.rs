@@ -9,7 +9,7 @@ use crate::registry::{Entry, Group, Registry};
 use crate::RunError;
 use ibex_chat::ChatTemplate;
 use ibex_core::prompt::{construct_requests, fewshot_context, ApplyChatTemplate, ChatFormat, PromptFormat};
-use ibex_core::results::{ModelRecord, Shard};
+use ibex_core::results::{sanitize_model_name, ModelRecord, Shard};
 use ibex_core::{
     generation_prompt, scoring_tokens, BosPolicy, DeviceSpec, Doc, Dtype, Encoder, GenerationConfig, Request,
     TokenizerFiles,
@@ -46,9 +46,9 @@ pub struct RunSettings {
     /// Evaluate only this shard of every task's documents (after `limit`); sample logs are then always written,
     /// for `ibex merge`.
     pub shard: Option<Shard>,
-    /// Folder for results.json and sample logs; `results/<model>` when absent.
+    /// lm-eval's `--output_path`: the run's files go to `<output>/<model_name_sanitized>/`; `results` when absent.
     pub output: Option<PathBuf>,
-    /// Whether to write `samples_<task>.jsonl`.
+    /// Whether to write `samples_<task>_<date>.jsonl`.
     pub log_samples: bool,
     /// Start over when the output folder holds another run's journal, instead of refusing.
     pub overwrite: bool,
@@ -110,6 +110,8 @@ impl std::str::FromStr for DataOverride {
 pub struct Plan {
     /// The `--model` argument.
     pub model: String,
+    /// The `--revision` argument.
+    pub revision: Option<String>,
     /// The checkpoint's files (hub-resolved or a folder).
     pub model_files: ModelFiles,
     /// The tokenizer as transformers builds it for lm-eval, with the run's BOS policy.
@@ -130,8 +132,11 @@ pub struct Plan {
     pub limit: Option<usize>,
     /// `--shard`.
     pub shard: Option<Shard>,
-    /// Folder for results.json and sample logs.
+    /// The run's folder, `<--output>/<model_name_sanitized>` as lm-eval lays it out: results, sample logs and the
+    /// journal.
     pub output: PathBuf,
+    /// The tokenizer's special tokens and the model's window, as lm-eval's results record them.
+    pub tokenizer: TokenizerSummary,
     /// Whether to write sample logs.
     pub log_samples: bool,
     /// Whether another run's journal in the output folder may be discarded.
@@ -150,6 +155,21 @@ pub struct Plan {
     pub tasks: Vec<PlannedTask>,
     /// The groups to aggregate after their tasks.
     pub groups: Vec<Group>,
+}
+
+/// The special tokens lm-eval's results name (`[token, id]`), the end-of-text id, and the model's window.
+#[derive(Clone, Debug, Default)]
+pub struct TokenizerSummary {
+    /// The padding token.
+    pub pad: Option<[String; 2]>,
+    /// The end-of-sequence token.
+    pub eos: Option<[String; 2]>,
+    /// The beginning-of-sequence token.
+    pub bos: Option<[String; 2]>,
+    /// The end-of-text id generation stops on.
+    pub eot_token_id: Option<u32>,
+    /// config.json's `max_position_embeddings`.
+    pub max_length: Option<usize>,
 }
 
 /// One data file of a task.
@@ -171,6 +191,8 @@ pub struct PlannedTask {
     pub eval: SplitSource,
     /// Where few-shot examples come from, when the run has shots and they come from another split.
     pub fewshot: Option<SplitSource>,
+    /// Rows in the evaluated split (lm-eval's `n-samples.original`).
+    pub split_rows: usize,
     /// The documents, in evaluation order.
     pub docs: Vec<Doc>,
     /// Each document's requests, few-shot context included.
@@ -182,6 +204,7 @@ struct DrawnTask {
     entry: Entry,
     eval: SplitSource,
     fewshot: Option<SplitSource>,
+    split_rows: usize,
     docs: Vec<Doc>,
     shots: Vec<Vec<Doc>>,
 }
@@ -201,7 +224,9 @@ impl DrawnTask {
                 Ok(construct_requests(task, doc, &context, format))
             })
             .collect::<Result<_, RunError>>()?;
-        Ok(PlannedTask { entry: self.entry, eval: self.eval, fewshot: self.fewshot, docs: self.docs, requests })
+        let (entry, eval, fewshot, split_rows, docs) =
+            (self.entry, self.eval, self.fewshot, self.split_rows, self.docs);
+        Ok(PlannedTask { entry, eval, fewshot, split_rows, docs, requests })
     }
 }
 
@@ -303,13 +328,27 @@ impl Plan {
         } else {
             GenerationConfig::default()
         };
-        let output = settings.output.clone().unwrap_or_else(|| default_output(&settings.model));
+        let output = settings.output.clone().unwrap_or_else(|| PathBuf::from("results"));
         if output.exists() && !output.is_dir() {
             return Err(RunError::Plan(format!("--output {} is a file; name a folder", output.display())));
         }
+        let output = output.join(sanitize_model_name(&settings.model));
+        let special = tokenizer.special_tokens_map()?;
+        let named = |key: &str| {
+            let token = special.get(key)?.as_str()?;
+            Some([token.to_owned(), encoder.token_id(token)?.to_string()])
+        };
+        let tokenizer_summary = TokenizerSummary {
+            pad: named("pad_token"),
+            eos: named("eos_token"),
+            bos: named("bos_token"),
+            eot_token_id: encoder.eos_token_id(),
+            max_length: model_window(&model_files),
+        };
         let plan = Self {
             recipe: recipe.filter(|_| !applied.is_empty()).map(|r| (r.source, applied)),
             model: settings.model,
+            revision: settings.revision.clone(),
             model_files,
             encoder,
             generation,
@@ -320,6 +359,7 @@ impl Plan {
             limit: settings.limit,
             shard: settings.shard,
             output,
+            tokenizer: tokenizer_summary,
             log_samples: settings.log_samples || settings.shard.is_some(),
             overwrite: settings.overwrite,
             num_fewshot: settings.num_fewshot,
@@ -334,7 +374,7 @@ impl Plan {
         Ok(plan)
     }
 
-    /// The run's record for results.json, given what only the loaded model knows: the device it landed on.
+    /// The run's record for the results file, given what only the loaded model knows: the device it landed on.
     pub fn model_record(&self, device: String) -> ModelRecord {
         ModelRecord {
             model: self.model.clone(),
@@ -355,6 +395,7 @@ impl Plan {
             num_fewshot: self.num_fewshot,
             fewshot_seed: self.fewshot_seed,
             max_gen_toks: self.max_gen_toks,
+            parameters: 0,
             chat_template: self.chat_template.as_ref().map(|t| t.name().to_owned()),
             chat_template_sha: self.chat_template.as_ref().map(|t| t.sha256()),
             system_instruction: self.prompt.system_instruction.clone(),
@@ -416,11 +457,7 @@ fn check_requests(
     encoder: &Encoder,
     default_budget: usize,
 ) -> Result<(), RunError> {
-    let config = std::fs::read_to_string(&files.config).ok();
-    let window = config
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|config| config.get("max_position_embeddings")?.as_u64());
-    let Some(window) = window.map(|w| w as usize) else { return Ok(()) };
+    let Some(window) = model_window(files) else { return Ok(()) };
     for task in tasks {
         for (doc, requests) in task.docs.iter().zip(&task.requests) {
             for request in requests {
@@ -447,14 +484,11 @@ fn or_recipe<T>(flag: Option<T>, recipe: Option<T>, name: &'static str, applied:
     })
 }
 
-/// `results/<model>` with the id made a folder name.
-fn default_output(model: &str) -> PathBuf {
-    let slug: String = model
-        .trim_end_matches('/')
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
-        .collect();
-    PathBuf::from("results").join(slug.trim_start_matches(['.', '_']))
+/// config.json's `max_position_embeddings` (lm-eval's `max_length`), if it has one.
+fn model_window(files: &ModelFiles) -> Option<usize> {
+    let text = std::fs::read_to_string(&files.config).ok()?;
+    let config = serde_json::from_str::<serde_json::Value>(&text).ok()?;
+    config.get("max_position_embeddings")?.as_u64().map(|w| w as usize)
 }
 
 /// Every `--data` names a task of the run, a split it reads, and a file that exists.
@@ -558,7 +592,7 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunErro
         docs = docs.into_iter().enumerate().filter(|(p, _)| keep(p)).map(|(_, d)| d).collect();
         shots = shots.into_iter().enumerate().filter(|(p, _)| keep(p)).map(|(_, s)| s).collect();
     }
-    Ok(DrawnTask { entry: entry.clone(), eval, fewshot, docs, shots })
+    Ok(DrawnTask { entry: entry.clone(), eval, fewshot, split_rows: rows.len(), docs, shots })
 }
 
 /// The data file for one split of a task: a `--data` override, else the task's dataset from the hub.

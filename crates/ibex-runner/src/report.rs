@@ -21,8 +21,9 @@ pub fn results_table(results: &RunResults) -> Table {
         "time (s)",
         "tokens/s",
     ]);
-    for (task, metrics) in &results.results {
-        let record = results.tasks.get(task);
+    for (task, entry) in &results.results {
+        let metrics = &entry.metrics;
+        let record = results.ibex.tasks.get(task);
         let seconds = record.map_or(String::new(), |r| format!("{:.1}", r.seconds));
         let rate = record.map_or(String::new(), |r| format!("{:.0}", r.tokens as f64 / r.seconds.max(1e-9)));
         for (key, value) in metrics {
@@ -34,8 +35,7 @@ pub fn results_table(results: &RunResults) -> Table {
                 Cell::new(metric),
                 Cell::new(value.as_f64().map_or("-".into(), percent)).set_alignment(CellAlignment::Right),
                 Cell::new(stderr.map_or("N/A".into(), percent)).set_alignment(CellAlignment::Right),
-                Cell::new(metrics.get("n").map_or(String::new(), |n| n.to_string()))
-                    .set_alignment(CellAlignment::Right),
+                Cell::new(entry.sample_len).set_alignment(CellAlignment::Right),
                 Cell::new(&seconds).set_alignment(CellAlignment::Right),
                 Cell::new(&rate).set_alignment(CellAlignment::Right),
             ]);

@@ -1,11 +1,13 @@
-//! `samples_<task>.jsonl`: one line per document, key for key as lm-eval's `--log_samples` records
-//! (`lm_eval/evaluator.py`, `evaluate`), hashes included, so the two logs compare line by line.
+//! `samples_<task>_<date>.jsonl`: one line per document, key for key and type for type as lm-eval 0.4.13 writes
+//! its `--log_samples` file (`EvaluationTracker.save_results_samples`: arguments as `gen_args_<i>`/`arg_<j>`, answers
+//! and target as Python's `str` writes them), hashes included, so the two logs compare line by line.
 
+use crate::files::sha256_hex;
 use crate::RunError;
+use ibex_core::python::float_repr;
 use ibex_core::results::SampleRecord;
-use ibex_core::{Doc, Metric, Request, Response, SampleScore};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
+use ibex_core::{Doc, GenerateRequest, Metric, Request, Response, SampleScore};
+use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::Path;
 
@@ -21,11 +23,14 @@ pub(crate) fn write_samples(
     let write_error = |source: std::io::Error| RunError::Write { path: path.to_owned(), source };
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(write_error)?);
     for (((doc, doc_requests), doc_responses), score) in docs.iter().zip(requests).zip(responses).zip(scores) {
-        let arguments: Vec<Value> = doc_requests.iter().map(request_arguments).collect();
+        let arguments = arguments(doc_requests);
         let answers: Vec<Value> = doc_responses
             .iter()
             .map(|response| match response {
-                Response::Loglikelihood(s) => serde_json::json!([s.logprob, s.is_greedy]),
+                Response::Loglikelihood(s) => {
+                    let greedy = if s.is_greedy { "True" } else { "False" };
+                    serde_json::json!([float_repr(s.logprob), greedy])
+                }
                 Response::Generation(text) => Value::from(text.as_str()),
             })
             .collect();
@@ -33,7 +38,7 @@ pub(crate) fn write_samples(
         let record = SampleRecord {
             doc_id: doc.id,
             doc: doc.fields.clone(),
-            target: score.target.clone(),
+            target: python_str(&score.target),
             prompt_hash: sha256_hex(first_context),
             arguments,
             resps: answers.iter().map(|a| Value::Array(vec![a.clone()])).collect(),
@@ -50,22 +55,27 @@ pub(crate) fn write_samples(
     out.flush().map_err(write_error)
 }
 
-/// A request's arguments as lm-eval logs them: `[context, continuation]`, or `[context, generation_kwargs]`.
+/// A document's `arguments`: `gen_args_<i>` → its i-th request's arguments.
+pub(crate) fn arguments(requests: &[Request]) -> Map<String, Value> {
+    requests.iter().enumerate().map(|(i, request)| (format!("gen_args_{i}"), request_arguments(request))).collect()
+}
+
+/// A request's arguments as lm-eval writes them: `{"arg_0": context, "arg_1": continuation or generation_kwargs}`.
 fn request_arguments(request: &Request) -> Value {
     match request {
-        Request::Loglikelihood(r) => serde_json::json!([r.context, r.continuation]),
-        Request::Generate(r) => {
-            let mut kwargs = serde_json::json!({"until": r.until, "do_sample": false, "temperature": 0.0});
-            if let Some(max) = r.max_gen_toks {
-                kwargs["max_gen_toks"] = Value::from(max);
-            }
-            serde_json::json!([r.context, kwargs])
-        }
+        Request::Loglikelihood(r) => serde_json::json!({"arg_0": r.context, "arg_1": r.continuation}),
+        Request::Generate(r) => serde_json::json!({"arg_0": r.context, "arg_1": generation_kwargs(r)}),
     }
 }
 
-fn sha256_hex(text: &str) -> String {
-    format!("{:x}", Sha256::digest(text.as_bytes()))
+/// A generation's `generation_kwargs` as lm-eval passes them: the stop strings, greedy decoding, and the budget
+/// when the task sets one.
+pub(crate) fn generation_kwargs(request: &GenerateRequest) -> Value {
+    let mut kwargs = serde_json::json!({"until": request.until, "do_sample": false, "temperature": 0.0});
+    if let Some(max) = request.max_gen_toks {
+        kwargs["max_gen_toks"] = Value::from(max);
+    }
+    kwargs
 }
 
 /// `json.dumps(value, indent=2, ensure_ascii=False)`, which lm-eval hashes for `doc_hash`.
