@@ -99,8 +99,7 @@ struct RunArgs {
     /// Write samples_<task>_<date>.jsonl with every document's requests and scores, as lm-eval writes them.
     #[arg(long)]
     log_samples: bool,
-    /// Discard the journal of another run found in the output folder instead of refusing (a rerun with the same
-    /// settings resumes from it).
+    /// Recompute everything instead of resuming from this run's journal (a rerun with the same settings resumes).
     #[arg(long)]
     overwrite: bool,
     /// Few-shot examples per document, chosen as lm-eval chooses them.

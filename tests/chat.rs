@@ -38,7 +38,7 @@ fn chat_template_multiple_choice_matches_lm_eval() {
         let delta = assert_samples_match(&samples_path(out.path(), "xnli_en"), &reference("xnli_en", case));
         assert!(delta <= 1e-3, "{case}: {delta}");
         let record = &read_results(out.path())["ibex"]["model"];
-        assert_eq!(record["chat_template"], "default", "{case}");
+        assert_eq!(record["chat_template_name"], "default", "{case}");
         assert_eq!(record["fewshot_as_multiturn"], !flags.contains(&"false"), "{case}");
     }
 }

@@ -122,24 +122,37 @@ fn suite_and_compare_work_outside_the_repository() {
 fn runs_at_other_shots_or_limited_get_no_verdict() {
     let published = tempfile::tempdir().unwrap();
     let file = published.path().join("mine.toml");
-    std::fs::write(
-        &file,
-        "[source]\nname = \"mine\"\ntitle = \"Numbers written for this test\"\n\n[[row]]\ntask = \"xnli_en\"\n\
-         metric = \"acc\"\nmodel = \"ibex-fixtures/tiny-salamandra\"\nvalue = 0.25\ndecimals = 0\nshots = 3\n",
-    )
-    .unwrap();
+    let instruct = fixtures().join("variants/instruct_chatml");
+    let row = |model: &str| {
+        format!(
+            "[[row]]\ntask = \"xnli_en\"\nmetric = \"acc\"\nmodel = {model:?}\nvalue = 0.25\ndecimals = 0\nshots = 3\n"
+        )
+    };
+    let source = "[source]\nname = \"mine\"\ntitle = \"Numbers written for this test\"\n";
+    std::fs::write(&file, format!("{source}\n{}\n{}", row(HUB_MODEL), row(ibex_path_arg(&instruct)))).unwrap();
     let data = format!("xnli_en={}", fixtures().join("data/xnli_en.validation.jsonl").display());
-    for (args, run, mismatch) in [
-        (vec!["--limit", "4", "--num-fewshot", "3"], "3-shot, --limit 4", "the run evaluated only the first 4"),
-        (vec![], "0-shot", "published at 3 shots, measured at 0"),
+    for (model, args, run, mismatch) in [
+        (
+            HUB_MODEL,
+            vec!["--limit", "4", "--num-fewshot", "3"],
+            "3-shot, --limit 4",
+            "the run evaluated only the first 4",
+        ),
+        (HUB_MODEL, vec![], "0-shot", "published at 3 shots, measured at 0"),
+        (
+            ibex_path_arg(&instruct),
+            vec!["--num-fewshot", "3", "--apply-chat-template"],
+            "3-shot, chat template",
+            "published without the chat template, measured with it",
+        ),
     ] {
-        let mut all = vec!["--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &data];
+        let mut all = vec!["--model", model, "--tasks", "xnli_en", "--data", &data];
         all.extend(args);
         let out = run_ok(&all);
         let output = ibex(&["compare", ibex_path_arg(out.path()), "--published", ibex_path_arg(&file)]);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let rows = read_json(&out.path().join("comparison.json"));
-        let row = &rows[0];
+        let row = rows.as_array().unwrap().iter().find(|r| r["model"] == model && r["measured"].is_number()).unwrap();
         assert_eq!(row["verdict"], "not_comparable", "{row}");
         assert_eq!(row["run"], run);
         assert!(row["mismatch"].as_str().unwrap().starts_with(mismatch), "{row}");

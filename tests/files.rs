@@ -17,7 +17,7 @@ const NOT_COMPARED: [(&str, &str); 15] = [
     ("git_hash", "the commit of lm-eval's own checkout; ibex records ibex.version"),
     ("transformers_version", "ibex runs no transformers; it reproduces 4.57.6's tokenizers (ibex.lm_eval_version)"),
     ("lm_eval_version", "ibex is not lm-eval; ibex.lm_eval_version names the version it reproduces"),
-    ("versions", "ibex's TOML task files carry no version; lm-eval task YAML (issue 10) will"),
+    ("versions.*", "written as null (lm-eval's schema allows it): TOML task files carry no version; YAML tasks will"),
     ("config.random_seed", "ibex draws random numbers only for few-shot examples (config.fewshot_seed)"),
     ("config.numpy_seed", "as config.random_seed"),
     ("config.torch_seed", "as config.random_seed"),
@@ -135,6 +135,11 @@ fn results_and_sample_files_have_lm_evals_keys_nesting_and_types() {
     assert_eq!(ours["n-samples"]["xnli_ca"], theirs["n-samples"]["fixture_xnli_ca"]);
     assert_eq!(ours["tokenizer_bos_token"], theirs["tokenizer_bos_token"]);
     assert_eq!(ours["config"]["model_num_parameters"], theirs["config"]["model_num_parameters"]);
+    assert_eq!(ours["tokenizer_pad_token"], theirs["tokenizer_pad_token"]);
+    // lm-eval's task hash covers every document, prompt and target: equal hashes, equal requests.
+    for (task, fixture) in [("xnli_en", "xnli_en"), ("xnli_ca", "xnli_ca"), ("xquad_en_short", "xquad_en")] {
+        assert_eq!(ours["task_hashes"][task], theirs["task_hashes"][format!("fixture_{fixture}")], "{task}");
+    }
 
     for (task, fixture) in [("xnli_en", "xnli_en"), ("xnli_ca", "xnli_ca"), ("xquad_en_short", "xquad_en")] {
         let suffix = theirs_path.file_name().unwrap().to_str().unwrap().trim_start_matches("results_");

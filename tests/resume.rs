@@ -2,7 +2,6 @@
 //! uninterrupted run's, and no request is scored twice.
 
 use crate::common::{fixtures, ibex_path_arg, read_results, samples_path, HUB_MODEL};
-use ibex_runner::JOURNAL;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -72,14 +71,17 @@ fn start(output: &Path, data: &Path) -> Child {
         .expect("the ibex binary runs")
 }
 
-/// The journal of a run of the fixture model written to `output`.
-fn journal(output: &Path) -> std::path::PathBuf {
-    output.join(ibex_core::results::sanitize_model_name(HUB_MODEL)).join(JOURNAL)
+/// The journal of the one run of the fixture model written to `output`, if it has begun.
+fn journal(output: &Path) -> Option<std::path::PathBuf> {
+    let folder = output.join(ibex_core::results::sanitize_model_name(HUB_MODEL));
+    std::fs::read_dir(folder).ok()?.map(|e| e.unwrap().path()).find(|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("journal_") && n.ends_with(".jsonl"))
+    })
 }
 
 /// Answers recorded in the journal (its lines but the header).
 fn journal_answers(output: &Path) -> usize {
-    std::fs::read_to_string(journal(output)).map_or(0, |t| t.lines().count().saturating_sub(1))
+    journal(output).and_then(|p| std::fs::read_to_string(p).ok()).map_or(0, |t| t.lines().count().saturating_sub(1))
 }
 
 #[test]
@@ -121,7 +123,7 @@ fn a_run_killed_five_times_resumes_to_the_uninterrupted_results() {
     let files = std::fs::read_dir(killed.join(ibex_core::results::sanitize_model_name(HUB_MODEL))).unwrap().count();
     assert_eq!(files, 3, "six attempts write one results file, one sample log and the journal");
 
-    let journal = std::fs::read_to_string(journal(&killed)).unwrap();
+    let journal = std::fs::read_to_string(journal(&killed).unwrap()).unwrap();
     let mut seen: HashMap<(u64, u64), usize> = HashMap::new();
     for line in journal.lines().skip(1) {
         let entry: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -132,7 +134,7 @@ fn a_run_killed_five_times_resumes_to_the_uninterrupted_results() {
 }
 
 #[test]
-fn an_output_folder_of_another_run_is_refused_unless_overwrite() {
+fn runs_with_other_settings_share_an_output_folder_and_each_resumes_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out");
     let run = |extra: &[&str]| {
@@ -141,13 +143,18 @@ fn an_output_folder_of_another_run_is_refused_unless_overwrite() {
         crate::common::ibex(&args)
     };
     assert!(run(&["--limit", "4"]).status.success());
-    let refused = run(&["--limit", "5"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(stderr.contains("holds a run with other settings") && stderr.contains("--overwrite"), "{stderr}");
-    assert!(run(&["--limit", "5", "--overwrite"]).status.success());
-    assert_eq!(read_results(&output)["results"]["xnli_en"]["sample_len"], 5);
-    // The same settings again: everything comes from the journal.
-    let again = run(&["--limit", "5"]);
-    assert!(String::from_utf8_lossy(&again.stderr).contains("resuming, 15 of 15 requests answered"));
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(run(&["--limit", "5"]).status.success());
+    assert_eq!(read_results(&output)["results"]["xnli_en"]["sample_len"], 5, "the newest run's results");
+    let folder = output.join(ibex_core::results::sanitize_model_name(HUB_MODEL));
+    let names: Vec<String> =
+        std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(names.iter().filter(|n| n.starts_with("journal_")).count(), 2, "{names:?}");
+    assert_eq!(names.iter().filter(|n| n.starts_with("results_")).count(), 2, "{names:?}");
+    // Each run resumes from its own journal; --overwrite recomputes.
+    let again = run(&["--limit", "4"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("resuming, 12 of 12 requests answered"));
+    let fresh = run(&["--limit", "5", "--overwrite"]);
+    assert!(fresh.status.success() && !String::from_utf8_lossy(&fresh.stderr).contains("resuming"));
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 5, "two journals, two results files, a third dated one");
 }

@@ -49,7 +49,12 @@ pub fn parameter_count(weights: &[PathBuf]) -> Result<u64, LoadError> {
         let mut file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
         let mut size = [0u8; 8];
         std::io::Read::read_exact(&mut file, &mut size).map_err(|e| error(e.to_string()))?;
-        let mut header = vec![0u8; usize::try_from(u64::from_le_bytes(size)).map_err(|e| error(e.to_string()))?];
+        // The safetensors format caps its JSON header at 100 MB; a larger claim is a corrupt file.
+        let length = u64::from_le_bytes(size);
+        if length > 100_000_000 {
+            return Err(error(format!("safetensors header of {length} bytes: not a safetensors file")));
+        }
+        let mut header = vec![0u8; length as usize];
         std::io::Read::read_exact(&mut file, &mut header).map_err(|e| error(format!("safetensors header: {e}")))?;
         let header: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&header).map_err(|e| error(format!("safetensors header: {e}")))?;

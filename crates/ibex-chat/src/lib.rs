@@ -74,18 +74,19 @@ impl ChatTemplate {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ChatError::Read { path: path.display().to_string(), message: e.to_string() })?;
-                vec![(DEFAULT_NAME.to_owned(), text)]
+                Templates::Single(text)
             }
             None => config_templates(settings.get("chat_template"))?,
         };
-        let (chosen, source) = match templates.as_slice() {
-            [] => return Err(ChatError::Missing),
-            [(_, only)] => (DEFAULT_NAME.to_owned(), only.clone()),
-            several => {
-                let names: Vec<&str> = several.iter().map(|(n, _)| n.as_str()).collect();
-                let default = several.iter().find(|(n, _)| n == DEFAULT_NAME).ok_or_else(|| {
+        let (chosen, source) = match templates {
+            Templates::None => return Err(ChatError::Missing),
+            Templates::Single(text) => (DEFAULT_NAME.to_owned(), text),
+            // transformers' `get_chat_template` takes the one named `default`, however many there are.
+            Templates::Named(named) => {
+                let names: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
+                let default = named.iter().find(|(n, _)| n == DEFAULT_NAME).ok_or_else(|| {
                     ChatError::Choice(format!(
-                        "the tokenizer has chat templates {} and none is named `default`, which lm-eval renders",
+                        "the tokenizer's chat templates are named {} and none `default`, which lm-eval renders",
                         names.join(", ")
                     ))
                 })?;
@@ -105,10 +106,11 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_formatter(python_formatter);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
-        env.add_template_owned(TEMPLATE_NAME, source.clone())
+        env.add_template_owned(TEMPLATE_NAME, generation_blocks_as_if(&source))
             .map_err(|e| ChatError::Syntax { name: chosen.clone(), message: describe(&e) })?;
         Ok(Self { name: chosen, source, env, special_tokens: Value::from_serialize(&special_tokens) })
     }
@@ -163,22 +165,33 @@ impl ApplyChatTemplate for ChatTemplate {
     }
 }
 
+/// A tokenizer's chat templates.
+enum Templates {
+    /// None at all.
+    None,
+    /// One template (a string, or chat_template.jinja).
+    Single(String),
+    /// Named templates (a list of `{name, template}`).
+    Named(Vec<(String, String)>),
+}
+
 /// tokenizer_config.json's `chat_template`: absent, one string, or a list of `{name, template}`.
-fn config_templates(value: Option<&serde_json::Value>) -> Result<Vec<(String, String)>, ChatError> {
+fn config_templates(value: Option<&serde_json::Value>) -> Result<Templates, ChatError> {
     let malformed = || ChatError::Read {
         path: "tokenizer_config.json".into(),
         message: "`chat_template` is neither a string nor a list of {\"name\", \"template\"}".into(),
     };
     match value {
-        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-        Some(serde_json::Value::String(text)) => Ok(vec![(DEFAULT_NAME.to_owned(), text.clone())]),
+        None | Some(serde_json::Value::Null) => Ok(Templates::None),
+        Some(serde_json::Value::String(text)) => Ok(Templates::Single(text.clone())),
         Some(serde_json::Value::Array(entries)) => entries
             .iter()
             .map(|entry| {
                 let field = |key: &str| entry.get(key).and_then(|v| v.as_str()).map(str::to_owned);
                 field("name").zip(field("template")).ok_or_else(malformed)
             })
-            .collect(),
+            .collect::<Result<_, _>>()
+            .map(Templates::Named),
         Some(_) => Err(malformed()),
     }
 }
@@ -198,6 +211,47 @@ fn describe(error: &Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// transformers' `{% generation %}…{% endgeneration %}` (its `AssistantTracker` extension, which renders the block
+/// as it is) as `{% if true %}…{% endif %}`, whitespace control kept.
+fn generation_blocks_as_if(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        let Some(length) = rest[start..].find("%}") else { break };
+        let tag = &rest[start..start + length + 2];
+        let inner = &tag[2..tag.len() - 2];
+        let (open, close) = (inner.starts_with(['-', '+']), inner.ends_with(['-', '+']));
+        let word = inner.trim_matches(['-', '+']).trim();
+        out.push_str(&rest[..start]);
+        match word {
+            "generation" | "endgeneration" => {
+                let statement = if word == "generation" { "if true" } else { "endif" };
+                let marker = |present: bool, at: usize| if present { &inner[at..at + 1] } else { "" };
+                out.push_str(&format!(
+                    "{{%{} {statement} {}%}}",
+                    marker(open, 0),
+                    marker(close, inner.len().saturating_sub(1))
+                ));
+            }
+            _ => out.push_str(tag),
+        }
+        rest = &rest[start + length + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Values printed as Python prints them (`None`, `True`, `False`), where minijinja would write `none`, `true`.
+fn python_formatter(out: &mut minijinja::Output, state: &minijinja::State, value: &Value) -> Result<(), Error> {
+    match value.kind() {
+        minijinja::value::ValueKind::None => out.write_str("None").map_err(Error::from),
+        minijinja::value::ValueKind::Bool => {
+            out.write_str(if value.is_true() { "True" } else { "False" }).map_err(Error::from)
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
 }
 
 /// transformers' `raise_exception(message)`: the template refuses its input.
@@ -311,6 +365,12 @@ mod tests {
     }
 
     #[test]
+    fn generation_blocks_and_python_values_render_as_transformers_renders_them() {
+        let t = template("{%- for m in messages %}{% generation -%} {{ m.content }}|{{ none }}|{{ m.x is defined }} {%- endgeneration %}{% endfor %}");
+        assert_eq!(t.render(&[user("a")]).unwrap(), "a|None|False");
+    }
+
+    #[test]
     fn several_templates_render_the_default_and_refuse_another_name() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("tokenizer_config.json");
@@ -322,5 +382,10 @@ mod tests {
         let err = ChatTemplate::load(&files, None, Some("tool_use")).err().unwrap().to_string();
         assert!(err.contains("renders the tokenizer's `default` template"), "{err}");
         assert!(matches!(ChatTemplate::load(&TokenizerFiles::default(), None, None), Err(ChatError::Missing)));
+        // One named template that is not `default`: transformers refuses it too.
+        let only = serde_json::json!({"chat_template": [{"name": "tool_use", "template": "T"}]});
+        std::fs::write(dir.path().join("tokenizer_config.json"), only.to_string()).unwrap();
+        let err = ChatTemplate::load(&files, None, None).err().unwrap().to_string();
+        assert!(err.contains("none `default`"), "{err}");
     }
 }

@@ -116,11 +116,17 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                 let published_interval = found.as_ref().and_then(|(row, _)| row.interval());
                 let delta = found.as_ref().and_then(|(row, _)| midpoint(row)).map(|p| measured - p);
                 let shots = model.num_fewshot;
+                let chat = model.chat_template_name.is_some();
                 let mismatch = found.as_ref().and_then(|(row, _)| match (model.limit, row.shots) {
                     (Some(limit), _) => Some(format!("the run evaluated only the first {limit} documents (--limit)")),
                     (None, Some(published)) if published as usize != shots => {
                         Some(format!("published at {published} shots, measured at {shots}"))
                     }
+                    _ if row.apply_chat_template != chat => Some(format!(
+                        "published {} the chat template, measured {} it",
+                        if row.apply_chat_template { "with" } else { "without" },
+                        if chat { "with" } else { "without" }
+                    )),
                     _ => None,
                 });
                 let verdict = match mismatch {
@@ -138,10 +144,11 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                     delta,
                     source: found.as_ref().map(|(_, s)| s.clone()),
                     published: found.map(|(row, _)| row),
-                    run: match model.limit {
-                        Some(limit) => format!("{shots}-shot, --limit {limit}"),
-                        None => format!("{shots}-shot"),
-                    },
+                    run: format!(
+                        "{shots}-shot{}{}",
+                        if chat { ", chat template" } else { "" },
+                        model.limit.map_or(String::new(), |limit| format!(", --limit {limit}"))
+                    ),
                     mismatch,
                 });
             }
@@ -193,6 +200,7 @@ mod tests {
             decimals,
             shots: None,
             harness: None,
+            apply_chat_template: false,
             verified: true,
             note: None,
         }

@@ -40,6 +40,10 @@ pub struct PublishedRow {
     /// Harness and version, when the source says.
     #[serde(default)]
     pub harness: Option<String>,
+    /// Whether the prompts went through the model's chat template (lm-eval's `--apply_chat_template`); plain-text
+    /// prompts, lm-eval's default, when absent.
+    #[serde(default)]
+    pub apply_chat_template: bool,
     /// False when the number cannot be traced to its origin.
     #[serde(default = "yes")]
     pub verified: bool,

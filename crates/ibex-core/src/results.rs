@@ -57,6 +57,8 @@ pub struct RunResults {
     pub group_subtasks: BTreeMap<String, Vec<String>>,
     /// Per task, its configuration in lm-eval's `TaskConfig` terms, as far as an ibex task has them.
     pub configs: BTreeMap<String, Value>,
+    /// Per task and group, its version: null, as ibex's task files carry none (lm-eval's schema allows null).
+    pub versions: BTreeMap<String, Option<f64>>,
     /// Per task and group, the few-shot count.
     #[serde(rename = "n-shot")]
     pub n_shot: BTreeMap<String, usize>,
@@ -73,12 +75,12 @@ pub struct RunResults {
     pub pretty_env_info: String,
     /// lm-eval's `upper_git_hash`; always null.
     pub upper_git_hash: Option<String>,
-    /// `[pad token, its id]`, if the tokenizer has one.
-    pub tokenizer_pad_token: Option<[String; 2]>,
-    /// `[eos token, its id]`, if any.
-    pub tokenizer_eos_token: Option<[String; 2]>,
-    /// `[bos token, its id]`, if any.
-    pub tokenizer_bos_token: Option<[String; 2]>,
+    /// `[pad token, str(id)]` after lm-eval's `configure_pad_token`; `[null, "None"]` when there is none.
+    pub tokenizer_pad_token: [Option<String>; 2],
+    /// `[eos token, str(id)]`.
+    pub tokenizer_eos_token: [Option<String>; 2],
+    /// `[bos token, str(id)]`.
+    pub tokenizer_bos_token: [Option<String>; 2],
     /// The end-of-text id generation stops on.
     pub eot_token_id: Option<u32>,
     /// The model's window in tokens.
@@ -238,6 +240,10 @@ pub fn find_results(path: &Path) -> Result<(PathBuf, String), String> {
         .collect();
     match folders.as_slice() {
         [one] => newest(one).ok_or_else(|| format!("no results in {}", one.display())),
+        [] if path.join("results.json").is_file() => Err(format!(
+            "{} holds a results.json of an ibex before results schema 2; run it again to write lm-eval's files",
+            path.display()
+        )),
         [] => Err(format!("{} holds no results_<date>.json (nor does any folder in it)", path.display())),
         several => Err(format!(
             "{} holds results of {} models; name one folder: {}",
@@ -252,8 +258,13 @@ pub fn find_results(path: &Path) -> Result<(PathBuf, String), String> {
 pub fn read_results(path: &Path) -> Result<(RunResults, PathBuf, String), String> {
     let (file, date) = find_results(path)?;
     let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let results = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not an ibex results file ({e}); was it written by lm-eval?", file.display()))?;
+    let results = serde_json::from_str(&text).map_err(|e| {
+        let value: Option<Value> = serde_json::from_str(&text).ok();
+        match value.as_ref().map(|v| v.get("ibex").is_some()) {
+            Some(false) => format!("{} has no `ibex` block: lm-eval wrote it, not ibex", file.display()),
+            _ => format!("{} is not an ibex results file: {e}", file.display()),
+        }
+    })?;
     Ok((results, file, date))
 }
 
@@ -299,7 +310,7 @@ pub struct ModelRecord {
     pub parameters: u64,
     /// The chat template applied (`--apply-chat-template`), by name (`default` for a tokenizer's only one).
     #[serde(default)]
-    pub chat_template: Option<String>,
+    pub chat_template_name: Option<String>,
     /// SHA-256 of the applied chat template's text.
     #[serde(default)]
     pub chat_template_sha: Option<String>,

@@ -2,6 +2,7 @@
 //! task's `configs` entry, `task_hashes`, the tokenizer and chat fields (`EvaluationTracker` and `simple_evaluate` in
 //! lm-eval 0.4.13), filled from the plan.
 
+use crate::journal::RunDate;
 use crate::{Plan, PlannedTask};
 use ibex_core::prompt::Output;
 use ibex_core::results::{
@@ -17,11 +18,12 @@ pub(crate) fn sha256_hex(text: &str) -> String {
     format!("{:x}", Sha256::digest(text.as_bytes()))
 }
 
-/// `date_id` as lm-eval names its files (`datetime.now().isoformat()` with `:` as `-`), and the Unix time.
-pub(crate) fn now() -> (String, f64) {
+/// Now, as lm-eval dates a run: the id its files are named with (`datetime.now().isoformat()` with `:` as `-`) and
+/// the Unix time.
+pub(crate) fn now() -> RunDate {
     let now = chrono::Local::now();
-    let seconds = now.timestamp() as f64 + f64::from(now.timestamp_subsec_micros()) / 1e6;
-    (now.format("%Y-%m-%dT%H-%M-%S%.6f").to_string(), seconds)
+    let unix = now.timestamp() as f64 + f64::from(now.timestamp_subsec_micros()) / 1e6;
+    RunDate { id: now.format("%Y-%m-%dT%H-%M-%S%.6f").to_string(), unix }
 }
 
 /// A results file with everything but scores filled in.
@@ -33,10 +35,14 @@ pub(crate) fn empty_results(plan: &Plan, record: ModelRecord, date: f64) -> RunR
     };
     let config = RunConfig {
         model: "ibex-candle".into(),
-        model_args: Map::from_iter([
-            ("pretrained".to_owned(), Value::from(plan.model.as_str())),
-            ("dtype".to_owned(), Value::from(torch_dtype.trim_start_matches("torch."))),
-        ]),
+        model_args: [
+            ("pretrained", Some(plan.model.as_str())),
+            ("dtype", Some(torch_dtype.trim_start_matches("torch."))),
+            ("revision", plan.revision.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key.to_owned(), Value::from(value?))))
+        .collect(),
         model_num_parameters: record.parameters,
         model_dtype: torch_dtype.into(),
         model_revision: plan.revision.clone().unwrap_or_else(|| "main".into()),
@@ -56,6 +62,7 @@ pub(crate) fn empty_results(plan: &Plan, record: ModelRecord, date: f64) -> RunR
         groups: BTreeMap::new(),
         group_subtasks: BTreeMap::new(),
         configs: BTreeMap::new(),
+        versions: BTreeMap::new(),
         n_shot: BTreeMap::new(),
         higher_is_better: BTreeMap::new(),
         n_samples: BTreeMap::new(),
@@ -157,21 +164,4 @@ pub(crate) fn task_config(task: &PlannedTask, num_fewshot: usize) -> Value {
     config.insert("should_decontaminate".into(), Value::from(false));
     config.insert("metadata".into(), json!({ "task_file": task.entry.source, "family": header.family }));
     Value::Object(config)
-}
-
-/// SHA-256 of a task's requests: each document's `arguments` as its sample log writes them, one JSON line per
-/// document in order, so a merge of shards recomputes the unsharded run's hash from the logs.
-pub(crate) fn task_hash(task: &PlannedTask) -> String {
-    let arguments: Vec<Map<String, Value>> = task.requests.iter().map(|r| crate::samples::arguments(r)).collect();
-    arguments_hash(arguments.iter())
-}
-
-/// SHA-256 of documents' `arguments`, one JSON line each.
-pub(crate) fn arguments_hash<'a>(arguments: impl Iterator<Item = &'a Map<String, Value>>) -> String {
-    let mut hasher = Sha256::new();
-    for document in arguments {
-        hasher.update(serde_json::to_string(document).expect("arguments serialize").as_bytes());
-        hasher.update(b"\n");
-    }
-    format!("{:x}", hasher.finalize())
 }

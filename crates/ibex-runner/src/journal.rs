@@ -1,10 +1,12 @@
-//! The run's journal (`journal.jsonl` in the output folder): every finished batch's answers, appended and synced to
-//! disk before the next batch starts, so a run killed at any point (a Slurm time limit, a pre-emption) resumes where
-//! it stopped: a rerun with the same output folder and settings sends the model only what the journal lacks, and
-//! writes the results an uninterrupted run writes.
+//! The run's journal (`journal_<fingerprint>.jsonl` beside the run's files): every finished batch's answers,
+//! appended and synced to disk before the next batch starts, so a run killed at any point (a Slurm time limit, a
+//! pre-emption) resumes where it stopped: a rerun with the same output folder and settings finds its journal by the
+//! fingerprint of those settings, sends the model only what the journal lacks, and completes the files the first
+//! attempt began. Runs with other settings keep their own journals, so any number of runs share an output folder,
+//! as lm-eval's dated files do.
 //!
-//! The first line names the run (a fingerprint of everything that decides its answers); each other line is one
-//! answer: `{"task", "doc", "request", "loglikelihood", "is_greedy"}` or `{"task", "doc", "request", "generation"}`.
+//! The first line names the run (the full fingerprint and the run's date); each other line is one answer:
+//! `{"task", "doc", "request", "loglikelihood", "is_greedy"}` or `{"task", "doc", "request", "generation"}`.
 
 use crate::RunError;
 use ibex_core::{Response, TokenScore};
@@ -14,17 +16,24 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// The journal's file name in the output folder.
-pub const JOURNAL: &str = "journal.jsonl";
+/// The journal's file name for the run with `fingerprint` (hex): `journal_<first 16 digits>.jsonl`.
+pub fn journal_file_name(fingerprint: &str) -> String {
+    format!("journal_{}.jsonl", &fingerprint[..fingerprint.len().min(16)])
+}
+
+/// When a run started: the id its files are named with (`2026-11-30T16-21-44.240137`, as lm-eval names them) and
+/// the Unix time (lm-eval's `date`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RunDate {
+    pub(crate) id: String,
+    pub(crate) unix: f64,
+}
 
 #[derive(Serialize, Deserialize)]
 struct Header {
     journal: u32,
     fingerprint: String,
-    /// The run's date id (`2026-11-30T16-21-44.240137`, as lm-eval names its files), kept so a resumed run writes
-    /// the files the first attempt began.
-    #[serde(default)]
-    date_id: Option<String>,
+    date: RunDate,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -40,32 +49,10 @@ struct Line {
     generation: Option<String>,
 }
 
-/// The fingerprint a journal's text starts with: its header line, whole and readable.
+/// A journal's header line, whole and readable.
 fn header(text: &str) -> Option<Header> {
     let first = text.split_inclusive('\n').next()?.strip_suffix('\n')?;
     serde_json::from_str::<Header>(first).ok()
-}
-
-fn header_fingerprint(text: &str) -> Option<String> {
-    header(text).map(|h| h.fingerprint)
-}
-
-/// Fails when `journal` (the text of `output`'s journal) belongs to another run and `overwrite` is not set.
-fn refuse_other_run(output: &Path, journal: &str, fingerprint: &str, overwrite: bool) -> Result<(), RunError> {
-    match header_fingerprint(journal) {
-        Some(theirs) if theirs != fingerprint && !overwrite => Err(RunError::Plan(format!(
-            "{} holds a run with other settings ({}); pass --overwrite to start over, or another --output",
-            output.display(),
-            output.join(JOURNAL).display()
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Fails when `output` holds the journal of another run and `overwrite` is not set.
-pub(crate) fn check_output(output: &Path, fingerprint: &str, overwrite: bool) -> Result<(), RunError> {
-    let journal = std::fs::read_to_string(output.join(JOURNAL)).unwrap_or_default();
-    refuse_other_run(output, &journal, fingerprint, overwrite)
 }
 
 /// The answers of a run so far, and the file that keeps them.
@@ -73,33 +60,30 @@ pub(crate) struct Journal {
     file: BufWriter<File>,
     path: PathBuf,
     answered: HashMap<(String, usize, usize), Response>,
-    date_id: String,
+    date: RunDate,
 }
 
 impl Journal {
-    /// Opens the journal of `output` for the run named `fingerprint`, reading what it already holds. A journal of
-    /// another run is an error unless `overwrite`, which starts it anew. A last line cut short by a kill is dropped.
-    /// `date_id` names a new run's files; a resumed run keeps its first attempt's.
-    pub(crate) fn open(output: &Path, fingerprint: &str, overwrite: bool, date_id: String) -> Result<Self, RunError> {
-        let path = output.join(JOURNAL);
+    /// Opens the journal in `output` of the run named `fingerprint`, reading what it already holds, unless
+    /// `overwrite`, which starts it anew. A last line cut short by a kill is dropped. `date` dates a new run; a
+    /// resumed run keeps its first attempt's.
+    pub(crate) fn open(output: &Path, fingerprint: &str, overwrite: bool, date: RunDate) -> Result<Self, RunError> {
+        let path = output.join(journal_file_name(fingerprint));
         let write_error = |source| RunError::Write { path: path.clone(), source };
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => return Err(write_error(source)),
         };
-        refuse_other_run(output, &text, fingerprint, overwrite)?;
         let mut answered = HashMap::new();
         let mut kept = 0;
-        let mut date_id = date_id;
+        let mut date = date;
         let mut lines = text.split_inclusive('\n');
         let first = lines.next().unwrap_or_default();
-        // This run's journal is read on; another run's (with --overwrite) or a torn header starts anew.
-        if header_fingerprint(&text).as_deref() == Some(fingerprint) {
+        // This run's journal is read on; with --overwrite, or after a torn header, it starts anew.
+        if let Some(earlier) = header(&text).filter(|h| h.fingerprint == fingerprint && !overwrite) {
             kept = first.len();
-            if let Some(earlier) = header(&text).and_then(|h| h.date_id) {
-                date_id = earlier;
-            }
+            date = earlier.date;
             for line in lines {
                 let Some(entry) = line.strip_suffix('\n').and_then(|l| serde_json::from_str::<Line>(l).ok()) else {
                     break;
@@ -118,10 +102,9 @@ impl Journal {
         let file = OpenOptions::new().create(true).write(true).truncate(false).open(&path).map_err(write_error)?;
         // Keep the whole lines of this run's journal; anything else (another run's, a torn last line) goes.
         file.set_len(kept as u64).map_err(write_error)?;
-        let mut journal = Self { file: BufWriter::new(file), path: path.clone(), answered, date_id };
+        let mut journal = Self { file: BufWriter::new(file), path: path.clone(), answered, date };
         if kept == 0 {
-            let header =
-                Header { journal: 1, fingerprint: fingerprint.to_owned(), date_id: Some(journal.date_id.clone()) };
+            let header = Header { journal: 1, fingerprint: fingerprint.to_owned(), date: journal.date.clone() };
             journal.append(&[serde_json::to_string(&header).expect("headers serialize")]).map_err(write_error)?;
         } else {
             use std::io::Seek;
@@ -130,9 +113,9 @@ impl Journal {
         Ok(journal)
     }
 
-    /// The date id the run's files are named with.
-    pub(crate) fn date_id(&self) -> &str {
-        &self.date_id
+    /// When the run (its first attempt) started.
+    pub(crate) fn date(&self) -> &RunDate {
+        &self.date
     }
 
     /// The answer the journal holds for request `request` of document `doc` of `task`.

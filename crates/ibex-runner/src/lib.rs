@@ -19,7 +19,7 @@ mod schedule;
 
 pub use configs::{model_recipe, suite_tasks, ModelRecipe};
 pub use error::RunError;
-pub use journal::JOURNAL;
+pub use journal::journal_file_name;
 pub use merge::merge;
 pub use plan::{ChatSettings, DataOverride, Plan, PlannedTask, RunSettings, SplitSource};
 pub use registry::{Entry, Group, Registry, RegistryError};
@@ -41,10 +41,10 @@ use std::time::Instant;
 pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> Result<RunResults, RunError> {
     let start = Instant::now();
     std::fs::create_dir_all(&plan.output).map_err(|source| RunError::Write { path: plan.output.clone(), source })?;
-    let (date_id, date) = files::now();
-    let mut journal = journal::Journal::open(&plan.output, &plan.fingerprint(), plan.overwrite, date_id)?;
-    let results_path = plan.output.join(results_file_name(journal.date_id()));
-    let mut results = files::empty_results(plan, record, date);
+    let mut journal = journal::Journal::open(&plan.output, &plan.fingerprint(), plan.overwrite, files::now())?;
+    let date = journal.date().clone();
+    let results_path = plan.output.join(results_file_name(&date.id));
+    let mut results = files::empty_results(plan, record, date.unix);
     let mut aggregates: BTreeMap<String, TaskAggregates> = BTreeMap::new();
     for task in &plan.tasks {
         let name = task.name().to_owned();
@@ -54,8 +54,9 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
         let scores: Vec<SampleScore> =
             task.docs.iter().zip(&responses).map(|(doc, resps)| task.entry.task.score(doc, resps)).collect();
         if plan.log_samples {
-            let path = plan.output.join(samples_file_name(&name, journal.date_id()));
-            samples::write_samples(&path, task.entry.task.metrics(), &task.docs, &task.requests, &responses, &scores)?;
+            let path = plan.output.join(samples_file_name(&name, &date.id));
+            let records = samples::write_samples(&path, task, &responses, &scores)?;
+            results.task_hashes.insert(name.clone(), samples::task_hash(&records));
         }
         let ids_and_scores: Vec<(usize, &BTreeMap<String, Value>)> =
             task.docs.iter().zip(&scores).map(|(doc, score)| (doc.id, &score.metrics)).collect();
@@ -63,8 +64,8 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
         results.results.insert(name.clone(), result_entry(&name, &task_aggregates, task.docs.len()));
         results.configs.insert(name.clone(), files::task_config(task, plan.num_fewshot));
         results.n_shot.insert(name.clone(), plan.num_fewshot);
+        results.versions.insert(name.clone(), None);
         results.n_samples.insert(name.clone(), SampleCounts { original: task.split_rows, effective: task.docs.len() });
-        results.task_hashes.insert(name.clone(), files::task_hash(task));
         results.ibex.tasks.insert(
             name.clone(),
             TaskRecord {
@@ -92,7 +93,7 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
 
 /// The evaluation's wall time, in lm-eval's string and ibex's number.
 fn set_time(results: &mut RunResults, seconds: f64) {
-    results.total_evaluation_time_seconds = seconds.to_string();
+    results.total_evaluation_time_seconds = ibex_core::python::float_repr(seconds);
     results.ibex.seconds = seconds;
 }
 
@@ -161,6 +162,7 @@ fn aggregate_groups(
         results.groups.insert(group.group.clone(), entry);
         results.group_subtasks.insert(group.group.clone(), group.tasks.clone());
         results.n_shot.insert(group.group.clone(), num_fewshot);
+        results.versions.insert(group.group.clone(), None);
         let directions = results.higher_is_better.get(&group.tasks[0]).cloned().unwrap_or_default();
         results.higher_is_better.insert(group.group.clone(), directions);
     }

@@ -65,7 +65,7 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
     let registry = Registry::load(tasks_dirs)?;
     let folder = output.join(&first.model_name_sanitized);
     std::fs::create_dir_all(&folder).map_err(|source| RunError::Write { path: folder.clone(), source })?;
-    let (date_id, _) = files::now();
+    let date_id = files::now().id;
     let mut merged = first.clone();
     merged.results.clear();
     merged.groups.clear();
@@ -97,7 +97,7 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
         if let Some(counts) = merged.n_samples.get_mut(task) {
             counts.effective = records.len();
         }
-        merged.task_hashes.insert(task.clone(), files::arguments_hash(records.iter().map(|r| &r.arguments)));
+        merged.task_hashes.insert(task.clone(), crate::samples::task_hash(&records));
         let shard_records = runs.iter().map(|(r, _, _)| &r.ibex.tasks[task]);
         let mut task_record = record.clone();
         task_record.n = records.len();

@@ -50,7 +50,7 @@ pub struct RunSettings {
     pub output: Option<PathBuf>,
     /// Whether to write `samples_<task>_<date>.jsonl`.
     pub log_samples: bool,
-    /// Start over when the output folder holds another run's journal, instead of refusing.
+    /// Start this run's journal anew instead of resuming from it.
     pub overwrite: bool,
     /// The BOS policy; the model recipe's, else `auto`, when absent.
     pub add_bos_token: Option<BosPolicy>,
@@ -139,7 +139,7 @@ pub struct Plan {
     pub tokenizer: TokenizerSummary,
     /// Whether to write sample logs.
     pub log_samples: bool,
-    /// Whether another run's journal in the output folder may be discarded.
+    /// Whether the run's journal is started anew rather than resumed.
     pub overwrite: bool,
     /// Few-shot examples per document.
     pub num_fewshot: usize,
@@ -157,15 +157,16 @@ pub struct Plan {
     pub groups: Vec<Group>,
 }
 
-/// The special tokens lm-eval's results name (`[token, id]`), the end-of-text id, and the model's window.
+/// The special tokens lm-eval's results name (`[token, str(id)]`, `[null, "None"]` when absent), the end-of-text
+/// id, and the model's window.
 #[derive(Clone, Debug, Default)]
 pub struct TokenizerSummary {
-    /// The padding token.
-    pub pad: Option<[String; 2]>,
+    /// The padding token, as lm-eval's `configure_pad_token` sets it (else the unknown token, else EOS).
+    pub pad: [Option<String>; 2],
     /// The end-of-sequence token.
-    pub eos: Option<[String; 2]>,
+    pub eos: [Option<String>; 2],
     /// The beginning-of-sequence token.
-    pub bos: Option<[String; 2]>,
+    pub bos: [Option<String>; 2],
     /// The end-of-text id generation stops on.
     pub eot_token_id: Option<u32>,
     /// config.json's `max_position_embeddings`.
@@ -295,7 +296,13 @@ impl Plan {
                     .into(),
             )),
             Some(flag) => flag,
-            None if apply_chat_template => recipe.as_ref().and_then(|r| r.fewshot_as_multiturn).unwrap_or(true),
+            None if apply_chat_template => or_recipe(
+                None,
+                recipe.as_ref().and_then(|r| r.fewshot_as_multiturn),
+                "fewshot_as_multiturn",
+                &mut applied,
+            )
+            .unwrap_or(true),
             None => false,
         };
         let chat_template = if apply_chat_template {
@@ -304,7 +311,13 @@ impl Plan {
                 model_files.chat_template.as_deref(),
                 settings.chat.template_name.as_deref(),
             )
-            .map_err(|e| RunError::Plan(format!("--apply-chat-template: {e}")))?;
+            .map_err(|e| match settings.chat.apply_chat_template {
+                Some(true) => RunError::Plan(format!("--apply-chat-template: {e}")),
+                _ => RunError::Plan(format!(
+                    "{} applies the chat template: {e}; pass --no-chat-template for plain-text prompts",
+                    recipe.as_ref().map_or("the model's recipe", |r| r.source.as_str())
+                )),
+            })?;
             Some(Arc::new(template))
         } else {
             if settings.chat.template_name.is_some() {
@@ -313,7 +326,7 @@ impl Plan {
             None
         };
         let prompt = PromptFormat {
-            system_instruction: settings.chat.system_instruction.clone(),
+            system_instruction: settings.chat.system_instruction.clone().filter(|s| !s.is_empty()),
             chat: chat_template.as_ref().map(|template| ChatFormat {
                 template: Arc::clone(template) as Arc<dyn ApplyChatTemplate>,
                 fewshot_as_multiturn,
@@ -334,14 +347,19 @@ impl Plan {
         }
         let output = output.join(sanitize_model_name(&settings.model));
         let special = tokenizer.special_tokens_map()?;
-        let named = |key: &str| {
-            let token = special.get(key)?.as_str()?;
-            Some([token.to_owned(), encoder.token_id(token)?.to_string()])
+        let named = |key: &str| special.get(key).and_then(|t| t.as_str());
+        let pair = |token: Option<&str>| match token {
+            Some(token) => {
+                [Some(token.to_owned()), Some(encoder.token_id(token).map_or("None".into(), |id| id.to_string()))]
+            }
+            None => [None, Some("None".to_owned())],
         };
+        // lm-eval's `configure_pad_token`: no pad token means the unknown token, else EOS.
+        let pad = named("pad_token").or(named("unk_token")).or(named("eos_token"));
         let tokenizer_summary = TokenizerSummary {
-            pad: named("pad_token"),
-            eos: named("eos_token"),
-            bos: named("bos_token"),
+            pad: pair(pad),
+            eos: pair(named("eos_token")),
+            bos: pair(named("bos_token")),
             eot_token_id: encoder.eos_token_id(),
             max_length: model_window(&model_files),
         };
@@ -370,7 +388,6 @@ impl Plan {
             tasks,
             groups: groups.into_iter().cloned().collect(),
         };
-        crate::journal::check_output(&plan.output, &plan.fingerprint(), plan.overwrite)?;
         Ok(plan)
     }
 
@@ -396,7 +413,7 @@ impl Plan {
             fewshot_seed: self.fewshot_seed,
             max_gen_toks: self.max_gen_toks,
             parameters: 0,
-            chat_template: self.chat_template.as_ref().map(|t| t.name().to_owned()),
+            chat_template_name: self.chat_template.as_ref().map(|t| t.name().to_owned()),
             chat_template_sha: self.chat_template.as_ref().map(|t| t.sha256()),
             system_instruction: self.prompt.system_instruction.clone(),
             fewshot_as_multiturn: self.prompt.chat.as_ref().is_some_and(|c| c.fewshot_as_multiturn),
@@ -424,7 +441,9 @@ impl Plan {
                     t.eval.file,
                     t.eval.dataset,
                     t.fewshot.as_ref().map(|f| &f.file),
-                    t.docs.len()
+                    t.docs.len(),
+                    // The prompts themselves: a chat template may render differently from one day to the next.
+                    crate::files::sha256_hex(&serde_json::to_string(&t.requests).expect("requests serialize")),
                 ])
             })
             .collect();

@@ -3,25 +3,26 @@
 //! and target as Python's `str` writes them), hashes included, so the two logs compare line by line.
 
 use crate::files::sha256_hex;
+use crate::PlannedTask;
 use crate::RunError;
 use ibex_core::python::float_repr;
 use ibex_core::results::SampleRecord;
-use ibex_core::{Doc, GenerateRequest, Metric, Request, Response, SampleScore};
+use ibex_core::{GenerateRequest, Request, Response, SampleScore};
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::Path;
 
-/// Writes one task's sample log.
+/// Writes one task's sample log; returns its records.
 pub(crate) fn write_samples(
     path: &Path,
-    metrics: &[Metric],
-    docs: &[Doc],
-    requests: &[Vec<Request>],
+    task: &PlannedTask,
     responses: &[Vec<Response>],
     scores: &[SampleScore],
-) -> Result<(), RunError> {
+) -> Result<Vec<SampleRecord>, RunError> {
+    let (metrics, docs, requests) = (task.entry.task.metrics(), &task.docs, &task.requests);
     let write_error = |source: std::io::Error| RunError::Write { path: path.to_owned(), source };
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(write_error)?);
+    let mut records = Vec::with_capacity(docs.len());
     for (((doc, doc_requests), doc_responses), score) in docs.iter().zip(requests).zip(responses).zip(scores) {
         let arguments = arguments(doc_requests);
         let answers: Vec<Value> = doc_responses
@@ -51,8 +52,17 @@ pub(crate) fn write_samples(
         };
         let line = serde_json::to_string(&record).expect("sample records serialize");
         writeln!(out, "{line}").map_err(write_error)?;
+        records.push(record);
     }
-    out.flush().map_err(write_error)
+    out.flush().map_err(write_error)?;
+    Ok(records)
+}
+
+/// lm-eval's task hash (`EvaluationTracker.save_results_aggregated`): SHA-256 of every document's `doc_hash`,
+/// `prompt_hash` and `target_hash`, concatenated in order.
+pub(crate) fn task_hash(records: &[SampleRecord]) -> String {
+    let joined: String = records.iter().map(|r| format!("{}{}{}", r.doc_hash, r.prompt_hash, r.target_hash)).collect();
+    sha256_hex(&joined)
 }
 
 /// A document's `arguments`: `gen_args_<i>` → its i-th request's arguments.
@@ -87,10 +97,36 @@ fn python_json_indent2(value: &Value) -> String {
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-/// Python's `str()` of a JSON value as lm-eval's `target_hash` sees it (an int or a string target).
+/// Python's `str()` of a JSON value as lm-eval writes `target` and hashes it: strings as they are, everything else
+/// as Python prints it (`True`, `None`, `['a', 1]`, `1.0`).
 fn python_str(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        other => other.to_string(),
+        other => python_repr(other),
+    }
+}
+
+/// Python's `repr()` of a JSON value.
+fn python_repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (_, Some(u), _) => u.to_string(),
+            (_, _, Some(f)) => float_repr(f),
+            _ => n.to_string(),
+        },
+        // Python quotes with ' unless the text holds ' and no "; escapes are left out (targets are plain text).
+        Value::String(s) if s.contains('\'') && !s.contains('"') => format!("\"{s}\""),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Array(items) => format!("[{}]", items.iter().map(python_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", python_repr(&Value::from(k.as_str())), python_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
