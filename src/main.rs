@@ -6,8 +6,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ibex_candle::{candle_dtype, device_name, select_device, CandleModel};
 use ibex_core::results::Shard;
-use ibex_core::{BosPolicy, DeviceSpec, Dtype, TemplateLm};
-use ibex_runner::{plan_tables, results_table, ChatSettings, DataOverride, Plan, Registry, RunSettings};
+use ibex_core::{BatchSize, BosPolicy, DeviceSpec, Dtype, TemplateLm};
+use ibex_runner::{fetched_table, plan_tables, results_table, ChatSettings, DataOverride, Plan, Registry, RunSettings};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,9 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Download everything `ibex run` with the same flags needs into the Hugging Face cache (the checkpoint and its
+    /// weights, every task's data files), so an offline compute node can then run with HF_HUB_OFFLINE=1.
+    Fetch(Box<RunArgs>),
     /// Join the folders of `ibex run --shard I/N` runs into the results and sample logs of the unsharded run.
     Merge {
         /// Folder for the merged results and sample logs (under <folder>/<model>/, as a run writes them).
@@ -82,9 +85,13 @@ struct RunArgs {
     /// f32, bf16 or f16 (f16 on CUDA only) [default: the model's recipe in configs/models, else f32].
     #[arg(long)]
     dtype: Option<Dtype>,
-    /// Requests per forward pass.
+    /// Requests per forward pass, or auto: the largest that fits, tried on the longest requests first and halved
+    /// (the batch retried) whenever the device runs out of memory (lm-eval's --batch_size auto).
     #[arg(long, default_value = "8")]
-    batch_size: NonZeroUsize,
+    batch_size: BatchSize,
+    /// The first size --batch-size auto tries (lm-eval's --max_batch_size) [default: 64].
+    #[arg(long)]
+    max_batch_size: Option<NonZeroUsize>,
     /// Evaluate only the first N documents of each task.
     #[arg(long)]
     limit: Option<usize>,
@@ -146,7 +153,10 @@ impl RunArgs {
             data: self.data,
             device: self.device,
             dtype: self.dtype,
-            batch_size: self.batch_size,
+            batch_size: match (self.batch_size, self.max_batch_size) {
+                (BatchSize::Auto { .. }, Some(max)) => BatchSize::Auto { max },
+                (size, _) => size,
+            },
             limit: self.limit,
             shard: self.shard,
             output: self.output,
@@ -194,6 +204,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
+            if args.max_batch_size.is_some() && !matches!(args.batch_size, BatchSize::Auto { .. }) {
+                anyhow::bail!("--max-batch-size is the first size --batch-size auto tries; add --batch-size auto");
+            }
             let dry_run = args.dry_run;
             let plan = Plan::resolve(args.settings())?;
             if let Some((source, applied)) = &plan.recipe {
@@ -212,6 +225,14 @@ fn run(cli: Cli) -> Result<()> {
                 results.ibex.seconds,
                 plan.output.display()
             );
+        }
+        Command::Fetch(args) => {
+            if ibex_hub::offline() {
+                anyhow::bail!("ibex fetch downloads from the hub, and HF_HUB_OFFLINE forbids it; unset HF_HUB_OFFLINE");
+            }
+            let plan = Plan::resolve(args.settings())?;
+            let weights = ibex_hub::fetch_weights(&plan.model_files)?;
+            println!("{}", fetched_table(&plan, &weights));
         }
         Command::Compare { results, published, output } => {
             let found = results

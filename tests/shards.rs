@@ -26,10 +26,13 @@ fn shards_merge_into_the_unsharded_run_bit_for_bit() {
     }
     common.extend(["--num-fewshot", "3"]);
     let whole = run_ok(&common);
-    let shards: Vec<tempfile::TempDir> = (0..3)
-        .map(|i| {
+    // Shards may run at other batch sizes than each other and than the whole run.
+    let shards: Vec<tempfile::TempDir> = ["3", "1", "auto"]
+        .iter()
+        .enumerate()
+        .map(|(i, batch_size)| {
             let shard = format!("{i}/3");
-            run_ok(&[&common[..], &["--shard", shard.as_str(), "--batch-size", "3"]].concat())
+            run_ok(&[&common[..], &["--shard", shard.as_str(), "--batch-size", batch_size]].concat())
         })
         .collect();
     let merged = tempfile::tempdir().unwrap();

@@ -2,8 +2,8 @@
 # Queues an ibex evaluation as a Slurm array of N shards plus a merge that runs once every shard has succeeded.
 #   scripts/slurm/submit.sh N MODEL TASKS OUT [ibex run flags…]
 # e.g. scripts/slurm/submit.sh 8 BSC-LT/salamandra-7b xnli,xquad_es /gpfs/scratch/me/sal7b --num-fewshot 5
-# Fill the hub cache first, on the login node (compute nodes are offline): `huggingface-cli download MODEL`, then
-# `ibex run --dry-run` with the same arguments, which fetches the tasks' data and checks the plan.
+# Fill the hub cache first, on the login node (compute nodes are offline): `ibex fetch --model MODEL --tasks TASKS`
+# with the same flags, which downloads the checkpoint and the tasks' data and checks the plan.
 set -euo pipefail
 if [ $# -lt 4 ]; then
     sed -n '2,6p' "$0"; exit 2

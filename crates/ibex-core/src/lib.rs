@@ -29,7 +29,7 @@ pub use metrics::Metric;
 pub use model::{LanguageModel, ModelError, ScoreSink, TextSink, TokenModel, TokenScore};
 pub use pyrandom::PyRandom;
 pub use request::{GenerateRequest, LoglikelihoodRequest, Request, Response, TokenRequest};
-pub use settings::{DeviceSpec, Dtype};
+pub use settings::{BatchSize, DeviceSpec, Dtype, DEFAULT_MAX_BATCH_SIZE};
 pub use task::{
     parse_task_file, text_field, DataSpec, Doc, SampleScore, Task, TaskError, TaskFamily, TaskHeader,
     DEFAULT_FEWSHOT_DELIMITER,

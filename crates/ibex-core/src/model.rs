@@ -18,7 +18,10 @@ pub struct TokenScore {
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// The backend ran out of device memory.
-    #[error("out of memory on {device} while scoring a batch of {batch} sequences; try a smaller --batch-size")]
+    #[error(
+        "out of memory on {device} while scoring a batch of {batch} sequences; try a smaller --batch-size, or \
+         --batch-size auto"
+    )]
     OutOfMemory {
         /// The device that failed.
         device: String,
@@ -76,6 +79,9 @@ pub trait LanguageModel {
     /// Tokens the model has processed so far (scored inputs, prompts and generated tokens; padding excluded): the
     /// runner reports throughput from it.
     fn tokens_processed(&self) -> u64;
+
+    /// The batch sizes requests ran at so far, each once, in the order first used (lm-eval's `batch_sizes`).
+    fn batch_sizes(&self) -> Vec<usize>;
 }
 
 /// A causal language model at the token level: what a backend (Candle on CPU or CUDA) implements. It never sees

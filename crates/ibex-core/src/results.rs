@@ -152,7 +152,7 @@ pub struct RunConfig {
     pub model_sha: String,
     /// Requests per forward pass, as a string.
     pub batch_size: String,
-    /// Batch sizes found automatically; empty.
+    /// The batch sizes requests ran at, in the order first used (one for a fixed size; those `auto` settled on).
     pub batch_sizes: Vec<usize>,
     /// The device that ran.
     pub device: String,
@@ -279,8 +279,11 @@ pub struct ModelRecord {
     pub dtype: String,
     /// The device that ran (`cpu`, `cuda:0`).
     pub device: String,
-    /// Requests per forward pass.
-    pub batch_size: usize,
+    /// Requests per forward pass: a number, or `auto`.
+    pub batch_size: String,
+    /// The first size `auto` tried.
+    #[serde(default)]
+    pub max_batch_size: Option<usize>,
     /// The BOS policy applied (`auto`, `true`, `false`).
     pub add_bos_token: String,
     /// Which 1/N of every task's documents this run evaluated (`--shard I/N`), if sharded.

@@ -1,8 +1,52 @@
-//! Run settings every layer names but no layer computes: the numeric type and the device, parsed once from the
-//! user's words (`--dtype`, `--device`, lm-eval's `dtype=` and `device=`) into types the backend then maps to its own.
+//! Run settings every layer names but no layer computes: the numeric type, the device and the batch size, parsed once
+//! from the user's words (`--dtype`, `--device`, `--batch-size`, lm-eval's `dtype=` and `device=`) into types the
+//! backend then maps to its own.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::str::FromStr;
+
+/// lm-eval's default `--max_batch_size`, the first size `auto` tries.
+pub const DEFAULT_MAX_BATCH_SIZE: usize = 64;
+
+/// Requests per forward pass: a fixed number, or lm-eval's `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchSize {
+    /// Always this many (the last batch of a kind may be smaller).
+    Fixed(NonZeroUsize),
+    /// The largest size up to `max` that fits (lm-eval's `--batch_size auto` with `--max_batch_size`): tried on the
+    /// longest requests first and halved whenever the device runs out of memory, the failed batch retried.
+    Auto {
+        /// The first size tried.
+        max: NonZeroUsize,
+    },
+}
+
+impl FromStr for BatchSize {
+    type Err = String;
+
+    /// `auto` or a positive integer.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "auto" {
+            let max = NonZeroUsize::new(DEFAULT_MAX_BATCH_SIZE).expect("the default is positive");
+            return Ok(BatchSize::Auto { max });
+        }
+        match text.parse::<NonZeroUsize>() {
+            Ok(size) => Ok(BatchSize::Fixed(size)),
+            Err(_) => Err(format!("`{text}` is not a batch size; use a positive integer or auto")),
+        }
+    }
+}
+
+impl fmt::Display for BatchSize {
+    /// `8`, or `auto` as lm-eval records it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchSize::Fixed(size) => write!(f, "{size}"),
+            BatchSize::Auto { .. } => f.write_str("auto"),
+        }
+    }
+}
 
 /// The numeric type weights and activations are held in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

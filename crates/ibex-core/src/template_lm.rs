@@ -3,18 +3,21 @@
 //! sorting and batching, and the stop criteria; the backend below it sees token ids only.
 
 use crate::{
-    Encoder, GenerateRequest, GenerationConfig, LanguageModel, LoglikelihoodRequest, ModelError, ScoreSink, TextSink,
-    TokenModel, TokenRequest, TokenScore,
+    BatchSize, Encoder, GenerateRequest, GenerationConfig, LanguageModel, LoglikelihoodRequest, ModelError, ScoreSink,
+    TextSink, TokenModel, TokenRequest, TokenScore,
 };
 use std::collections::BTreeMap;
-use std::num::NonZeroUsize;
 
 /// A [`TokenModel`] made a [`LanguageModel`].
 pub struct TemplateLm<'e, M> {
     model: M,
     encoder: &'e Encoder,
     generation: GenerationConfig,
-    batch_size: NonZeroUsize,
+    batch_size: BatchSize,
+    /// The size the next batch takes: the fixed size, or `auto`'s current one (it only shrinks).
+    current: usize,
+    /// Each size batches were run at, in the order first used (lm-eval's `batch_sizes`).
+    sizes_used: Vec<usize>,
     max_gen_toks: usize,
     tokens_processed: u64,
 }
@@ -26,10 +29,40 @@ impl<'e, M: TokenModel> TemplateLm<'e, M> {
         model: M,
         encoder: &'e Encoder,
         generation: GenerationConfig,
-        batch_size: NonZeroUsize,
+        batch_size: BatchSize,
         max_gen_toks: usize,
     ) -> Self {
-        Self { model, encoder, generation, batch_size, max_gen_toks, tokens_processed: 0 }
+        let current = match batch_size {
+            BatchSize::Fixed(size) => size.get(),
+            BatchSize::Auto { max } => max.get(),
+        };
+        Self {
+            model,
+            encoder,
+            generation,
+            batch_size,
+            current,
+            sizes_used: Vec::new(),
+            max_gen_toks,
+            tokens_processed: 0,
+        }
+    }
+
+    /// Under `auto`, halves the batch size after an out-of-memory error so the failed batch can be retried;
+    /// false when there is nothing to halve (a fixed size, or one request already).
+    fn shrink(&mut self) -> bool {
+        let shrinks = matches!(self.batch_size, BatchSize::Auto { .. }) && self.current > 1;
+        if shrinks {
+            self.current /= 2;
+        }
+        shrinks
+    }
+
+    /// Notes that a batch ran at the current size.
+    fn ran(&mut self) {
+        if !self.sizes_used.contains(&self.current) {
+            self.sizes_used.push(self.current);
+        }
     }
 }
 
@@ -72,7 +105,8 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
     }
 
     /// Tokenizes every request, then scores them longest first in batches (as lm-eval's `Collator` orders them, so
-    /// the first batch shows whether memory suffices), and returns the scores in request order.
+    /// the first batch shows whether memory suffices; under `auto` a batch that runs out of memory is retried at half
+    /// the size), and returns the scores in request order.
     fn loglikelihood(
         &mut self,
         requests: &[LoglikelihoodRequest],
@@ -89,15 +123,22 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
         let mut order: Vec<usize> = (0..tokens.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].context.len() + tokens[i].continuation.len()));
         let mut scores = vec![None; tokens.len()];
-        for batch in order.chunks(self.batch_size.get()) {
+        let mut start = 0;
+        while start < order.len() {
+            let batch = &order[start..(start + self.current).min(order.len())];
             let batch_tokens: Vec<TokenRequest> = batch.iter().map(|&i| tokens[i].clone()).collect();
+            let result = self.model.score(&batch_tokens);
+            if matches!(result, Err(ModelError::OutOfMemory { .. })) && self.shrink() {
+                continue;
+            }
+            let answered: Vec<(usize, TokenScore)> = batch.iter().copied().zip(result?).collect();
+            self.ran();
             self.tokens_processed += batch_tokens.iter().map(|t| t.model_input(window).0.len() as u64).sum::<u64>();
-            let answered: Vec<(usize, TokenScore)> =
-                batch.iter().copied().zip(self.model.score(&batch_tokens)?).collect();
             done(&answered).map_err(ModelError::Sink)?;
             for (i, score) in answered {
                 scores[i] = Some(score);
             }
+            start += batch.len();
         }
         Ok(scores.into_iter().map(|s| s.expect("every request is in one batch")).collect())
     }
@@ -128,9 +169,17 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
             let mut order: Vec<usize> = (0..members.len()).collect();
             order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
             let stop = self.encoder.stop_criteria(until, &self.generation.eos_token_ids)?;
-            for batch in order.chunks(self.batch_size.get()) {
+            let mut start = 0;
+            while start < order.len() {
+                let batch = &order[start..(start + self.current).min(order.len())];
                 let batch_prompts: Vec<Vec<u32>> = batch.iter().map(|&i| prompts[i].clone()).collect();
-                let outputs = self.model.generate(&batch_prompts, budget, &stop)?;
+                let result = self.model.generate(&batch_prompts, budget, &stop);
+                if matches!(result, Err(ModelError::OutOfMemory { .. })) && self.shrink() {
+                    continue;
+                }
+                let outputs = result?;
+                self.ran();
+                start += batch.len();
                 let prompt_tokens: usize = batch_prompts.iter().map(Vec::len).sum();
                 let generated_tokens: usize = outputs.iter().map(Vec::len).sum();
                 self.tokens_processed += (prompt_tokens + generated_tokens) as u64;
@@ -150,5 +199,9 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
 
     fn tokens_processed(&self) -> u64 {
         self.tokens_processed
+    }
+
+    fn batch_sizes(&self) -> Vec<usize> {
+        self.sizes_used.clone()
     }
 }

@@ -47,7 +47,7 @@ pub(crate) fn empty_results(plan: &Plan, record: ModelRecord, date: f64) -> RunR
         model_dtype: torch_dtype.into(),
         model_revision: plan.revision.clone().unwrap_or_else(|| "main".into()),
         model_sha: record.revision.clone().unwrap_or_default(),
-        batch_size: record.batch_size.to_string(),
+        batch_size: record.batch_size.clone(),
         batch_sizes: Vec::new(),
         device: record.device.clone(),
         use_cache: None,

@@ -23,7 +23,7 @@ pub use journal::journal_file_name;
 pub use merge::merge;
 pub use plan::{ChatSettings, DataOverride, Plan, PlannedTask, RunSettings, SplitSource};
 pub use registry::{Entry, Group, Registry, RegistryError};
-pub use report::{plan_tables, results_table};
+pub use report::{fetched_table, plan_tables, results_table};
 
 use ibex_core::metrics::{group_aggregate, metric_key, stderr_key, Aggregate};
 use ibex_core::results::{
@@ -82,6 +82,7 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
         let directions = task.entry.task.metrics().iter().map(|m| (m.name.to_owned(), m.higher_is_better)).collect();
         results.higher_is_better.insert(name.clone(), directions);
         aggregates.insert(name, (task.docs.len(), task_aggregates));
+        results.config.batch_sizes = model.batch_sizes();
         set_time(&mut results, start.elapsed().as_secs_f64());
         write_json(&results_path, &results)?;
     }

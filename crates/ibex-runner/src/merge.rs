@@ -118,11 +118,18 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
     Ok((merged, path))
 }
 
-/// The first setting two shards' records differ in (device, timings and the shard itself may differ).
+/// The first setting two shards' records differ in (the device, the batch size and the shard itself may differ:
+/// answers do not depend on them).
 fn settings_difference(a: &ModelRecord, b: &ModelRecord) -> Option<String> {
     let comparable = |record: &ModelRecord| {
-        let mut value = serde_json::to_value(ModelRecord { shard: None, device: String::new(), ..record.clone() })
-            .expect("records serialize");
+        let same = ModelRecord {
+            shard: None,
+            device: String::new(),
+            batch_size: String::new(),
+            max_batch_size: None,
+            ..record.clone()
+        };
+        let mut value = serde_json::to_value(same).expect("records serialize");
         value.as_object_mut().map(std::mem::take).unwrap_or_default()
     };
     let (a, b) = (comparable(a), comparable(b));

@@ -11,12 +11,11 @@ use ibex_chat::ChatTemplate;
 use ibex_core::prompt::{construct_requests, fewshot_context, ApplyChatTemplate, ChatFormat, PromptFormat};
 use ibex_core::results::{sanitize_model_name, ModelRecord, Shard};
 use ibex_core::{
-    generation_prompt, scoring_tokens, BosPolicy, DeviceSpec, Doc, Dtype, Encoder, GenerationConfig, Request,
-    TokenizerFiles,
+    generation_prompt, scoring_tokens, BatchSize, BosPolicy, DeviceSpec, Doc, Dtype, Encoder, GenerationConfig,
+    Request, TokenizerFiles,
 };
 use ibex_hub::{ModelFiles, Origin};
 use sha2::{Digest, Sha256};
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,7 +39,7 @@ pub struct RunSettings {
     /// The dtype; the model recipe's, else f32, when absent.
     pub dtype: Option<Dtype>,
     /// Requests per forward pass.
-    pub batch_size: NonZeroUsize,
+    pub batch_size: BatchSize,
     /// Evaluate only the first N documents of each task.
     pub limit: Option<usize>,
     /// Evaluate only this shard of every task's documents (after `limit`); sample logs are then always written,
@@ -125,7 +124,7 @@ pub struct Plan {
     /// The dtype.
     pub dtype: Dtype,
     /// Requests per forward pass.
-    pub batch_size: NonZeroUsize,
+    pub batch_size: BatchSize,
     /// The BOS policy.
     pub bos: BosPolicy,
     /// `--limit`.
@@ -401,7 +400,11 @@ impl Plan {
             },
             dtype: self.dtype.to_string(),
             device,
-            batch_size: self.batch_size.get(),
+            batch_size: self.batch_size.to_string(),
+            max_batch_size: match self.batch_size {
+                BatchSize::Auto { max } => Some(max.get()),
+                BatchSize::Fixed(_) => None,
+            },
             add_bos_token: self.bos.to_string(),
             recipe: self.recipe.as_ref().map(|(source, applied)| format!("{source}: {}", applied.join(", "))),
             add_special_tokens: self.encoder.adds_special_tokens(),

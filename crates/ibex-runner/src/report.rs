@@ -4,7 +4,7 @@ use crate::{Plan, PlannedTask, SplitSource};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use ibex_core::metrics::{parse_metric_key, stderr_key};
 use ibex_core::results::RunResults;
-use ibex_core::SpecialTokenRule;
+use ibex_core::{BatchSize, SpecialTokenRule};
 use ibex_hub::Origin;
 use std::path::Path;
 
@@ -80,7 +80,13 @@ pub fn plan_tables(plan: &Plan) -> String {
         ("device", plan.device.to_string()),
         ("dtype", format!("{}{}", plan.dtype, from_recipe("dtype"))),
         ("add_bos_token", format!("{}{}", plan.bos, from_recipe("add_bos_token"))),
-        ("batch size", plan.batch_size.to_string()),
+        (
+            "batch size",
+            match plan.batch_size {
+                BatchSize::Auto { max } => format!("auto (the largest up to {max} that fits)"),
+                BatchSize::Fixed(size) => size.to_string(),
+            },
+        ),
         ("chat template", describe_chat(plan, from_recipe("apply_chat_template"))),
         ("system instruction", plan.prompt.system_instruction.clone().unwrap_or_else(|| "none".into())),
         ("few-shot", format!("{} (seed {})", plan.num_fewshot, plan.fewshot_seed)),
@@ -169,4 +175,37 @@ fn describe_chat(plan: &Plan, from_recipe: String) -> String {
         ),
         _ => format!("none (plain-text prompts){from_recipe}"),
     }
+}
+
+/// What `ibex fetch` put in the hub cache: the model's files and every task's data files, each with its size, and
+/// the total.
+pub fn fetched_table(plan: &Plan, weights: &[std::path::PathBuf]) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(["for", "file", "size"]);
+    let files = &plan.model_files;
+    let model_files = [Some(&files.config), Some(&files.tokenizer)]
+        .into_iter()
+        .flatten()
+        .chain(&files.tokenizer_settings)
+        .chain(files.sentencepiece.iter())
+        .chain(files.generation_config.iter())
+        .chain(files.chat_template.iter())
+        .chain(weights);
+    let mut rows: Vec<(String, &std::path::Path)> = model_files.map(|f| (plan.model.clone(), f.as_path())).collect();
+    for task in &plan.tasks {
+        for source in std::iter::once(&task.eval).chain(task.fewshot.as_ref()) {
+            rows.push((format!("{} ({})", task.name(), source.split), source.file.as_path()));
+        }
+    }
+    let mut total = 0;
+    for (owner, file) in rows {
+        let size = std::fs::metadata(file).map_or(0, |m| m.len());
+        total += size;
+        table.add_row([
+            Cell::new(owner),
+            Cell::new(file.display()),
+            Cell::new(human_bytes(size)).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    format!("{table}\n{} in the Hugging Face cache; run offline with HF_HUB_OFFLINE=1", human_bytes(total))
 }

@@ -1,0 +1,122 @@
+//! `--batch-size auto`: the largest batch that fits, found on the longest requests first; a batch that runs out of
+//! memory is halved and retried, losing nothing. Tested through the token-level seam with a backend that runs out of
+//! memory above a size, around the real Candle model.
+
+use crate::common::{model_folder, read_results, run_ok, HUB_MODEL};
+use ibex_candle::CandleModel;
+use ibex_core::{
+    BatchSize, Encoder, GenerateRequest, GenerationConfig, LanguageModel, LoglikelihoodRequest, ModelError,
+    StopCriteria, TemplateLm, TokenModel, TokenRequest, TokenScore, TokenizerFiles,
+};
+use std::num::NonZeroUsize;
+
+/// The fixture model, out of memory whenever a batch holds more than `fits` sequences.
+struct Cramped {
+    model: CandleModel,
+    fits: usize,
+}
+
+impl TokenModel for Cramped {
+    fn max_length(&self) -> usize {
+        self.model.max_length()
+    }
+
+    fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError> {
+        if batch.len() > self.fits {
+            return Err(ModelError::OutOfMemory { device: "test".into(), batch: batch.len() });
+        }
+        self.model.score(batch)
+    }
+
+    fn generate(
+        &mut self,
+        prompts: &[Vec<u32>],
+        max_new_tokens: usize,
+        stop: &StopCriteria,
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
+        if prompts.len() > self.fits {
+            return Err(ModelError::OutOfMemory { device: "test".into(), batch: prompts.len() });
+        }
+        self.model.generate(prompts, max_new_tokens, stop)
+    }
+}
+
+fn candle() -> CandleModel {
+    let folder = model_folder();
+    let weights = [folder.join("model.safetensors")];
+    CandleModel::load(&folder.join("config.json"), &weights, candle_core::DType::F32, &candle_core::Device::Cpu)
+        .unwrap()
+}
+
+fn encoder() -> Encoder {
+    let folder = model_folder();
+    let files = TokenizerFiles {
+        tokenizer_json: folder.join("tokenizer.json"),
+        settings: vec![folder.join("tokenizer_config.json")],
+        ..TokenizerFiles::default()
+    };
+    Encoder::from_files(&files, ibex_core::BosPolicy::Auto).unwrap()
+}
+
+fn requests() -> Vec<LoglikelihoodRequest> {
+    let sentences = ["The bridge was closed.", "A cat sat on the warm roof.", "Farmers grow apples.", "It rained."];
+    (0..13)
+        .map(|i| LoglikelihoodRequest {
+            context: sentences[i % 4].repeat(1 + i % 3),
+            continuation: format!(" {}", sentences[(i + 1) % 4]),
+        })
+        .collect()
+}
+
+#[test]
+fn auto_batches_halve_on_out_of_memory_and_lose_nothing() {
+    let encoder = encoder();
+    let max = NonZeroUsize::new(8).unwrap();
+    let cramped = Cramped { model: candle(), fits: 3 };
+    let mut auto = TemplateLm::new(cramped, &encoder, GenerationConfig::default(), BatchSize::Auto { max }, 8);
+    let mut recorded = Vec::new();
+    let scores = auto.loglikelihood(&requests(), &mut |answers| {
+        recorded.extend(answers.iter().map(|(i, _)| *i));
+        Ok(())
+    });
+    let scores = scores.unwrap();
+    // 8 and 4 did not fit; every batch then ran at 2, and each request reached the sink exactly once.
+    assert_eq!(auto.batch_sizes(), [2]);
+    recorded.sort_unstable();
+    assert_eq!(recorded, (0..13).collect::<Vec<_>>());
+
+    // The same batches as a run at the size auto settled on: the same scores, to the bit.
+    let two = BatchSize::Fixed(NonZeroUsize::new(2).unwrap());
+    let mut reference = TemplateLm::new(candle(), &encoder, GenerationConfig::default(), two, 8);
+    assert_eq!(scores, reference.loglikelihood(&requests(), &mut |_| Ok(())).unwrap());
+    let one = BatchSize::Fixed(NonZeroUsize::new(1).unwrap());
+
+    let prompts: Vec<GenerateRequest> = requests()
+        .into_iter()
+        .map(|r| GenerateRequest { context: r.context, until: vec!["\n".into()], max_gen_toks: Some(6) })
+        .collect();
+    let cramped = Cramped { model: candle(), fits: 1 };
+    let mut auto = TemplateLm::new(cramped, &encoder, GenerationConfig::default(), BatchSize::Auto { max }, 8);
+    let texts = auto.generate_until(&prompts, &mut |_| Ok(())).unwrap();
+    assert_eq!(auto.batch_sizes(), [1]);
+    let mut reference = TemplateLm::new(candle(), &encoder, GenerationConfig::default(), one, 8);
+    assert_eq!(texts, reference.generate_until(&prompts, &mut |_| Ok(())).unwrap());
+}
+
+#[test]
+fn a_fixed_batch_that_runs_out_of_memory_is_an_error_naming_the_size() {
+    let encoder = encoder();
+    let cramped = Cramped { model: candle(), fits: 3 };
+    let four = BatchSize::Fixed(NonZeroUsize::new(4).unwrap());
+    let mut fixed = TemplateLm::new(cramped, &encoder, GenerationConfig::default(), four, 8);
+    let err = fixed.loglikelihood(&requests(), &mut |_| Ok(())).unwrap_err().to_string();
+    assert!(err.contains("batch of 4") && err.contains("--batch-size"), "{err}");
+}
+
+#[test]
+fn batch_size_auto_is_recorded_as_lm_eval_records_it() {
+    let out = run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_en", "--batch-size", "auto", "--max-batch-size", "16"]);
+    let results = read_results(out.path());
+    assert_eq!(results["config"]["batch_size"], "auto");
+    assert_eq!(results["config"]["batch_sizes"], serde_json::json!([16]));
+}
