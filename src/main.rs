@@ -116,7 +116,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 1234)]
     seed: u64,
     /// Tokens to generate at most, for tasks that do not set it (lm-eval's max_gen_toks).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = ibex_core::DEFAULT_MAX_GEN_TOKS as u64, value_parser = clap::value_parser!(u64).range(1..))]
     max_gen_toks: u64,
     /// BOS on non-empty strings: auto = the tokenizer's default (lm-eval >= 0.4.9.2), false = lm-eval <= 0.4.9
     /// [default: the model's recipe in configs/models, else auto].
@@ -134,12 +134,21 @@ struct RunArgs {
     system_instruction: Option<String>,
     /// Few-shot examples as separate user/assistant turns (true) or one user turn (false); lm-eval's
     /// --fewshot_as_multiturn [default: true with a chat template].
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = python_bool)]
     fewshot_as_multiturn: Option<bool>,
     /// Resolve and print the plan (tasks, data files, documents, requests, model files), then stop before loading
     /// the model.
     #[arg(long)]
     dry_run: bool,
+}
+
+/// A yes/no flag value as lm-eval's command line spells it, in any case: true, 1, yes; false, 0, no.
+fn python_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("`{text}` is not true or false")),
+    }
 }
 
 impl RunArgs {
@@ -191,6 +200,28 @@ fn run_with_candle(plan: &Plan) -> Result<ibex_core::results::RunResults> {
     Ok(ibex_runner::run(plan, &mut model, record)?)
 }
 
+/// Every run the `paths` hold (folders may hold several, as lm-eval's output folders do), newest first, each task of
+/// each model kept from its newest run only.
+fn read_runs(paths: &[PathBuf]) -> Result<Vec<ibex_core::results::RunResults>> {
+    let mut files = Vec::new();
+    for path in paths {
+        let found = ibex_core::results::find_all_results(path)
+            .map_err(|e| anyhow::anyhow!("{e}; pass what `ibex run` wrote (its --output folder or a file)"))?;
+        files.extend(found);
+    }
+    let mut runs = files
+        .iter()
+        .map(|file| ibex_core::results::read_results(file).map(|(run, _, _)| run).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    runs.sort_by(|a, b| b.date.total_cmp(&a.date));
+    let mut seen = std::collections::HashSet::new();
+    for run in &mut runs {
+        let model = run.ibex.model.model.clone();
+        run.results.retain(|task, _| seen.insert((model.clone(), task.clone())));
+    }
+    Ok(runs)
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -235,14 +266,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", fetched_table(&plan, &weights));
         }
         Command::Compare { results, published, output } => {
-            let found = results
-                .iter()
-                .map(|path| {
-                    ibex_core::results::read_results(path)
-                        .map_err(|e| anyhow::anyhow!("{e}; pass what `ibex run` wrote (its --output folder or a file)"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let runs: Vec<_> = found.iter().map(|(run, _, _)| run.clone()).collect();
+            let runs = read_runs(&results)?;
             let mut files = if published.is_empty() { ibex_compare::shipped()? } else { Vec::new() };
             for source in &published {
                 if !source.exists() {

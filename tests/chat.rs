@@ -4,8 +4,8 @@
 //! sample with lm-eval's own output (tests/fixtures/make_fixtures.py `chat`).
 
 use crate::common::{
-    assert_samples_match, fixtures, ibex, ibex_path_arg, read_jsonl, read_results, read_samples, run_ok, samples_path,
-    short_variant,
+    assert_samples_match, fixtures, ibex, ibex_path_arg, read_json, read_jsonl, read_results, read_samples, run_ok,
+    samples_path, short_variant,
 };
 
 const SYSTEM: &str = "Answer with the words of the text.";
@@ -78,6 +78,28 @@ fn a_chat_template_that_writes_bos_gets_no_second_bos() {
     let context = ours[0]["arguments"][0][0].as_str().unwrap();
     assert!(context.starts_with("<s><|im_start|>system\n"), "{context}");
     assert_samples_match(&samples_path(out.path(), "xnli_en"), &reference("xnli_en", "chat_0shot"));
+}
+
+/// A template that refuses a system turn renders without it, as lm-eval's fallback does, and ibex says so.
+#[test]
+fn a_template_refusing_the_system_turn_drops_it_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(instruct()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let config_path = dir.path().join("tokenizer_config.json");
+    let mut config = read_json(&config_path);
+    config["chat_template"] = serde_json::json!(
+        "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('no system turns') }}{% endif %}\
+         <|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n"
+    );
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let model = ibex_path_arg(dir.path());
+    let args = ["run", "--model", model, "--tasks", "xnli_en", "--apply-chat-template", "--system-instruction", "Hi"];
+    let output = ibex(&[&args[..], &["--dry-run"]].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.contains("refuses a system turn"), "{stderr}");
 }
 
 #[test]

@@ -44,12 +44,21 @@ fn essay_suite_then_compare_gives_verdicts_table_json_and_chart() {
 
     let published = run.path().join("published.toml");
     std::fs::write(&published, PUBLISHED).unwrap();
-    let output = ibex(&["compare", ibex_path_arg(run.path()), "--published", ibex_path_arg(&published)]);
+    // The same folder twice: each task's newest result once.
+    let output = ibex(&[
+        "compare",
+        ibex_path_arg(run.path()),
+        ibex_path_arg(run.path()),
+        "--published",
+        ibex_path_arg(&published),
+    ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("consistent") && stdout.contains("lower") && stdout.contains("not measured"), "{stdout}");
 
     let rows = read_json(&run.path().join("comparison.json"));
+    let ours = rows.as_array().unwrap().iter().filter(|r| r["model"] == HUB_MODEL && r["task"] == "xnli_en").count();
+    assert_eq!(ours, 1, "{rows}");
     let find = |task: &str, metric: &str, model: &str| {
         rows.as_array()
             .unwrap()

@@ -94,7 +94,7 @@ fn fetch_fills_the_cache_that_an_offline_run_then_reads() {
     for file in ["model.safetensors", "tokenizer.json", "validation-00000-of-00001.parquet", "train-00000-of-00001"] {
         assert!(stdout.contains(file), "{file} not listed:\n{stdout}");
     }
-    assert!(stdout.contains("in the Hugging Face cache"), "{stdout}");
+    assert!(stdout.contains("of model and data files on disk"), "{stdout}");
     let asked = asked.lock().unwrap().clone();
     let weights =
         |a: &String| a.starts_with(&format!("GET /{HUB_MODEL}/resolve/")) && a.ends_with("/model.safetensors");

@@ -141,6 +141,9 @@ fn results_and_sample_files_have_lm_evals_keys_nesting_and_types() {
         assert_eq!(ours["task_hashes"][task], theirs["task_hashes"][format!("fixture_{fixture}")], "{task}");
     }
 
+    // Written as Python's json.dumps writes a line.
+    let line = std::fs::read_to_string(samples_path(out.path(), "xnli_en")).unwrap();
+    assert!(line.starts_with("{\"doc_id\": 0, \"doc\": {\"premise\": "), "{line}");
     for (task, fixture) in [("xnli_en", "xnli_en"), ("xnli_ca", "xnli_ca"), ("xquad_en_short", "xquad_en")] {
         let suffix = theirs_path.file_name().unwrap().to_str().unwrap().trim_start_matches("results_");
         let theirs = read_jsonl(&reference.join(format!("samples_fixture_{fixture}_{}l", suffix)));

@@ -65,6 +65,10 @@ fn shards_merge_into_the_unsharded_run_bit_for_bit() {
         assert_eq!(shard_results["results"]["xnli_es_spanish_bench"]["sample_len"], 3);
     }
 
+    // The merge's output cannot be one of the shards' folders.
+    let into_a_shard = ibex(&["merge", ibex_path_arg(shards[0].path()), ibex_path_arg(shards[0].path())]);
+    let stderr = String::from_utf8_lossy(&into_a_shard.stderr);
+    assert!(stderr.contains("is one of the shards' folders"), "{stderr}");
     // Two shards of three: refused, naming the missing one.
     let output =
         ibex(&["merge", "/tmp/never-written", ibex_path_arg(shards[0].path()), ibex_path_arg(shards[1].path())]);

@@ -10,8 +10,6 @@
 //! special tokens (`bos_token`, …). lm-eval's `HFLM.apply_chat_template` retries without the system turn when the
 //! template fails; so does [`ChatTemplate::apply`].
 
-mod pyjson;
-
 use ibex_core::prompt::{ApplyChatTemplate, ChatMessage, Role};
 use ibex_core::TokenizerFiles;
 use minijinja::value::{Kwargs, Value};
@@ -45,10 +43,12 @@ pub enum ChatError {
     #[error("{0}")]
     Choice(String),
     /// The template is not valid Jinja, or uses what ibex cannot render.
-    #[error("the chat template `{name}` cannot be compiled: {message}")]
+    #[error("the chat template `{name}` in {file} cannot be compiled: {message}")]
     Syntax {
         /// The template's name.
         name: String,
+        /// The file it came from.
+        file: String,
         /// minijinja's message, with the line.
         message: String,
     },
@@ -60,6 +60,8 @@ pub struct ChatTemplate {
     source: String,
     env: Environment<'static>,
     special_tokens: Value,
+    /// Set once a conversation rendered only without its system turn (lm-eval warns each time).
+    dropped_system: std::sync::atomic::AtomicBool,
 }
 
 impl ChatTemplate {
@@ -70,6 +72,7 @@ impl ChatTemplate {
         let settings = tokenizer
             .settings()
             .map_err(|e| ChatError::Read { path: "tokenizer settings".into(), message: e.to_string() })?;
+        let origin = jinja_file.map_or("tokenizer_config.json".to_owned(), |p| p.display().to_string());
         let templates = match jinja_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -86,7 +89,7 @@ impl ChatTemplate {
                 let names: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
                 let default = named.iter().find(|(n, _)| n == DEFAULT_NAME).ok_or_else(|| {
                     ChatError::Choice(format!(
-                        "the tokenizer's chat templates are named {} and none `default`, which lm-eval renders",
+                        "the tokenizer's chat templates are named {}; none is named `default`, the one lm-eval renders",
                         names.join(", ")
                     ))
                 })?;
@@ -110,9 +113,18 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
-        env.add_template_owned(TEMPLATE_NAME, generation_blocks_as_if(&source))
-            .map_err(|e| ChatError::Syntax { name: chosen.clone(), message: describe(&e) })?;
-        Ok(Self { name: chosen, source, env, special_tokens: Value::from_serialize(&special_tokens) })
+        env.add_template_owned(TEMPLATE_NAME, generation_blocks_as_if(&source)).map_err(|e| ChatError::Syntax {
+            name: chosen.clone(),
+            file: origin.clone(),
+            message: describe(&e),
+        })?;
+        Ok(Self {
+            name: chosen,
+            source,
+            env,
+            special_tokens: Value::from_serialize(&special_tokens),
+            dropped_system: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// The chosen template's name (`default` for a single template), as lm-eval records it.
@@ -123,6 +135,12 @@ impl ChatTemplate {
     /// The template's text (lm-eval's `chat_template` in results).
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether some conversation rendered only once its system turn was removed (the system instruction then is not
+    /// in that prompt, as in lm-eval, which logs a warning).
+    pub fn dropped_system_turn(&self) -> bool {
+        self.dropped_system.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// SHA-256 of the template's text, hex (lm-eval's `chat_template_sha`).
@@ -152,7 +170,11 @@ impl ApplyChatTemplate for ChatTemplate {
             Err(first) => {
                 let without_system: Vec<ChatMessage> =
                     messages.iter().filter(|m| m.role != Role::System).cloned().collect();
-                self.render(&without_system).map_err(|second| {
+                let rendered = self.render(&without_system);
+                if rendered.is_ok() && without_system.len() < messages.len() {
+                    self.dropped_system.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                rendered.map_err(|second| {
                     let retried = if without_system.len() < messages.len() {
                         format!("; without the system turn: {}", describe(&second))
                     } else {
@@ -179,7 +201,8 @@ enum Templates {
 fn config_templates(value: Option<&serde_json::Value>) -> Result<Templates, ChatError> {
     let malformed = || ChatError::Read {
         path: "tokenizer_config.json".into(),
-        message: "`chat_template` is neither a string nor a list of {\"name\", \"template\"}".into(),
+        message: "`chat_template` is neither a string, a list of {\"name\", \"template\"} nor a name → template map"
+            .into(),
     };
     match value {
         None | Some(serde_json::Value::Null) => Ok(Templates::None),
@@ -190,6 +213,12 @@ fn config_templates(value: Option<&serde_json::Value>) -> Result<Templates, Chat
                 let field = |key: &str| entry.get(key).and_then(|v| v.as_str()).map(str::to_owned);
                 field("name").zip(field("template")).ok_or_else(malformed)
             })
+            .collect::<Result<_, _>>()
+            .map(Templates::Named),
+        // The form a tokenizer holds in memory, which some configs carry too.
+        Some(serde_json::Value::Object(named)) => named
+            .iter()
+            .map(|(name, template)| Ok((name.clone(), template.as_str().ok_or_else(malformed)?.to_owned())))
             .collect::<Result<_, _>>()
             .map(Templates::Named),
         Some(_) => Err(malformed()),
@@ -294,9 +323,9 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<String, Error> {
     };
     let json =
         serde_json::to_value(&value).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
-    Ok(pyjson::dumps(
+    Ok(ibex_core::python_json::dumps(
         &json,
-        &pyjson::Options {
+        &ibex_core::python_json::Options {
             ensure_ascii: ensure_ascii.unwrap_or(false),
             indent,
             separators,
@@ -360,7 +389,11 @@ mod tests {
         let jinja = dir.path().join("chat_template.jinja");
         std::fs::write(&jinja, "line one\n{% for m in messages %}{{ m.content }").unwrap();
         let err = ChatTemplate::load(&TokenizerFiles::default(), Some(&jinja), None).err().unwrap().to_string();
-        assert!(err.starts_with("the chat template `default` cannot be compiled:"), "{err}");
+        assert!(
+            err.starts_with("the chat template `default` in ")
+                && err.contains("chat_template.jinja cannot be compiled:"),
+            "{err}"
+        );
         assert!(err.contains("line 2"), "{err}");
     }
 
@@ -386,6 +419,6 @@ mod tests {
         let only = serde_json::json!({"chat_template": [{"name": "tool_use", "template": "T"}]});
         std::fs::write(dir.path().join("tokenizer_config.json"), only.to_string()).unwrap();
         let err = ChatTemplate::load(&files, None, None).err().unwrap().to_string();
-        assert!(err.contains("none `default`"), "{err}");
+        assert!(err.contains("none is named `default`"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ mod model;
 pub mod prompt;
 mod pyrandom;
 pub mod python;
+pub mod python_json;
 mod request;
 pub mod results;
 mod settings;
@@ -28,7 +29,7 @@ pub use generation::{GenerationConfig, GenerationConfigError};
 pub use metrics::Metric;
 pub use model::{LanguageModel, ModelError, ScoreSink, TextSink, TokenModel, TokenScore};
 pub use pyrandom::PyRandom;
-pub use request::{GenerateRequest, LoglikelihoodRequest, Request, Response, TokenRequest};
+pub use request::{GenerateRequest, LoglikelihoodRequest, Request, Response, TokenRequest, DEFAULT_MAX_GEN_TOKS};
 pub use settings::{BatchSize, DeviceSpec, Dtype, DEFAULT_MAX_BATCH_SIZE};
 pub use task::{
     parse_task_file, text_field, DataSpec, Doc, SampleScore, Task, TaskError, TaskFamily, TaskHeader,

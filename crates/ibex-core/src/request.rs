@@ -12,6 +12,9 @@ pub struct LoglikelihoodRequest {
     pub continuation: String,
 }
 
+/// lm-eval's model-level `max_gen_toks` (`HFLM`'s default): the budget of generations whose task sets none.
+pub const DEFAULT_MAX_GEN_TOKS: usize = 256;
+
 /// lm-eval's `generate_until` request: greedy generation from `context` until one of `until` appears or
 /// `max_gen_toks` tokens are generated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

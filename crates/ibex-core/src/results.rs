@@ -181,8 +181,12 @@ pub struct Provenance {
     pub model: ModelRecord,
     /// Per task, where its definition and data came from, and how long it took.
     pub tasks: BTreeMap<String, TaskRecord>,
-    /// Wall time of the evaluation in seconds.
+    /// Wall time of the evaluation in seconds (of the last attempt, when the run resumed).
     pub seconds: f64,
+    /// Whether every task and group of the run is in the file; false while it runs, and in a file a killed run
+    /// left (rerun the same command to resume it).
+    #[serde(default)]
+    pub complete: bool,
 }
 
 /// lm-eval's `sanitize_model_name` (lm_eval/utils.py): runs of `"<>:/|\?*[]` become `__`.
@@ -252,6 +256,32 @@ pub fn find_results(path: &Path) -> Result<(PathBuf, String), String> {
             several.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         )),
     }
+}
+
+/// Every `results_<date>.json` that `path` names (the file, a folder's files, or those of the model folders in an
+/// output folder), oldest first by date.
+pub fn find_all_results(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if path.is_file() {
+        return find_results(path).map(|(file, _)| vec![file]);
+    }
+    let listed = |folder: &Path| -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+        entries.filter_map(|e| e.ok()).map(|e| e.path()).collect()
+    };
+    let is_results = |p: &PathBuf| {
+        p.is_file()
+            && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("results_") && n.ends_with(".json"))
+    };
+    let mut files: Vec<PathBuf> = listed(path).into_iter().filter(is_results).collect();
+    if files.is_empty() {
+        files = listed(path).into_iter().filter(|p| p.is_dir()).flat_map(|d| listed(&d)).filter(is_results).collect();
+    }
+    if files.is_empty() {
+        // The same message as for one file.
+        find_results(path)?;
+    }
+    files.sort_by_key(|f| f.file_name().map(|n| n.to_owned()));
+    Ok(files)
 }
 
 /// Reads a results file that [`find_results`] found.

@@ -42,6 +42,11 @@ pub(crate) fn empty_results(plan: &Plan, record: ModelRecord, date: f64) -> RunR
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key.to_owned(), Value::from(value?))))
+        // lm-eval's model argument `max_gen_toks` (the budget of generations whose task sets none), when not its default.
+        .chain(
+            (plan.max_gen_toks != ibex_core::DEFAULT_MAX_GEN_TOKS)
+                .then(|| ("max_gen_toks".to_owned(), Value::from(plan.max_gen_toks))),
+        )
         .collect(),
         model_num_parameters: record.parameters,
         model_dtype: torch_dtype.into(),
@@ -86,7 +91,7 @@ pub(crate) fn empty_results(plan: &Plan, record: ModelRecord, date: f64) -> RunR
         model_name: plan.model.clone(),
         model_name_sanitized: sanitize_model_name(&plan.model),
         system_instruction: plan.prompt.system_instruction.clone(),
-        system_instruction_sha: plan.prompt.system_instruction.as_deref().map(sha256_hex),
+        system_instruction_sha: plan.prompt.system_instruction.as_deref().filter(|s| !s.is_empty()).map(sha256_hex),
         fewshot_as_multiturn: plan.prompt.chat.as_ref().map(|c| c.fewshot_as_multiturn),
         chat_template: chat.map(|t| t.source().to_owned()),
         chat_template_sha: chat.map(|t| t.sha256()),
@@ -98,6 +103,7 @@ pub(crate) fn empty_results(plan: &Plan, record: ModelRecord, date: f64) -> RunR
             model: record,
             tasks: BTreeMap::new(),
             seconds: 0.0,
+            complete: false,
         },
     }
 }

@@ -88,6 +88,7 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
     }
     aggregate_groups(&plan.groups, &aggregates, plan.num_fewshot, &mut results)?;
     set_time(&mut results, start.elapsed().as_secs_f64());
+    results.ibex.complete = true;
     write_json(&results_path, &results)?;
     Ok(results)
 }

@@ -28,6 +28,25 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
         })
         .collect::<Result<Vec<(RunResults, PathBuf, String)>, RunError>>()?;
     let (first, _, _) = runs.first().ok_or_else(|| merge_error("no shard folders given".into()))?;
+    for ((run, _, _), dir) in runs.iter().zip(shards) {
+        if !run.ibex.complete {
+            return Err(merge_error(format!(
+                "{} holds a run that did not finish (it has {}); rerun its command to resume it, then merge",
+                dir.display(),
+                run.ibex.tasks.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let target = output.join(&first.model_name_sanitized);
+    for (_, folder, _) in &runs {
+        let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+        if same(folder, &target) || same(folder, output) {
+            return Err(merge_error(format!(
+                "{} is one of the shards' folders; merge into another folder",
+                output.display()
+            )));
+        }
+    }
     let not_a_shard = |dir: &Path| merge_error(format!("{} holds no shard (ibex run --shard I/N)", dir.display()));
     let count = first.ibex.model.shard.ok_or_else(|| not_a_shard(&shards[0]))?.count;
     let mut seen = vec![false; count];
@@ -63,7 +82,7 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
     }
 
     let registry = Registry::load(tasks_dirs)?;
-    let folder = output.join(&first.model_name_sanitized);
+    let folder = target;
     std::fs::create_dir_all(&folder).map_err(|source| RunError::Write { path: folder.clone(), source })?;
     let date_id = files::now().id;
     let mut merged = first.clone();
@@ -113,6 +132,7 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
         .collect();
     aggregate_groups(&groups, &aggregates, first.ibex.model.num_fewshot, &mut merged)?;
     set_time(&mut merged, runs.iter().map(|(r, _, _)| r.ibex.seconds).sum());
+    merged.ibex.complete = true;
     let path = folder.join(results_file_name(&date_id));
     write_json(&path, &merged)?;
     Ok((merged, path))

@@ -311,7 +311,7 @@ impl Plan {
                 settings.chat.template_name.as_deref(),
             )
             .map_err(|e| match settings.chat.apply_chat_template {
-                Some(true) => RunError::Plan(format!("--apply-chat-template: {e}")),
+                Some(true) => RunError::Plan(e.to_string()),
                 _ => RunError::Plan(format!(
                     "{} applies the chat template: {e}; pass --no-chat-template for plain-text prompts",
                     recipe.as_ref().map_or("the model's recipe", |r| r.source.as_str())
@@ -325,13 +325,19 @@ impl Plan {
             None
         };
         let prompt = PromptFormat {
-            system_instruction: settings.chat.system_instruction.clone().filter(|s| !s.is_empty()),
+            system_instruction: settings.chat.system_instruction.clone(),
             chat: chat_template.as_ref().map(|template| ChatFormat {
                 template: Arc::clone(template) as Arc<dyn ApplyChatTemplate>,
                 fewshot_as_multiturn,
             }),
         };
         let tasks = drawn.into_iter().map(|t| t.into_planned(&prompt)).collect::<Result<Vec<_>, _>>()?;
+        if chat_template.as_ref().is_some_and(|t| t.dropped_system_turn()) {
+            eprintln!(
+                "warning: the chat template refuses a system turn, so prompts were rendered without the system \
+                 instruction (lm-eval removes it the same way, with the same warning)"
+            );
+        }
         check_requests(&tasks, &model_files, &encoder, settings.max_gen_toks)?;
         let generates =
             tasks.iter().flat_map(|t| t.requests.iter().flatten()).any(|r| matches!(r, Request::Generate(_)));

@@ -207,5 +207,8 @@ pub fn fetched_table(plan: &Plan, weights: &[std::path::PathBuf]) -> String {
             Cell::new(human_bytes(size)).set_alignment(CellAlignment::Right),
         ]);
     }
-    format!("{table}\n{} in the Hugging Face cache; run offline with HF_HUB_OFFLINE=1", human_bytes(total))
+    format!(
+        "{table}\n{} of model and data files on disk; an offline node now runs with HF_HUB_OFFLINE=1",
+        human_bytes(total)
+    )
 }

@@ -50,7 +50,9 @@ pub(crate) fn write_samples(
             target_hash: sha256_hex(&python_str(&score.target)),
             scores: score.metrics.clone(),
         };
-        let line = serde_json::to_string(&record).expect("sample records serialize");
+        // As lm-eval writes it: `json.dumps(sample, ensure_ascii=False)`, separators and float spelling included.
+        let value = serde_json::to_value(&record).expect("sample records serialize");
+        let line = ibex_core::python_json::dumps(&value, &ibex_core::python_json::Options::default());
         writeln!(out, "{line}").map_err(write_error)?;
         records.push(record);
     }

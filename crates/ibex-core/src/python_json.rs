@@ -1,10 +1,11 @@
-//! JSON written as Python's `json.dumps` writes it (separators, indentation, `ensure_ascii`, float spelling), so
-//! a template's `tojson` output equals transformers'.
+//! JSON written as Python's `json.dumps` writes it (separators, indentation, `ensure_ascii`, float spelling): what
+//! lm-eval writes to its sample logs, and what transformers' `tojson` filter gives chat templates.
 
 use serde_json::Value;
 
 /// `json.dumps` keyword arguments.
-pub(crate) struct Options {
+#[derive(Clone, Debug, Default)]
+pub struct Options {
     /// Escape every non-ASCII character as `\uXXXX`.
     pub ensure_ascii: bool,
     /// One level of indentation; `None` writes everything on one line.
@@ -16,7 +17,7 @@ pub(crate) struct Options {
 }
 
 /// `json.dumps(value, **options)`.
-pub(crate) fn dumps(value: &Value, options: &Options) -> String {
+pub fn dumps(value: &Value, options: &Options) -> String {
     let (item, key) = options.separators.clone().unwrap_or_else(|| {
         let item = if options.indent.is_some() { "," } else { ", " };
         (item.to_owned(), ": ".to_owned())
@@ -39,7 +40,7 @@ fn write(value: &Value, options: &Options, item: &str, key: &str, depth: usize, 
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => out.push_str(&i.to_string()),
             (_, Some(u), _) => out.push_str(&u.to_string()),
-            (_, _, Some(f)) => out.push_str(&ibex_core::python::float_repr(f)),
+            (_, _, Some(f)) => out.push_str(&crate::python::float_repr(f)),
             _ => out.push_str(&n.to_string()),
         },
         Value::String(s) => string(s, options.ensure_ascii, out),
