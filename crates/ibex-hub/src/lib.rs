@@ -181,11 +181,13 @@ pub fn resolve_dataset_file(
             return Ok(DatasetFile { path, commit });
         }
     }
-    Err(HubError::Missing {
-        file: candidates.join(" or "),
-        source_name: hub.describe(),
-        hint: "the dataset's layout may have changed; download the split and pass it with --data TASK=PATH".into(),
-    })
+    let hint = if hub.offline {
+        "HF_HUB_OFFLINE=1 and the cache lacks it: run `ibex fetch` with the run's flags where the hub is reachable, \
+         or pass the split with --data TASK=PATH"
+    } else {
+        "the dataset's layout may have changed; download the split and pass it with --data TASK=PATH"
+    };
+    Err(HubError::Missing { file: candidates.join(" or "), source_name: hub.describe(), hint: hint.into() })
 }
 
 fn resolve_folder(folder: &Path) -> Result<ModelFiles, HubError> {
