@@ -2,6 +2,7 @@
 
 use crate::common::{fixtures, ibex, ibex_path_arg, model_folder, HUB_MODEL};
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Runs `ibex ARGS`, expects failure, returns stderr.
 fn fails(args: &[&str]) -> String {
@@ -204,37 +205,48 @@ fn dry_run_prints_the_plan_and_loads_nothing() {
     assert!(!output_dir.exists());
 }
 
+/// A hub cache in `home` holding `files` as model `repo`'s snapshot at `commit` (beside nothing else: data comes
+/// through --data).
+fn hub_cache(home: &Path, repo: &str, commit: &str, files: impl IntoIterator<Item = PathBuf>) {
+    let repo = home.join("hub").join(format!("models--{}", repo.replace('/', "--")));
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    for file in files {
+        std::fs::copy(&file, snapshot.join(file.file_name().unwrap())).unwrap();
+    }
+}
+
+/// `ibex run ARGS --dry-run` on xnli_en from the fixture data, offline against the hub cache in `home`; its stdout.
+fn dry_run_in(home: &Path, args: &[&str]) -> String {
+    let data = format!("xnli_en={}", fixtures().join("data/xnli_en.validation.jsonl").display());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ibex"))
+        .args(["run", "--tasks", "xnli_en", "--data", &data, "--dry-run"])
+        .args(args)
+        .env("HF_HOME", home)
+        .env_remove("HF_HUB_CACHE")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A setting's value in a dry run's settings table.
+fn setting(stdout: &str, name: &str) -> String {
+    let line = stdout.lines().find(|l| l.contains(&format!(" {name} "))).unwrap_or_else(|| panic!("{stdout}"));
+    line.split('┆').nth(1).unwrap().trim_end_matches('│').trim().to_owned()
+}
+
 /// A hub id with a shipped recipe (configs/models) gets the recipe's dtype and BOS era unless a flag says otherwise.
 #[test]
 fn a_model_recipe_fills_the_settings_the_flags_leave_open() {
-    // A hub cache holding the fixture checkpoint under BSC-LT/salamandra-2b, beside the fixture's facebook/xnli.
     let home = tempfile::tempdir().unwrap();
-    let hub = home.path().join("hub");
-    let repo = hub.join("models--BSC-LT--salamandra-2b");
-    std::fs::create_dir_all(repo.join("refs")).unwrap();
-    std::fs::write(repo.join("refs/main"), "0123456789abcdef0123456789abcdef01234567").unwrap();
-    let snapshot = repo.join("snapshots/0123456789abcdef0123456789abcdef01234567");
-    std::fs::create_dir_all(&snapshot).unwrap();
-    for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
-        std::fs::copy(model_folder().join(file), snapshot.join(file)).unwrap();
-    }
-    let data = format!("xnli_en={}", fixtures().join("data/xnli_en.validation.jsonl").display());
-    let dry_run = |extra: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ibex"))
-            .args(["run", "--model", "BSC-LT/salamandra-2b", "--tasks", "xnli_en", "--data", &data, "--dry-run"])
-            .args(extra)
-            .env("HF_HOME", home.path())
-            .env_remove("HF_HUB_CACHE")
-            .env("HF_HUB_OFFLINE", "1")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
-    let setting = |stdout: &str, name: &str| {
-        let line = stdout.lines().find(|l| l.contains(&format!(" {name} "))).unwrap_or_else(|| panic!("{stdout}"));
-        line.split('┆').nth(1).unwrap().trim_end_matches('│').trim().to_owned()
-    };
+    let files = ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"];
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    hub_cache(home.path(), "BSC-LT/salamandra-2b", commit, files.map(|f| model_folder().join(f)));
+    let dry_run = |extra: &[&str]| dry_run_in(home.path(), &[&["--model", "BSC-LT/salamandra-2b"], extra].concat());
     let stdout = dry_run(&[]);
     assert_eq!(setting(&stdout, "dtype"), "bf16 (from configs/models/salamandra-2b.toml)");
     assert_eq!(setting(&stdout, "add_bos_token"), "false (from configs/models/salamandra-2b.toml)");
@@ -246,34 +258,12 @@ fn a_model_recipe_fills_the_settings_the_flags_leave_open() {
 
 #[test]
 fn an_instruct_models_recipe_applies_its_chat_template() {
-    // The instruct fixture laid out in a hub cache as BSC-LT/salamandra-2b-instruct.
     let home = tempfile::tempdir().unwrap();
-    let repo = home.path().join("hub/models--BSC-LT--salamandra-2b-instruct");
-    let commit = "89abcdef0123456789abcdef0123456789abcdef";
-    let snapshot = repo.join("snapshots").join(commit);
-    std::fs::create_dir_all(&snapshot).unwrap();
-    std::fs::create_dir_all(repo.join("refs")).unwrap();
-    std::fs::write(repo.join("refs/main"), commit).unwrap();
-    let instruct = fixtures().join("variants/instruct_chatml");
-    for entry in std::fs::read_dir(&instruct).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, snapshot.join(path.file_name().unwrap())).unwrap();
-    }
-    let data = format!("xnli_en={}", fixtures().join("data/xnli_en.validation.jsonl").display());
+    let instruct = std::fs::read_dir(fixtures().join("variants/instruct_chatml")).unwrap().map(|e| e.unwrap().path());
+    hub_cache(home.path(), "BSC-LT/salamandra-2b-instruct", "89abcdef0123456789abcdef0123456789abcdef", instruct);
     let run = |extra: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ibex"))
-            .args(["run", "--model", "BSC-LT/salamandra-2b-instruct", "--tasks", "xnli_en", "--data", &data])
-            .args(["--dry-run", "--dtype", "f32"])
-            .args(extra)
-            .env("HF_HOME", home.path())
-            .env_remove("HF_HUB_CACHE")
-            .env("HF_HUB_OFFLINE", "1")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let line = stdout.lines().find(|l| l.contains(" chat template ")).unwrap_or_else(|| panic!("{stdout}"));
-        line.split('┆').nth(1).unwrap().trim_end_matches('│').trim().to_owned()
+        let args = [&["--model", "BSC-LT/salamandra-2b-instruct", "--dtype", "f32"], extra].concat();
+        setting(&dry_run_in(home.path(), &args), "chat template")
     };
     let applied = run(&[]);
     assert!(applied.starts_with("default (sha256 "), "{applied}");

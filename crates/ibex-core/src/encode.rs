@@ -105,6 +105,15 @@ pub struct TokenizerFiles {
 const SPECIAL_TOKEN_ATTRIBUTES: [&str; 7] =
     ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
 
+/// A special token's text as tokenizer settings give it: a string, or an `AddedToken` object's `content`.
+fn token_text(value: &serde_json::Value) -> Option<&str> {
+    match value {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()),
+        _ => None,
+    }
+}
+
 impl TokenizerFiles {
     /// tokenizer_config.json merged with special_tokens_map.json, as transformers merges them.
     pub fn settings(&self) -> Result<serde_json::Map<String, serde_json::Value>, EncodeError> {
@@ -118,11 +127,7 @@ impl TokenizerFiles {
         let settings = self.settings()?;
         let class = tokenizer_class(&settings, self.model_config.as_deref())?;
         let rebuilds = REBUILDING_CLASSES.iter().any(|c| class == *c || class == format!("{c}Fast"));
-        let text = |value: &serde_json::Value| match value {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(str::to_owned),
-            _ => None,
-        };
+        let text = |value: &serde_json::Value| token_text(value).map(str::to_owned);
         let mut map = serde_json::Map::new();
         for key in SPECIAL_TOKEN_ATTRIBUTES {
             let default = match key {
@@ -264,9 +269,7 @@ impl Encoder {
         let tokenizer: Tokenizer = serde_json::from_value(json).map_err(|e| load_error(e.to_string()))?;
         let token_id = |key: &str, default: Option<&str>| {
             let token = match config.get(key) {
-                Some(serde_json::Value::String(s)) => Some(s.as_str()),
-                Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()),
-                Some(_) => None,
+                Some(value) => token_text(value),
                 None => default,
             };
             token.and_then(|t| tokenizer.token_to_id(t))

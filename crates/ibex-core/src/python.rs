@@ -37,6 +37,47 @@ pub fn float_repr(f: f64) -> String {
     }
 }
 
+/// Python's `str()` of a JSON value as lm-eval writes `target` and hashes it: strings as they are, everything else
+/// as Python prints it (`True`, `None`, `['a', 1]`, `1.0`).
+pub fn python_str(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => python_repr(other),
+    }
+}
+
+/// Python's `repr()` of a JSON value.
+fn python_repr(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "None".into(),
+        serde_json::Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+        serde_json::Value::Number(n) => number_repr(n),
+        // Python quotes with ' unless the text holds ' and no "; escapes are left out (targets are plain text).
+        serde_json::Value::String(s) if s.contains('\'') && !s.contains('"') => format!("\"{s}\""),
+        serde_json::Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        serde_json::Value::Array(items) => {
+            format!("[{}]", items.iter().map(python_repr).collect::<Vec<_>>().join(", "))
+        }
+        serde_json::Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", python_repr(&serde_json::Value::from(k.as_str())), python_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Python's `repr()` of a JSON number: an integer as it is, a float as [`float_repr`] spells it.
+pub fn number_repr(number: &serde_json::Number) -> String {
+    match (number.as_i64(), number.as_u64(), number.as_f64()) {
+        (Some(i), _, _) => i.to_string(),
+        (_, Some(u), _) => u.to_string(),
+        (_, _, Some(f)) => float_repr(f),
+        _ => number.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,12 +37,7 @@ fn write(value: &Value, options: &Options, item: &str, key: &str, depth: usize, 
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => out.push_str(&i.to_string()),
-            (_, Some(u), _) => out.push_str(&u.to_string()),
-            (_, _, Some(f)) => out.push_str(&crate::python::float_repr(f)),
-            _ => out.push_str(&n.to_string()),
-        },
+        Value::Number(n) => out.push_str(&crate::python::number_repr(n)),
         Value::String(s) => string(s, options.ensure_ascii, out),
         Value::Array(items) if items.is_empty() => out.push_str("[]"),
         Value::Array(items) => {

@@ -217,71 +217,62 @@ pub fn samples_file_name(task: &str, date_id: &str) -> String {
     format!("samples_{task}_{date_id}.jsonl")
 }
 
-/// The newest `results_<date>.json` that `path` names: the file itself, a folder holding such files, or an output
-/// folder holding one model folder with them. The date (as in the file name) comes back too, to find the samples.
-pub fn find_results(path: &Path) -> Result<(PathBuf, String), String> {
-    let date_of = |file: &Path| {
-        let name = file.file_name()?.to_str()?;
-        Some(name.strip_prefix("results_")?.strip_suffix(".json")?.to_owned())
-    };
-    if path.is_file() {
-        let date = date_of(path).ok_or_else(|| format!("{} is not a results_<date>.json file", path.display()))?;
-        return Ok((path.to_owned(), date));
-    }
-    let newest = |folder: &Path| -> Option<(PathBuf, String)> {
-        let entries = std::fs::read_dir(folder).ok()?;
-        let files = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file());
-        files.filter_map(|p| date_of(&p).map(|d| (p, d))).max_by(|a, b| a.1.cmp(&b.1))
-    };
-    if let Some(found) = newest(path) {
-        return Ok(found);
-    }
-    let folders: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir() && newest(p).is_some())
-        .collect();
-    match folders.as_slice() {
-        [one] => newest(one).ok_or_else(|| format!("no results in {}", one.display())),
-        [] if path.join("results.json").is_file() => Err(format!(
-            "{} holds a results.json of an ibex before results schema 2; run it again to write lm-eval's files",
-            path.display()
-        )),
-        [] => Err(format!("{} holds no results_<date>.json (nor does any folder in it)", path.display())),
-        several => Err(format!(
-            "{} holds results of {} models; name one folder: {}",
-            path.display(),
-            several.len(),
-            several.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        )),
-    }
+/// The date id a `results_<date>.json` file is named with.
+fn results_date(file: &Path) -> Option<String> {
+    let name = file.file_name()?.to_str()?;
+    Some(name.strip_prefix("results_")?.strip_suffix(".json")?.to_owned())
 }
 
 /// Every `results_<date>.json` that `path` names (the file, a folder's files, or those of the model folders in an
 /// output folder), oldest first by date.
 pub fn find_all_results(path: &Path) -> Result<Vec<PathBuf>, String> {
     if path.is_file() {
-        return find_results(path).map(|(file, _)| vec![file]);
+        results_date(path).ok_or_else(|| format!("{} is not a results_<date>.json file", path.display()))?;
+        return Ok(vec![path.to_owned()]);
     }
-    let listed = |folder: &Path| -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
-        entries.filter_map(|e| e.ok()).map(|e| e.path()).collect()
+    let listed = |folder: &Path| -> Result<Vec<PathBuf>, String> {
+        let entries = std::fs::read_dir(folder).map_err(|e| format!("cannot read {}: {e}", folder.display()))?;
+        Ok(entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
     };
-    let is_results = |p: &PathBuf| {
-        p.is_file()
-            && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("results_") && n.ends_with(".json"))
-    };
-    let mut files: Vec<PathBuf> = listed(path).into_iter().filter(is_results).collect();
+    let is_results = |p: &PathBuf| p.is_file() && results_date(p).is_some();
+    let mut files: Vec<PathBuf> = listed(path)?.into_iter().filter(is_results).collect();
     if files.is_empty() {
-        files = listed(path).into_iter().filter(|p| p.is_dir()).flat_map(|d| listed(&d)).filter(is_results).collect();
+        for folder in listed(path)?.into_iter().filter(|p| p.is_dir()) {
+            files.extend(listed(&folder)?.into_iter().filter(is_results));
+        }
     }
     if files.is_empty() {
-        // The same message as for one file.
-        find_results(path)?;
+        return Err(if path.join("results.json").is_file() {
+            format!(
+                "{} holds a results.json of an ibex before results schema 2; run it again to write lm-eval's files",
+                path.display()
+            )
+        } else {
+            format!("{} holds no results_<date>.json (nor does any folder in it)", path.display())
+        });
     }
+    // The names differ only in their dates.
     files.sort_by_key(|f| f.file_name().map(|n| n.to_owned()));
     Ok(files)
+}
+
+/// The newest `results_<date>.json` that `path` names (see [`find_all_results`]), which must hold one model's runs;
+/// its date id comes back too, to find the samples.
+pub fn find_results(path: &Path) -> Result<(PathBuf, String), String> {
+    let files = find_all_results(path)?;
+    let mut folders: Vec<&Path> = files.iter().filter_map(|f| f.parent()).collect();
+    folders.sort();
+    folders.dedup();
+    if folders.len() > 1 {
+        return Err(format!(
+            "{} holds results of {} models; name one folder: {}",
+            path.display(),
+            folders.len(),
+            folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let newest = files.last().expect("find_all_results returns at least one file");
+    Ok((newest.clone(), results_date(newest).expect("found by its name")))
 }
 
 /// Reads a results file that [`find_results`] found.

@@ -242,6 +242,19 @@ fn resolve_folder(folder: &Path) -> Result<ModelFiles, HubError> {
     })
 }
 
+impl ModelFiles {
+    /// Every file but the weights: config.json, the tokenizer's files, generation_config.json, chat_template.jinja
+    /// (those the checkpoint has).
+    pub fn small_files(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.config, &self.tokenizer]
+            .into_iter()
+            .chain(&self.tokenizer_settings)
+            .chain(&self.sentencepiece)
+            .chain(&self.generation_config)
+            .chain(&self.chat_template)
+    }
+}
+
 /// A relative or absolute path rather than `owner/name`.
 fn looks_like_path(model: &str) -> bool {
     model.is_empty() || model.starts_with(['.', '/', '~']) || model.matches('/').count() > 1 || model.ends_with('/')

@@ -8,7 +8,7 @@ use ibex_core::prompt::Output;
 use ibex_core::results::{
     sanitize_model_name, ModelRecord, Provenance, RunConfig, RunResults, LM_EVAL_VERSION, SCHEMA_VERSION,
 };
-use ibex_core::Request;
+use ibex_core::{Dtype, Request};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -28,10 +28,10 @@ pub(crate) fn now() -> RunDate {
 
 /// A results file with everything but scores filled in.
 pub(crate) fn empty_results(plan: &Plan, record: ModelRecord, date: f64) -> RunResults {
-    let torch_dtype = match record.dtype.as_str() {
-        "bf16" => "torch.bfloat16",
-        "f16" => "torch.float16",
-        _ => "torch.float32",
+    let torch_dtype = match plan.dtype {
+        Dtype::Bf16 => "torch.bfloat16",
+        Dtype::F16 => "torch.float16",
+        Dtype::F32 => "torch.float32",
     };
     let config = RunConfig {
         model: "ibex-candle".into(),

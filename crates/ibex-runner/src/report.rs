@@ -54,13 +54,8 @@ pub fn plan_tables(plan: &Plan) -> String {
         Origin::Hub { repo, commit } => format!("{repo}@{commit}"),
         Origin::Folder(folder) => folder.display().to_string(),
     };
-    let mut file_names: Vec<String> = [&files.config, &files.tokenizer]
-        .into_iter()
-        .chain(&files.tokenizer_settings)
-        .chain(&files.sentencepiece)
-        .chain(&files.generation_config)
-        .filter_map(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
-        .collect();
+    let mut file_names: Vec<String> =
+        files.small_files().filter_map(|path| Some(path.file_name()?.to_string_lossy().into_owned())).collect();
     file_names.extend(files.weights.iter().map(|w| w.name.clone()));
     let (bytes, to_download) = plan.weights_on_disk();
     let weights = match to_download {
@@ -182,15 +177,7 @@ fn describe_chat(plan: &Plan, from_recipe: String) -> String {
 pub fn fetched_table(plan: &Plan, weights: &[std::path::PathBuf]) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(["for", "file", "size"]);
-    let files = &plan.model_files;
-    let model_files = [Some(&files.config), Some(&files.tokenizer)]
-        .into_iter()
-        .flatten()
-        .chain(&files.tokenizer_settings)
-        .chain(files.sentencepiece.iter())
-        .chain(files.generation_config.iter())
-        .chain(files.chat_template.iter())
-        .chain(weights);
+    let model_files = plan.model_files.small_files().chain(weights);
     let mut rows: Vec<(String, &std::path::Path)> = model_files.map(|f| (plan.model.clone(), f.as_path())).collect();
     for task in &plan.tasks {
         for source in std::iter::once(&task.eval).chain(task.fewshot.as_ref()) {

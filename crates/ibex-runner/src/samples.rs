@@ -5,7 +5,7 @@
 use crate::files::sha256_hex;
 use crate::PlannedTask;
 use crate::RunError;
-use ibex_core::python::float_repr;
+use ibex_core::python::{float_repr, python_str};
 use ibex_core::results::SampleRecord;
 use ibex_core::{GenerateRequest, Request, Response, SampleScore};
 use serde_json::{Map, Value};
@@ -97,38 +97,4 @@ fn python_json_indent2(value: &Value) -> String {
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
     serde::Serialize::serialize(value, &mut serializer).expect("JSON values serialize");
     String::from_utf8(out).expect("serde_json writes UTF-8")
-}
-
-/// Python's `str()` of a JSON value as lm-eval writes `target` and hashes it: strings as they are, everything else
-/// as Python prints it (`True`, `None`, `['a', 1]`, `1.0`).
-fn python_str(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => python_repr(other),
-    }
-}
-
-/// Python's `repr()` of a JSON value.
-fn python_repr(value: &Value) -> String {
-    match value {
-        Value::Null => "None".into(),
-        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => i.to_string(),
-            (_, Some(u), _) => u.to_string(),
-            (_, _, Some(f)) => float_repr(f),
-            _ => n.to_string(),
-        },
-        // Python quotes with ' unless the text holds ' and no "; escapes are left out (targets are plain text).
-        Value::String(s) if s.contains('\'') && !s.contains('"') => format!("\"{s}\""),
-        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
-        Value::Array(items) => format!("[{}]", items.iter().map(python_repr).collect::<Vec<_>>().join(", ")),
-        Value::Object(map) => format!(
-            "{{{}}}",
-            map.iter()
-                .map(|(k, v)| format!("{}: {}", python_repr(&Value::from(k.as_str())), python_repr(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
 }
