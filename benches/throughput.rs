@@ -15,8 +15,8 @@
 
 use candle_nn::{VarBuilder, VarMap};
 use ibex_candle::llama::Config;
-use ibex_candle::{candle_dtype, select_device, CandleModel};
-use ibex_core::{DeviceSpec, Dtype, StopCriteria, TokenModel, TokenRequest};
+use ibex_candle::{candle_dtype, device_handles, open_device, CandleModel};
+use ibex_core::{Devices, Dtype, StopCriteria, TokenModel, TokenRequest};
 use std::time::Instant;
 
 fn shape(name: &str) -> Config {
@@ -53,8 +53,9 @@ fn main() {
     let sequences: usize = arg(3, "4096").parse().expect("SEQUENCES is a number");
     let config = shape(&shape_name);
     let ibex_dtype: Dtype = dtype_name.parse().unwrap_or_else(|e| panic!("{e}"));
-    let device_spec: DeviceSpec = device_name.parse().unwrap_or_else(|e| panic!("{e}"));
-    let device = select_device(device_spec, ibex_dtype).unwrap_or_else(|e| panic!("{e}"));
+    let devices: Devices = device_name.parse().unwrap_or_else(|e| panic!("{e}"));
+    let handle = device_handles(&devices).unwrap_or_else(|e| panic!("{e}"))[0];
+    let device = open_device(handle).unwrap_or_else(|e| panic!("{e}"));
     let dtype = candle_dtype(ibex_dtype);
     let varmap = VarMap::new();
     let mut model = CandleModel::new(&config, VarBuilder::from_varmap(&varmap, dtype, &device)).expect("model builds");

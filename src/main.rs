@@ -4,10 +4,13 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use ibex_candle::{candle_dtype, device_name, select_device, CandleModel};
+use ibex_candle::{candle_dtype, device_handles, CandleModel};
+use ibex_core::placement::Placement;
 use ibex_core::results::Shard;
-use ibex_core::{BatchSize, BosPolicy, DeviceSpec, Dtype, TemplateLm};
-use ibex_runner::{fetched_table, plan_tables, results_table, ChatSettings, DataOverride, Plan, Registry, RunSettings};
+use ibex_core::{BatchSize, BosPolicy, DeviceSpec, Devices, Dtype, MaxMemory, TemplateLm};
+use ibex_runner::{
+    fetched_table, placement_table, plan_tables, results_table, ChatSettings, DataOverride, Plan, Registry, RunSettings,
+};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,9 +82,16 @@ struct RunArgs {
     /// Replace a task's data: TASK[:SPLIT]=PATH (jsonl, json, csv, tsv or parquet; repeatable).
     #[arg(long)]
     data: Vec<DataOverride>,
-    /// cpu, cuda, cuda:N, or auto (CUDA when built in and a GPU answers).
+    /// cpu, cuda:N, cuda (every visible GPU), a comma-separated list of handles (cuda:0,cuda:1 or cpu,cpu; a device
+    /// may be named twice), or auto (every GPU when built with CUDA and one answers, else the CPU). The model is
+    /// split over the fewest handles that hold it, layer by layer, and replicated over the rest.
     #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
+    device: Devices,
+    /// Memory each device handle may use, weights plus a 10% reserve for activations: one size for all (40GiB),
+    /// one per --device entry (30GiB,30GiB), or per device (cuda:0=60GiB,cuda:1=60GiB) [default: what each device
+    /// has free, shared by its handles].
+    #[arg(long, value_name = "SIZES")]
+    max_memory: Option<MaxMemory>,
     /// f32, bf16 or f16 (f16 on CUDA only) [default: the model's recipe in configs/models, else f32].
     #[arg(long)]
     dtype: Option<Dtype>,
@@ -160,7 +170,8 @@ impl RunArgs {
             tasks: self.tasks,
             tasks_dirs: self.tasks_dirs,
             data: self.data,
-            device: self.device,
+            devices: self.device,
+            max_memory: self.max_memory.unwrap_or_default(),
             dtype: self.dtype,
             batch_size: match (self.batch_size, self.max_batch_size) {
                 (BatchSize::Auto { .. }, Some(max)) => BatchSize::Auto { max },
@@ -189,12 +200,28 @@ impl RunArgs {
     }
 }
 
+/// Where the Candle backend puts the model: the plan's device handles, measured (or as `--max-memory` says), and
+/// the checkpoint's layers laid over them.
+fn lay_out(plan: &Plan) -> Result<Placement> {
+    let handles = device_handles(&plan.devices)?;
+    let config = ibex_candle::read_config(&plan.model_files.config)?;
+    Ok(ibex_candle::placement(&config, plan.dtype, &handles, &plan.max_memory)?)
+}
+
 /// Loads the model the plan names with the Candle backend, behind lm-eval's text-level interface, and runs the plan.
 fn run_with_candle(plan: &Plan) -> Result<ibex_core::results::RunResults> {
-    let device = select_device(plan.device, plan.dtype)?;
+    let placement = lay_out(plan)?;
     let weights = ibex_hub::fetch_weights(&plan.model_files)?;
-    let model = CandleModel::load(&plan.model_files.config, &weights, candle_dtype(plan.dtype), &device)?;
-    let mut record = plan.model_record(device_name(&device));
+    let model = CandleModel::load(&plan.model_files.config, &weights, candle_dtype(plan.dtype), &placement)?;
+    // One device: its name, as lm-eval records it; several: the placement (`cuda:0[0-23]+cuda:1[24-47] | …`).
+    let device = match placement.replicas.as_slice() {
+        [stages] if stages.len() == 1 => stages[0].device.to_string(),
+        _ => {
+            eprintln!("model placed as {placement} (--dry-run shows the memory per device)");
+            placement.to_string()
+        }
+    };
+    let mut record = plan.model_record(device);
     record.parameters = ibex_candle::parameter_count(&weights)?;
     let mut model = TemplateLm::new(model, &plan.encoder, plan.generation.clone(), plan.batch_size, plan.max_gen_toks);
     Ok(ibex_runner::run(plan, &mut model, record)?)
@@ -244,8 +271,15 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("{} from {source} (the flags override it)", applied.join(" and "));
             }
             if dry_run {
-                ibex_candle::check_build_supports(plan.device)?;
-                println!("{}", plan_tables(&plan));
+                let placement = lay_out(&plan)?;
+                println!("{}\n{}", plan_tables(&plan), placement_table(&placement));
+                let gpus = placement.replicas.iter().flatten().any(|s| matches!(s.device, DeviceSpec::Cuda(_)));
+                if gpus && !cfg!(feature = "cuda") {
+                    eprintln!(
+                        "note: this ibex was built without CUDA; the run itself needs a build with \
+                         `cargo build --release --features cuda`"
+                    );
+                }
                 return Ok(());
             }
             let results = run_with_candle(&plan)?;

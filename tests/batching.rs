@@ -2,7 +2,7 @@
 //! memory is halved and retried, losing nothing. Tested through the token-level seam with a backend that runs out of
 //! memory above a size, around the real Candle model.
 
-use crate::common::{model_folder, read_results, run_ok, HUB_MODEL};
+use crate::common::{cpu_placement, model_folder, read_results, run_ok, HUB_MODEL};
 use ibex_candle::CandleModel;
 use ibex_core::{
     BatchSize, Encoder, GenerateRequest, GenerationConfig, LanguageModel, LoglikelihoodRequest, ModelError,
@@ -44,8 +44,7 @@ impl TokenModel for Cramped {
 fn candle() -> CandleModel {
     let folder = model_folder();
     let weights = [folder.join("model.safetensors")];
-    CandleModel::load(&folder.join("config.json"), &weights, candle_core::DType::F32, &candle_core::Device::Cpu)
-        .unwrap()
+    CandleModel::load(&folder.join("config.json"), &weights, candle_core::DType::F32, &cpu_placement(&folder)).unwrap()
 }
 
 fn encoder() -> Encoder {

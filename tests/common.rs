@@ -157,3 +157,10 @@ pub fn short_variant(dir: &std::path::Path, shipped: &str, name: &str) {
         .replace("until = [\"\\n\"]", "until = [\"\\n\"]\nmax_gen_toks = 24");
     std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
 }
+
+/// The fixture model's placement on the CPU, as a run computes it.
+pub fn cpu_placement(folder: &Path) -> ibex_core::placement::Placement {
+    let config = ibex_candle::read_config(&folder.join("config.json")).unwrap();
+    let cpu = [ibex_core::DeviceSpec::Cpu];
+    ibex_candle::placement(&config, ibex_core::Dtype::F32, &cpu, &ibex_core::MaxMemory::Free).unwrap()
+}

@@ -1,8 +1,8 @@
 //! Parity with lm-eval 0.4.13: per-sample log-likelihoods within 1e-4, identical accuracy, identical requests.
 
 use crate::common::{
-    assert_samples_match, fixtures, ibex_path_arg, model_folder, read_json, read_jsonl, read_results, read_samples,
-    run_ok, samples_path, tolerance, HUB_MODEL,
+    assert_samples_match, cpu_placement, fixtures, ibex_path_arg, model_folder, read_json, read_jsonl, read_results,
+    read_samples, run_ok, samples_path, tolerance, HUB_MODEL,
 };
 use ibex_candle::CandleModel;
 use ibex_core::{BosPolicy, Encoder, LoglikelihoodRequest, TokenModel, TokenizerFiles};
@@ -192,7 +192,7 @@ fn tokenization_contract_and_scores_match_lm_eval_pair_by_pair() {
         &folder.join("config.json"),
         &[folder.join("model.safetensors")],
         candle_core::DType::F32,
-        &candle_core::Device::Cpu,
+        &cpu_placement(&folder),
     )
     .unwrap();
     let reference = read_json(&fixtures().join("lm_eval/encode_pairs.json"));

@@ -5,6 +5,7 @@ mod batching;
 mod chat;
 mod common;
 mod compare;
+mod devices;
 mod errors;
 mod fetch;
 mod files;

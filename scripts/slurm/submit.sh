@@ -14,6 +14,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 export IBEX=${IBEX:-$(command -v ibex || echo "$here/../../target/release/ibex")}
 export IBEX_MODEL=$model IBEX_TASKS=$tasks IBEX_OUT=$out IBEX_ARGS="$*"
 mkdir -p "$out"
-array=$(sbatch --parsable --array="0-$((count - 1))" "$here/eval-shard.sbatch")
+# IBEX_GPUS_PER_SHARD (default 1): GPUs per shard; 4 gives a shard a whole MareNostrum 5 node (ALIA-40B in bf16
+# needs two 64 GB GPUs; ibex splits it over two and runs a replica on the other two).
+array=$(sbatch --parsable --array="0-$((count - 1))" --gres="gpu:${IBEX_GPUS_PER_SHARD:-1}" "$here/eval-shard.sbatch")
 merge=$(sbatch --parsable --dependency="afterok:${array}" "$here/merge.sbatch")
 echo "shards: job ${array} (${count} array tasks); merge: job ${merge} -> ${out}/merged/<model>/results_<date>.json"

@@ -1,9 +1,13 @@
-//! Device and dtype: ibex's parsed settings opened as Candle's, checked together before any weight is read.
+//! Devices and dtype: `--device` expanded into handles, each handle's memory measured (or taken from
+//! `--max-memory`), the model's placement over them computed, and the handles opened as Candle's devices, all
+//! checked before any weight is read.
 
+use crate::llama::Config;
 use candle_core::{DType, Device};
-use ibex_core::{DeviceSpec, Dtype};
+use ibex_core::placement::{budgets, place, Placement, PlacementError};
+use ibex_core::{DeviceSpec, Devices, Dtype, MaxMemory};
 
-/// The requested device or dtype cannot be used.
+/// The requested devices or dtype cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// CUDA was asked for, but this binary was built without it.
@@ -27,6 +31,9 @@ pub enum DeviceError {
         /// The dtype asked for.
         dtype: String,
     },
+    /// The model does not fit the devices, or `--max-memory` does not match `--device`.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
 }
 
 /// Candle's dtype for ibex's.
@@ -38,26 +45,37 @@ pub fn candle_dtype(dtype: Dtype) -> DType {
     }
 }
 
-/// Opens the device (`auto`: a CUDA GPU when the build has CUDA and one answers, else the CPU) and checks that it
-/// computes in `dtype`. Candle's `cuda_is_available` only says how ibex was built, so `auto` tries to open the device.
-pub fn select_device(spec: DeviceSpec, dtype: Dtype) -> Result<Device, DeviceError> {
-    let device = match spec {
-        DeviceSpec::Cpu => Device::Cpu,
-        DeviceSpec::Auto => open_cuda(0).unwrap_or(Device::Cpu),
-        DeviceSpec::Cuda(ordinal) => open_cuda(ordinal)?,
-    };
-    if device.is_cpu() && dtype == Dtype::F16 {
-        return Err(DeviceError::DtypeOnDevice { dtype: dtype.to_string() });
+/// The handles `devices` means: the list as named; `cuda`, every visible GPU; `auto`, every visible GPU when the
+/// build has CUDA and one answers, else the CPU. Named CUDA handles are checked when opened or measured, so a dry
+/// run with `--max-memory` can plan a GPU run on a machine without one.
+pub fn device_handles(devices: &Devices) -> Result<Vec<DeviceSpec>, DeviceError> {
+    match devices {
+        Devices::List(handles) => Ok(handles.clone()),
+        Devices::AllCuda => match gpu_count()? {
+            0 => Err(DeviceError::NoGpu { ordinal: 0, message: "the driver sees no GPU".into() }),
+            n => Ok((0..n).map(DeviceSpec::Cuda).collect()),
+        },
+        Devices::Auto => match gpu_count() {
+            Ok(n) if n > 0 => Ok((0..n).map(DeviceSpec::Cuda).collect()),
+            _ => Ok(vec![DeviceSpec::Cpu]),
+        },
     }
-    Ok(device)
 }
 
-/// Whether this build can open `spec` at all (a CUDA device needs the `cuda` feature), without opening it.
-pub fn check_build_supports(spec: DeviceSpec) -> Result<(), DeviceError> {
-    match spec {
-        DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => Err(DeviceError::NoCudaBuild),
-        _ => Ok(()),
+/// The model of `config` in `dtype` laid over `handles`, each with `--max-memory`'s budget or, where that gives
+/// none, the memory its device has free (the CPU's available memory; a GPU's free memory, the GPU opened to ask),
+/// shared by the handles of one device.
+pub fn placement(
+    config: &Config,
+    dtype: Dtype,
+    handles: &[DeviceSpec],
+    max_memory: &MaxMemory,
+) -> Result<Placement, DeviceError> {
+    if dtype == Dtype::F16 && handles.contains(&DeviceSpec::Cpu) {
+        return Err(DeviceError::DtypeOnDevice { dtype: dtype.to_string() });
     }
+    let budgets = budgets(handles, max_memory, free_memory)?;
+    Ok(place(&config.shape(candle_dtype(dtype).size_in_bytes() as u64), handles, &budgets)?)
 }
 
 /// The device as results record it: `cpu`, `cuda:0`.
@@ -69,7 +87,57 @@ pub fn device_name(device: &Device) -> String {
     }
 }
 
-fn open_cuda(ordinal: usize) -> Result<Device, DeviceError> {
-    check_build_supports(DeviceSpec::Cuda(ordinal))?;
-    Device::new_cuda(ordinal).map_err(|e| DeviceError::NoGpu { ordinal, message: crate::describe(&e) })
+/// Opens one handle. Each call on a CUDA ordinal opens a handle of its own on that GPU.
+pub fn open_device(spec: DeviceSpec) -> Result<Device, DeviceError> {
+    match spec {
+        DeviceSpec::Cpu => Ok(Device::Cpu),
+        DeviceSpec::Cuda(ordinal) => {
+            if !cfg!(feature = "cuda") {
+                return Err(DeviceError::NoCudaBuild);
+            }
+            Device::new_cuda(ordinal).map_err(|e| DeviceError::NoGpu { ordinal, message: crate::describe(&e) })
+        }
+    }
+}
+
+/// Bytes the device has free: the kernel's `MemAvailable` for the CPU (unbounded where the system does not say), the
+/// driver's free memory for a GPU.
+fn free_memory(spec: DeviceSpec) -> Result<u64, DeviceError> {
+    match spec {
+        DeviceSpec::Cpu => Ok(std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|info| {
+                let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .map_or(u64::MAX / 4, |kib| kib * 1024)),
+        DeviceSpec::Cuda(ordinal) => {
+            gpu_free_memory(&open_device(spec)?).map_err(|message| DeviceError::NoGpu { ordinal, message })
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn gpu_free_memory(device: &Device) -> Result<u64, String> {
+    let cuda = device.as_cuda_device().map_err(|e| crate::describe(&e))?;
+    let (free, _total) = cuda.cuda_stream().context().mem_get_info().map_err(|e| e.to_string())?;
+    Ok(free as u64)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_free_memory(_device: &Device) -> Result<u64, String> {
+    Err("this ibex was built without CUDA".into())
+}
+
+/// GPUs the driver sees (`CUDA_VISIBLE_DEVICES` applied).
+#[cfg(feature = "cuda")]
+fn gpu_count() -> Result<usize, DeviceError> {
+    candle_core::cuda_backend::cudarc::driver::CudaContext::device_count()
+        .map(|n| usize::try_from(n).unwrap_or(0))
+        .map_err(|e| DeviceError::NoGpu { ordinal: 0, message: e.to_string() })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_count() -> Result<usize, DeviceError> {
+    Err(DeviceError::NoCudaBuild)
 }

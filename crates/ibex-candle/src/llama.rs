@@ -11,7 +11,9 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
+use ibex_core::placement::ModelShape;
 use serde::Deserialize;
+use std::ops::Range;
 
 /// config.json as transformers writes it; optional fields are resolved once by [`LlamaConfig::into_config`].
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +111,27 @@ impl LlamaConfig {
             max_position_embeddings: self.max_position_embeddings,
             tie_word_embeddings: self.tie_word_embeddings,
         })
+    }
+}
+
+impl Config {
+    /// The weights' sizes at `bytes_per_weight` (4 for f32, 2 for bf16 and f16), as [`Llama::new`] holds them: what
+    /// placement over devices needs.
+    pub fn shape(&self, bytes_per_weight: u64) -> ModelShape {
+        let [hidden, inter, vocab, positions] =
+            [self.hidden_size, self.intermediate_size, self.vocab_size, self.max_position_embeddings].map(|n| n as u64);
+        let q_width = (self.num_attention_heads * self.head_dim) as u64;
+        let kv_width = (self.num_key_value_heads * self.head_dim) as u64;
+        let layer = 2 * hidden * q_width + 2 * hidden * kv_width + 3 * hidden * inter + 2 * hidden;
+        ModelShape {
+            layers: self.num_hidden_layers,
+            layer_bytes: layer * bytes_per_weight,
+            embed_bytes: vocab * hidden * bytes_per_weight,
+            lm_head_bytes: vocab * hidden * bytes_per_weight,
+            tied: self.tie_word_embeddings,
+            norm_bytes: hidden * bytes_per_weight,
+            per_handle_bytes: positions * self.head_dim as u64 * bytes_per_weight,
+        }
     }
 }
 
@@ -288,35 +311,65 @@ impl Block {
     }
 }
 
-/// A LlamaForCausalLM whose callers choose the positions they project to the vocabulary.
+/// Consecutive decoder layers on one device, with that device's rotary tables.
+#[derive(Debug, Clone)]
+struct Stage {
+    device: Device,
+    rotary: Rotary,
+    layers: Vec<Block>,
+}
+
+/// A LlamaForCausalLM whose callers choose the positions they project to the vocabulary, its decoder layers on one
+/// device or split into consecutive stages over several (the embedding with the first, the final norm and the LM
+/// head with the last): hidden states move between devices at stage boundaries, and each layer's KV cache stays on
+/// its layer's device.
 #[derive(Debug, Clone)]
 pub struct Llama {
     embed_tokens: Embedding,
-    layers: Vec<Block>,
+    stages: Vec<Stage>,
     norm: RmsNorm,
     lm_head: Linear,
-    rotary: Rotary,
     config: Config,
 }
 
 impl Llama {
-    /// Builds the model from weights named as transformers saves them (`model.layers.0.self_attn.q_proj.weight`).
-    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
-        let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("model.embed_tokens"))?;
-        let lm_head = if cfg.tie_word_embeddings {
-            Linear::new(embed_tokens.embeddings().clone(), None)
-        } else {
-            linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
+    /// Builds the model from weights named as transformers saves them (`model.layers.0.self_attn.q_proj.weight`),
+    /// one stage per `(weights on a device, its layers)`, the ranges consecutive from layer 0 to the last.
+    pub fn new(cfg: &Config, stages: &[(VarBuilder, Range<usize>)]) -> Result<Self> {
+        let (Some((first, _)), Some((last, _))) = (stages.first(), stages.last()) else {
+            candle_core::bail!("a model needs at least one stage");
         };
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| Block::new(cfg, vb.pp(format!("model.layers.{i}"))))
+        let covered: Vec<usize> = stages.iter().flat_map(|(_, layers)| layers.clone()).collect();
+        if covered != (0..cfg.num_hidden_layers).collect::<Vec<_>>() {
+            candle_core::bail!("stages must cover layers 0..{} in order", cfg.num_hidden_layers);
+        }
+        let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, first.pp("model.embed_tokens"))?;
+        let lm_head = match (cfg.tie_word_embeddings, stages.len()) {
+            (true, 1) => Linear::new(embed_tokens.embeddings().clone(), None),
+            // Tied weights on another device: the last stage reads its own copy of the embedding.
+            (true, _) => {
+                Linear::new(last.pp("model.embed_tokens").get((cfg.vocab_size, cfg.hidden_size), "weight")?, None)
+            }
+            (false, _) => linear_no_bias(cfg.hidden_size, cfg.vocab_size, last.pp("lm_head"))?,
+        };
+        let stages = stages
+            .iter()
+            .map(|(vb, layers)| {
+                Ok(Stage {
+                    device: vb.device().clone(),
+                    rotary: Rotary::new(cfg, vb.dtype(), vb.device())?,
+                    layers: layers
+                        .clone()
+                        .map(|i| Block::new(cfg, vb.pp(format!("model.layers.{i}"))))
+                        .collect::<Result<_>>()?,
+                })
+            })
             .collect::<Result<_>>()?;
         Ok(Self {
             embed_tokens,
-            layers,
-            norm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("model.norm"))?,
+            stages,
+            norm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, last.pp("model.norm"))?,
             lm_head,
-            rotary: Rotary::new(cfg, vb.dtype(), vb.device())?,
             config: cfg.clone(),
         })
     }
@@ -326,8 +379,24 @@ impl Llama {
         &self.config
     }
 
-    /// Final-norm hidden states `[batch, seq, hidden]` for right-padded `input_ids` `[batch, seq]`. No padding mask is
-    /// needed: under the causal mask a real position never sees the padding after it (lm-eval relies on the same).
+    /// The devices of its stages, in layer order.
+    pub fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.stages.iter().map(|stage| &stage.device)
+    }
+
+    /// Where input ids go: the first stage's device.
+    pub fn input_device(&self) -> &Device {
+        &self.stages[0].device
+    }
+
+    /// Where hidden states and logits come out: the last stage's device.
+    pub fn output_device(&self) -> &Device {
+        &self.stages[self.stages.len() - 1].device
+    }
+
+    /// Final-norm hidden states `[batch, seq, hidden]` for right-padded `input_ids` `[batch, seq]` (on
+    /// [`Llama::input_device`]; the result is on [`Llama::output_device`]). No padding mask is needed: under the
+    /// causal mask a real position never sees the padding after it (lm-eval relies on the same).
     pub fn forward_hidden(&self, input_ids: &Tensor) -> Result<Tensor> {
         let seq_len = input_ids.dim(1)?;
         if seq_len > self.config.max_position_embeddings {
@@ -336,18 +405,21 @@ impl Llama {
                 self.config.max_position_embeddings
             );
         }
-        let mask = causal_mask(seq_len, input_ids.device())?;
-        let angles = self.rotary.range(0, seq_len)?;
         let mut x = self.embed_tokens.forward(input_ids)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &angles, Some(&mask), None)?;
+        for stage in &self.stages {
+            x = x.to_device(&stage.device)?;
+            let mask = causal_mask(seq_len, &stage.device)?;
+            let angles = stage.rotary.range(0, seq_len)?;
+            for layer in &stage.layers {
+                x = layer.forward(&x, &angles, Some(&mask), None)?;
+            }
         }
         self.norm.forward(&x)
     }
 
     /// An empty cache for [`Llama::forward_cached`], for prompts left-padded by `pads[row]` tokens.
     pub fn new_cache(&self, pads: Vec<usize>) -> KvCache {
-        KvCache { layers: vec![None; self.layers.len()], len: 0, pads }
+        KvCache { layers: vec![None; self.config.num_hidden_layers], len: 0, pads }
     }
 
     /// Logits `[batch, vocab]` at the last of `input_ids` `[batch, seq]`, which continue the positions in `cache`;
@@ -364,17 +436,20 @@ impl Llama {
                 self.config.max_position_embeddings
             );
         }
-        let device = input_ids.device();
         let positions: Vec<u32> = cache
             .pads
             .iter()
             .flat_map(|&pad| (offset..offset + seq_len).map(move |p| p.saturating_sub(pad) as u32))
             .collect();
-        let angles = self.rotary.at(&Tensor::from_vec(positions, (batch, seq_len), device)?)?;
-        let mask = padded_causal_mask(&cache.pads, seq_len, offset, device)?;
         let mut x = self.embed_tokens.forward(input_ids)?;
-        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            x = layer.forward(&x, &angles, mask.as_ref(), Some(layer_cache))?;
+        let mut layer_caches = cache.layers.iter_mut();
+        for stage in &self.stages {
+            x = x.to_device(&stage.device)?;
+            let angles = stage.rotary.at(&Tensor::from_vec(positions.clone(), (batch, seq_len), &stage.device)?)?;
+            let mask = padded_causal_mask(&cache.pads, seq_len, offset, &stage.device)?;
+            for (layer, layer_cache) in stage.layers.iter().zip(layer_caches.by_ref()) {
+                x = layer.forward(&x, &angles, mask.as_ref(), Some(layer_cache))?;
+            }
         }
         cache.len += seq_len;
         let last = self.norm.forward(&x.narrow(1, seq_len - 1, 1)?)?.squeeze(1)?;

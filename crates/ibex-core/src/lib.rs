@@ -13,6 +13,7 @@ mod encode;
 mod generation;
 pub mod metrics;
 mod model;
+pub mod placement;
 pub mod prompt;
 mod pyrandom;
 pub mod python;
@@ -30,7 +31,9 @@ pub use metrics::Metric;
 pub use model::{LanguageModel, ModelError, ScoreSink, TextSink, TokenModel, TokenScore};
 pub use pyrandom::PyRandom;
 pub use request::{GenerateRequest, LoglikelihoodRequest, Request, Response, TokenRequest, DEFAULT_MAX_GEN_TOKS};
-pub use settings::{BatchSize, DeviceSpec, Dtype, DEFAULT_MAX_BATCH_SIZE};
+pub use settings::{
+    human_bytes, parse_bytes, BatchSize, DeviceSpec, Devices, Dtype, MaxMemory, DEFAULT_MAX_BATCH_SIZE,
+};
 pub use task::{
     parse_task_file, text_field, DataSpec, Doc, SampleScore, Task, TaskError, TaskFamily, TaskHeader,
     DEFAULT_FEWSHOT_DELIMITER,

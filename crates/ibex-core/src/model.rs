@@ -93,6 +93,28 @@ pub trait TokenModel {
     /// Scores a batch; the answers come back in the order of `batch`.
     fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError>;
 
+    /// How many batches the model runs at once: its replicas (copies on several devices); 1 for most backends.
+    fn replicas(&self) -> usize {
+        1
+    }
+
+    /// Scores up to [`TokenModel::replicas`] batches at once, each as [`TokenModel::score`] would; the answers come
+    /// back per batch, in order. The default scores them one after another.
+    fn score_batches(&mut self, batches: &[Vec<TokenRequest>]) -> Result<Vec<Vec<TokenScore>>, ModelError> {
+        batches.iter().map(|batch| self.score(batch)).collect()
+    }
+
+    /// Generates for up to [`TokenModel::replicas`] batches of prompts at once, each as [`TokenModel::generate`]
+    /// would; the answers come back per batch, in order. The default runs them one after another.
+    fn generate_batches(
+        &mut self,
+        batches: &[Vec<Vec<u32>>],
+        max_new_tokens: usize,
+        stop: &StopCriteria,
+    ) -> Result<Vec<Vec<Vec<u32>>>, ModelError> {
+        batches.iter().map(|prompts| self.generate(prompts, max_new_tokens, stop)).collect()
+    }
+
     /// Greedy decoding from each of `prompts`: appends the argmax token (the first on ties) to a row until `stop` is
     /// met for that row's generated tokens (checked after each token, that token included) or `max_new_tokens` are
     /// generated. Each row stops on its own, so a row's output does not depend on the others.

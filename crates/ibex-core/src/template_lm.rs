@@ -125,20 +125,25 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
         let mut scores = vec![None; tokens.len()];
         let mut start = 0;
         while start < order.len() {
-            let batch = &order[start..(start + self.current).min(order.len())];
-            let batch_tokens: Vec<TokenRequest> = batch.iter().map(|&i| tokens[i].clone()).collect();
-            let result = self.model.score(&batch_tokens);
+            // One batch per replica; each batch is the one a single device would run, so scores do not depend on
+            // how many replicas there are.
+            let batches: Vec<&[usize]> = order[start..].chunks(self.current).take(self.model.replicas()).collect();
+            let batch_tokens: Vec<Vec<TokenRequest>> =
+                batches.iter().map(|batch| batch.iter().map(|&i| tokens[i].clone()).collect()).collect();
+            let result = self.model.score_batches(&batch_tokens);
             if matches!(result, Err(ModelError::OutOfMemory { .. })) && self.shrink() {
                 continue;
             }
-            let answered: Vec<(usize, TokenScore)> = batch.iter().copied().zip(result?).collect();
-            self.ran();
-            self.tokens_processed += batch_tokens.iter().map(|t| t.model_input(window).0.len() as u64).sum::<u64>();
-            done(&answered).map_err(ModelError::Sink)?;
-            for (i, score) in answered {
-                scores[i] = Some(score);
+            for ((batch, batch_tokens), batch_scores) in batches.iter().zip(&batch_tokens).zip(result?) {
+                let answered: Vec<(usize, TokenScore)> = batch.iter().copied().zip(batch_scores).collect();
+                self.ran();
+                self.tokens_processed += batch_tokens.iter().map(|t| t.model_input(window).0.len() as u64).sum::<u64>();
+                done(&answered).map_err(ModelError::Sink)?;
+                for (i, score) in answered {
+                    scores[i] = Some(score);
+                }
+                start += batch.len();
             }
-            start += batch.len();
         }
         Ok(scores.into_iter().map(|s| s.expect("every request is in one batch")).collect())
     }
@@ -171,26 +176,28 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
             let stop = self.encoder.stop_criteria(until, &self.generation.eos_token_ids)?;
             let mut start = 0;
             while start < order.len() {
-                let batch = &order[start..(start + self.current).min(order.len())];
-                let batch_prompts: Vec<Vec<u32>> = batch.iter().map(|&i| prompts[i].clone()).collect();
-                let result = self.model.generate(&batch_prompts, budget, &stop);
+                let batches: Vec<&[usize]> = order[start..].chunks(self.current).take(self.model.replicas()).collect();
+                let batch_prompts: Vec<Vec<Vec<u32>>> =
+                    batches.iter().map(|batch| batch.iter().map(|&i| prompts[i].clone()).collect()).collect();
+                let result = self.model.generate_batches(&batch_prompts, budget, &stop);
                 if matches!(result, Err(ModelError::OutOfMemory { .. })) && self.shrink() {
                     continue;
                 }
-                let outputs = result?;
-                self.ran();
-                start += batch.len();
-                let prompt_tokens: usize = batch_prompts.iter().map(Vec::len).sum();
-                let generated_tokens: usize = outputs.iter().map(Vec::len).sum();
-                self.tokens_processed += (prompt_tokens + generated_tokens) as u64;
-                let answered = batch
-                    .iter()
-                    .zip(outputs)
-                    .map(|(&i, generated)| Ok((members[i], stop.generated_text(&generated)?)))
-                    .collect::<Result<Vec<(usize, String)>, ModelError>>()?;
-                done(&answered).map_err(ModelError::Sink)?;
-                for (index, text) in answered {
-                    texts[index] = Some(text);
+                for ((batch, batch_prompts), outputs) in batches.iter().zip(&batch_prompts).zip(result?) {
+                    self.ran();
+                    start += batch.len();
+                    let prompt_tokens: usize = batch_prompts.iter().map(Vec::len).sum();
+                    let generated_tokens: usize = outputs.iter().map(Vec::len).sum();
+                    self.tokens_processed += (prompt_tokens + generated_tokens) as u64;
+                    let answered = batch
+                        .iter()
+                        .zip(outputs)
+                        .map(|(&i, generated)| Ok((members[i], stop.generated_text(&generated)?)))
+                        .collect::<Result<Vec<(usize, String)>, ModelError>>()?;
+                    done(&answered).map_err(ModelError::Sink)?;
+                    for (index, text) in answered {
+                        texts[index] = Some(text);
+                    }
                 }
             }
         }

@@ -11,8 +11,8 @@ use ibex_chat::ChatTemplate;
 use ibex_core::prompt::{construct_requests, fewshot_context, ApplyChatTemplate, ChatFormat, PromptFormat};
 use ibex_core::results::{sanitize_model_name, ModelRecord, Shard};
 use ibex_core::{
-    generation_prompt, scoring_tokens, BatchSize, BosPolicy, DeviceSpec, Doc, Dtype, Encoder, GenerationConfig,
-    Request, TokenizerFiles,
+    generation_prompt, scoring_tokens, BatchSize, BosPolicy, DeviceSpec, Devices, Doc, Dtype, Encoder,
+    GenerationConfig, MaxMemory, Request, TokenizerFiles,
 };
 use ibex_hub::{ModelFiles, Origin};
 use sha2::{Digest, Sha256};
@@ -34,8 +34,10 @@ pub struct RunSettings {
     pub tasks_dirs: Vec<PathBuf>,
     /// Data files replacing a task's data for a split.
     pub data: Vec<DataOverride>,
-    /// Where the model runs.
-    pub device: DeviceSpec,
+    /// The device handles the model is laid over (`--device`).
+    pub devices: Devices,
+    /// How much memory each handle may use (`--max-memory`).
+    pub max_memory: MaxMemory,
     /// The dtype; the model recipe's, else f32, when absent.
     pub dtype: Option<Dtype>,
     /// Requests per forward pass.
@@ -119,8 +121,10 @@ pub struct Plan {
     pub generation: GenerationConfig,
     /// The shipped model recipe that supplied settings the flags left open, and which ones.
     pub recipe: Option<(String, Vec<&'static str>)>,
-    /// Where the model runs.
-    pub device: DeviceSpec,
+    /// The device handles the model is laid over (`--device`).
+    pub devices: Devices,
+    /// How much memory each handle may use (`--max-memory`).
+    pub max_memory: MaxMemory,
     /// The dtype.
     pub dtype: Dtype,
     /// Requests per forward pass.
@@ -257,9 +261,6 @@ impl Plan {
                 "the run has no tasks: name some with --tasks or a suite that lists them".into(),
             ));
         }
-        if settings.device == DeviceSpec::Cpu && settings.dtype == Some(Dtype::F16) {
-            return Err(RunError::Plan("f16 is not supported on the CPU; use --dtype f32 or bf16 there".into()));
-        }
         check_overrides(&registry, &entries, &settings.data)?;
         let drawn = entries.iter().map(|entry| plan_task(entry, &settings)).collect::<Result<Vec<_>, _>>()?;
 
@@ -267,6 +268,9 @@ impl Plan {
         let mut applied = Vec::new();
         let dtype = or_recipe(settings.dtype, recipe.as_ref().and_then(|r| r.dtype), "dtype", &mut applied)
             .unwrap_or(Dtype::F32);
+        if dtype == Dtype::F16 && settings.devices.named().is_some_and(|h| h.contains(&DeviceSpec::Cpu)) {
+            return Err(RunError::Plan("f16 is not supported on the CPU; use --dtype f32 or bf16 there".into()));
+        }
         let bos = or_recipe(
             settings.add_bos_token,
             recipe.as_ref().and_then(|r| r.add_bos_token),
@@ -375,7 +379,8 @@ impl Plan {
             model_files,
             encoder,
             generation,
-            device: settings.device,
+            devices: settings.devices.clone(),
+            max_memory: settings.max_memory.clone(),
             dtype,
             batch_size: settings.batch_size,
             bos,

@@ -3,8 +3,9 @@
 use crate::{Plan, PlannedTask, SplitSource};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use ibex_core::metrics::{parse_metric_key, stderr_key};
+use ibex_core::placement::{Placement, ACTIVATION_RESERVE_PERCENT};
 use ibex_core::results::RunResults;
-use ibex_core::{BatchSize, SpecialTokenRule};
+use ibex_core::{human_bytes, BatchSize, MaxMemory, SpecialTokenRule};
 use ibex_hub::Origin;
 use std::path::Path;
 
@@ -72,7 +73,13 @@ pub fn plan_tables(plan: &Plan) -> String {
         ("weights", weights),
         ("tokenizer", describe_special_tokens(plan)),
         ("generation stops on", describe_stops(plan)),
-        ("device", plan.device.to_string()),
+        (
+            "device",
+            match &plan.max_memory {
+                MaxMemory::Free => plan.devices.to_string(),
+                limits => format!("{} (--max-memory {})", plan.devices, describe_max_memory(limits)),
+            },
+        ),
         ("dtype", format!("{}{}", plan.dtype, from_recipe("dtype"))),
         ("add_bos_token", format!("{}{}", plan.bos, from_recipe("add_bos_token"))),
         (
@@ -124,14 +131,58 @@ fn describe_source(source: &SplitSource) -> String {
     }
 }
 
-/// `1.50 GiB`, `3.2 MiB`, `930 KiB`.
-fn human_bytes(bytes: u64) -> String {
-    let bytes = bytes as f64;
-    match bytes {
-        b if b >= f64::from(1u32 << 30) => format!("{:.2} GiB", b / f64::from(1u32 << 30)),
-        b if b >= f64::from(1u32 << 20) => format!("{:.1} MiB", b / f64::from(1u32 << 20)),
-        b => format!("{:.0} KiB", (b / 1024.0).ceil()),
+/// `--max-memory` as given, sizes in binary units.
+fn describe_max_memory(limits: &MaxMemory) -> String {
+    match limits {
+        MaxMemory::Free => "free memory".into(),
+        MaxMemory::Each(size) => format!("{} each", human_bytes(*size)),
+        MaxMemory::Positional(sizes) => sizes.iter().map(|s| human_bytes(*s)).collect::<Vec<_>>().join(", "),
+        MaxMemory::PerDevice(pairs) => {
+            pairs.iter().map(|(d, s)| format!("{d}={}", human_bytes(*s))).collect::<Vec<_>>().join(", ")
+        }
     }
+}
+
+/// Where the model's weights go, per replica and device handle, with the memory each handle is expected to hold
+/// (weights) against its budget: what `--dry-run` prints after the plan.
+pub fn placement_table(placement: &Placement) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(["replica", "device", "layers", "holds", "weights", "budget"]);
+    for (replica, stages) in placement.replicas.iter().enumerate() {
+        for stage in stages {
+            let mut holds = Vec::new();
+            if stage.embed {
+                holds.push("embeddings");
+            }
+            holds.push("decoder layers");
+            if stage.head {
+                holds.push("final norm, LM head");
+            }
+            let layers = match stage.layers.len() {
+                1 => stage.layers.start.to_string(),
+                _ => format!("{}-{}", stage.layers.start, stage.layers.end - 1),
+            };
+            table.add_row([
+                Cell::new(replica),
+                Cell::new(format!("{} (#{})", stage.device, stage.handle)),
+                Cell::new(layers),
+                Cell::new(holds.join(", ")),
+                Cell::new(human_bytes(stage.bytes)).set_alignment(CellAlignment::Right),
+                Cell::new(human_bytes(stage.budget)).set_alignment(CellAlignment::Right),
+            ]);
+        }
+    }
+    let span = placement.replicas.first().map_or(0, Vec::len);
+    let mut text = match placement.replicas.len() {
+        1 => format!("{table}\none copy over {span} device handle(s)"),
+        n => format!("{table}\n{n} replicas of {span} device handle(s) each; batches go to them side by side"),
+    };
+    text.push_str(&format!("; {ACTIVATION_RESERVE_PERCENT}% of each budget is kept for activations"));
+    if !placement.unused.is_empty() {
+        let unused: Vec<String> = placement.unused.iter().map(ToString::to_string).collect();
+        text.push_str(&format!("; unused (too few for another replica): {}", unused.join(", ")));
+    }
+    text
 }
 
 /// The tokenizer class and what "with special tokens" adds under the run's BOS policy.
