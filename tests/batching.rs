@@ -10,15 +10,21 @@ use ibex_core::{
 };
 use std::num::NonZeroUsize;
 
-/// The fixture model, out of memory whenever a batch holds more than `fits` sequences.
+/// The fixture model, out of memory whenever a batch holds more than `fits` sequences, taking `replicas` batches at
+/// a time (a batch too large for one replica fails them all).
 struct Cramped {
     model: CandleModel,
     fits: usize,
+    replicas: usize,
 }
 
 impl TokenModel for Cramped {
     fn max_length(&self) -> usize {
         self.model.max_length()
+    }
+
+    fn replicas(&self) -> usize {
+        self.replicas
     }
 
     fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError> {
@@ -71,18 +77,24 @@ fn requests() -> Vec<LoglikelihoodRequest> {
 fn auto_batches_halve_on_out_of_memory_and_lose_nothing() {
     let encoder = encoder();
     let max = NonZeroUsize::new(8).unwrap();
-    let cramped = Cramped { model: candle(), fits: 3 };
-    let mut auto = TemplateLm::new(cramped, &encoder, GenerationConfig::default(), BatchSize::Auto { max }, 8);
-    let mut recorded = Vec::new();
-    let scores = auto.loglikelihood(&requests(), &mut |answers| {
-        recorded.extend(answers.iter().map(|(i, _)| *i));
-        Ok(())
-    });
-    let scores = scores.unwrap();
-    // 8 and 4 did not fit; every batch then ran at 2, and each request reached the sink exactly once.
-    assert_eq!(auto.batch_sizes(), [2]);
-    recorded.sort_unstable();
-    assert_eq!(recorded, (0..13).collect::<Vec<_>>());
+    let mut by_replicas = Vec::new();
+    for replicas in [1, 2] {
+        let cramped = Cramped { model: candle(), fits: 3, replicas };
+        let mut auto = TemplateLm::new(cramped, &encoder, GenerationConfig::default(), BatchSize::Auto { max }, 8);
+        let mut recorded = Vec::new();
+        let scores = auto.loglikelihood(&requests(), &mut |answers| {
+            recorded.extend(answers.iter().map(|(i, _)| *i));
+            Ok(())
+        });
+        // 8 and 4 did not fit; every batch then ran at 2, and each request reached the sink exactly once, also when
+        // two replicas took batches side by side and a failure discarded both.
+        assert_eq!(auto.batch_sizes(), [2]);
+        recorded.sort_unstable();
+        assert_eq!(recorded, (0..13).collect::<Vec<_>>());
+        by_replicas.push(scores.unwrap());
+    }
+    assert_eq!(by_replicas[0], by_replicas[1]);
+    let scores = by_replicas.remove(0);
 
     // The same batches as a run at the size auto settled on: the same scores, to the bit.
     let two = BatchSize::Fixed(NonZeroUsize::new(2).unwrap());
@@ -94,7 +106,7 @@ fn auto_batches_halve_on_out_of_memory_and_lose_nothing() {
         .into_iter()
         .map(|r| GenerateRequest { context: r.context, until: vec!["\n".into()], max_gen_toks: Some(6) })
         .collect();
-    let cramped = Cramped { model: candle(), fits: 1 };
+    let cramped = Cramped { model: candle(), fits: 1, replicas: 2 };
     let mut auto = TemplateLm::new(cramped, &encoder, GenerationConfig::default(), BatchSize::Auto { max }, 8);
     let texts = auto.generate_until(&prompts, &mut |_| Ok(())).unwrap();
     assert_eq!(auto.batch_sizes(), [1]);
@@ -105,7 +117,7 @@ fn auto_batches_halve_on_out_of_memory_and_lose_nothing() {
 #[test]
 fn a_fixed_batch_that_runs_out_of_memory_is_an_error_naming_the_size() {
     let encoder = encoder();
-    let cramped = Cramped { model: candle(), fits: 3 };
+    let cramped = Cramped { model: candle(), fits: 3, replicas: 1 };
     let four = BatchSize::Fixed(NonZeroUsize::new(4).unwrap());
     let mut fixed = TemplateLm::new(cramped, &encoder, GenerationConfig::default(), four, 8);
     let err = fixed.loglikelihood(&requests(), &mut |_| Ok(())).unwrap_err().to_string();

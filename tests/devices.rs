@@ -84,7 +84,7 @@ fn dry_run_prints_where_each_layer_goes() {
         ]
     );
     assert!(stdout.contains("one copy over 2 device handle(s); 10% of each budget is kept"), "{stdout}");
-    assert!(stdout.contains("unused (too few for another replica): cpu"), "{stdout}");
+    assert!(stdout.contains("unused (too few or too small for another replica): cpu"), "{stdout}");
     assert!(stdout.contains("cpu,cpu,cpu (--max-memory 600 KiB each)"), "{stdout}");
 }
 
@@ -180,4 +180,19 @@ fn alia_40b_plans_two_replicas_on_four_64_gib_gpus_and_one_on_an_h200() {
         dry_run("cuda:0", "141GB"),
         ["0 | cuda:0 (#0) | 0-47 | embeddings, decoder layers, final norm, LM head | 75.32 GiB | 131.32 GiB"]
     );
+}
+
+#[test]
+fn tied_embeddings_split_over_devices_score_as_on_one() {
+    let tied = fixtures().join("models/tiny-salamandra-tied");
+    let data = format!("xnli_en={}", fixtures().join("data/xnli_en.validation.jsonl").display());
+    let common = ["--model", ibex_path_arg(&tied), "--tasks", "xnli_en", "--data", data.as_str(), "--batch-size", "4"];
+    let single = run_ok(&[&common[..], &["--device", "cpu"]].concat());
+    // 651 KiB on one handle; split, the last handle holds its own copy of the embedding as the LM head.
+    let split = run_ok(&[&common[..], &["--device", "cpu,cpu", "--max-memory", HALF_THE_MODEL]].concat());
+    let got = read_results(split.path());
+    assert_eq!(got["config"]["device"], "cpu[0-0]+cpu[1-1]");
+    assert_eq!(got["results"], read_results(single.path())["results"]);
+    let expected = std::fs::read_to_string(samples_path(single.path(), "xnli_en")).unwrap();
+    assert!(std::fs::read_to_string(samples_path(split.path(), "xnli_en")).unwrap() == expected);
 }

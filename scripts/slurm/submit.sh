@@ -15,7 +15,9 @@ export IBEX=${IBEX:-$(command -v ibex || echo "$here/../../target/release/ibex")
 export IBEX_MODEL=$model IBEX_TASKS=$tasks IBEX_OUT=$out IBEX_ARGS="$*"
 mkdir -p "$out"
 # IBEX_GPUS_PER_SHARD (default 1): GPUs per shard; 4 gives a shard a whole MareNostrum 5 node (ALIA-40B in bf16
-# needs two 64 GB GPUs; ibex splits it over two and runs a replica on the other two).
-array=$(sbatch --parsable --array="0-$((count - 1))" --gres="gpu:${IBEX_GPUS_PER_SHARD:-1}" "$here/eval-shard.sbatch")
+# needs two 64 GB GPUs; ibex splits it over two and runs a replica on the other two), with 20 CPU cores per GPU.
+gpus=${IBEX_GPUS_PER_SHARD:-1}
+array=$(sbatch --parsable --array="0-$((count - 1))" --gres="gpu:${gpus}" --cpus-per-task="$((20 * gpus))" \
+    "$here/eval-shard.sbatch")
 merge=$(sbatch --parsable --dependency="afterok:${array}" "$here/merge.sbatch")
 echo "shards: job ${array} (${count} array tasks); merge: job ${merge} -> ${out}/merged/<model>/results_<date>.json"

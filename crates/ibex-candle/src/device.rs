@@ -46,7 +46,7 @@ pub fn candle_dtype(dtype: Dtype) -> DType {
 }
 
 /// The handles `devices` means: the list as named; `cuda`, every visible GPU; `auto`, every visible GPU when the
-/// build has CUDA and one answers, else the CPU. Named CUDA handles are checked when opened or measured, so a dry
+/// build has CUDA and GPU 0 opens, else the CPU. Named CUDA handles are checked when opened or measured, so a dry
 /// run with `--max-memory` can plan a GPU run on a machine without one.
 pub fn device_handles(devices: &Devices) -> Result<Vec<DeviceSpec>, DeviceError> {
     match devices {
@@ -55,8 +55,9 @@ pub fn device_handles(devices: &Devices) -> Result<Vec<DeviceSpec>, DeviceError>
             0 => Err(DeviceError::NoGpu { ordinal: 0, message: "the driver sees no GPU".into() }),
             n => Ok((0..n).map(DeviceSpec::Cuda).collect()),
         },
+        // Opened, not just counted: a GPU the driver lists but cannot open leaves `auto` on the CPU.
         Devices::Auto => match gpu_count() {
-            Ok(n) if n > 0 => Ok((0..n).map(DeviceSpec::Cuda).collect()),
+            Ok(n) if n > 0 && open_device(DeviceSpec::Cuda(0)).is_ok() => Ok((0..n).map(DeviceSpec::Cuda).collect()),
             _ => Ok(vec![DeviceSpec::Cpu]),
         },
     }

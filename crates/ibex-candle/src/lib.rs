@@ -111,6 +111,10 @@ impl CandleModel {
                 Llama::new(&config, &stages).map_err(weights_error)
             })
             .collect::<Result<_, _>>()?;
+        // Weights were uploaded (and cast) on this thread's streams; replicas read them from their own threads.
+        for vb in handles.values() {
+            vb.device().synchronize().map_err(weights_error)?;
+        }
         Ok(Self { replicas })
     }
 
@@ -238,6 +242,7 @@ fn on_replicas<B: Sync, T: Send>(
     batches: &[B],
     work: impl Fn(&Llama, &B) -> Result<T, ModelError> + Sync,
 ) -> Result<Vec<T>, ModelError> {
+    assert!(batches.len() <= replicas.len(), "{} batches for {} replicas", batches.len(), replicas.len());
     if batches.len() == 1 {
         return batches.iter().map(|batch| work(&replicas[0], batch)).collect();
     }

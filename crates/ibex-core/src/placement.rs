@@ -73,7 +73,7 @@ pub struct Stage {
 pub struct Placement {
     /// Each replica's stages, in layer order. Every replica holds the whole model; batches go to them in turn.
     pub replicas: Vec<Vec<Stage>>,
-    /// Handles left over (fewer than a replica needs).
+    /// Handles left over: fewer than a replica needs, or too small to hold one with their neighbours.
     pub unused: Vec<DeviceSpec>,
 }
 
@@ -112,6 +112,23 @@ pub enum PlacementError {
         usable: String,
         /// [`ACTIVATION_RESERVE_PERCENT`].
         reserve: u64,
+    },
+    /// Together the handles are large enough, but not piece by piece: a handle cannot hold the embedding or the head
+    /// beside a layer, or there are more handles than layers.
+    #[error(
+        "{devices} hold the model's size in total but not piece by piece: in order, each handle takes at least one \
+         decoder layer ({layer} each), the first also the embedding ({embed}), the last the LM head ({head}); \
+         name fewer or larger devices first in --device, or raise --max-memory"
+    )]
+    Pieces {
+        /// The handles, comma-separated.
+        devices: String,
+        /// One layer's weights.
+        layer: String,
+        /// The embedding's.
+        embed: String,
+        /// The LM head's.
+        head: String,
     },
     /// `--max-memory` gives a different number of sizes than `--device` names handles.
     #[error(
@@ -162,21 +179,37 @@ pub fn budgets<E: From<PlacementError>>(
 }
 
 /// Lays `shape` over `handles` with `budgets` (bytes, reserve included): one replica over the fewest leading handles
-/// that hold the model, then as many more over the following handles as fit.
+/// that hold the model (so `--device` order matters: name the largest first), then as many more over the following
+/// groups of as many handles as fit.
 pub fn place(shape: &ModelShape, handles: &[DeviceSpec], budgets: &[u64]) -> Result<Placement, PlacementError> {
     let usable: Vec<u64> = budgets.iter().map(|b| b / 100 * (100 - ACTIVATION_RESERVE_PERCENT)).collect();
     let Some(span) = (1..=handles.len()).find(|&k| split(shape, &usable[..k]).is_some()) else {
+        let devices = handles.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        if usable.iter().sum::<u64>() >= shape.total_bytes() {
+            return Err(PlacementError::Pieces {
+                devices,
+                layer: human_bytes(shape.layer_bytes),
+                embed: human_bytes(shape.embed_bytes),
+                head: human_bytes(shape.lm_head_bytes),
+            });
+        }
         return Err(PlacementError::DoesNotFit {
             needed: human_bytes(shape.total_bytes()),
-            devices: handles.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            devices,
             usable: human_bytes(usable.iter().sum()),
             reserve: ACTIVATION_RESERVE_PERCENT,
         });
     };
     let mut replicas = Vec::new();
+    let mut unused = Vec::new();
     let mut next = 0;
     while next + span <= handles.len() {
-        let Some(layers) = split(shape, &usable[next..next + span]) else { break };
+        let Some(layers) = split(shape, &usable[next..next + span]) else {
+            // Too small a group: leave its first handle out and try the next group.
+            unused.push(handles[next]);
+            next += 1;
+            continue;
+        };
         let mut start = 0;
         let stages = layers
             .iter()
@@ -200,31 +233,33 @@ pub fn place(shape: &ModelShape, handles: &[DeviceSpec], budgets: &[u64]) -> Res
         replicas.push(stages);
         next += span;
     }
-    Ok(Placement { replicas, unused: handles[next..].to_vec() })
+    unused.extend_from_slice(&handles[next..]);
+    Ok(Placement { replicas, unused })
 }
 
 /// Layers per handle for one replica over handles with `usable` bytes each, every handle running at least one layer
-/// (a single handle: all of them), or `None` when they cannot hold the model. Layers go one at a time to the handle
-/// whose share of its own memory stays lowest, so handles fill in proportion to their size.
+/// (a single handle: all of them), or `None` when they cannot hold the model. After one layer each, layers go one at
+/// a time to the handle whose share of its own memory stays lowest, so handles fill in proportion to their size.
 fn split(shape: &ModelShape, usable: &[u64]) -> Option<Vec<usize>> {
     let n = usable.len();
     if shape.layers < n {
         return None;
     }
     let fixed: Vec<u64> = (0..n).map(|i| shape.fixed_bytes(i == 0, i + 1 == n)).collect();
-    let mut counts = vec![0usize; n];
+    // Every handle runs at least one layer; the rest go where they fill their handle least.
+    let mut counts = vec![1usize; n];
     let load = |i: usize, layers: usize| fixed[i] + layers as u64 * shape.layer_bytes;
-    if fixed.iter().zip(usable).any(|(f, u)| f > u) {
+    if (0..n).any(|i| load(i, 1) > usable[i]) {
         return None;
     }
-    for _ in 0..shape.layers {
+    for _ in n..shape.layers {
         let best = (0..n).filter(|&i| load(i, counts[i] + 1) <= usable[i]).min_by(|&a, &b| {
             let share = |i: usize| load(i, counts[i] + 1) as f64 / usable[i].max(1) as f64;
             share(a).total_cmp(&share(b))
         })?;
         counts[best] += 1;
     }
-    counts.iter().all(|&c| c > 0).then_some(counts)
+    Some(counts)
 }
 
 #[cfg(test)]
@@ -295,6 +330,24 @@ mod tests {
             "the model needs 75.32 GiB of weights, and cuda:0,cuda:1 can hold 72.00 GiB once 10% of each is kept \
              for activations; add devices, raise --max-memory, or use a smaller --dtype"
         );
+    }
+
+    #[test]
+    fn a_last_handle_with_room_for_one_layer_still_gets_one() {
+        let shape = alia_40b();
+        // The second handle holds the head and exactly one layer (plus a little): a greedy fill without a first
+        // layer each would give every layer to the first handle and then refuse.
+        let second = (shape.fixed_bytes(false, true) + shape.layer_bytes + 1000) / 90 * 100;
+        let placement = place(&shape, &[DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)], &[79 << 30, second]).unwrap();
+        assert_eq!(placement.to_string(), "cuda:0[0-46]+cuda:1[47-47]");
+    }
+
+    #[test]
+    fn handles_that_hold_the_size_but_not_the_pieces_are_told_why() {
+        let shape = alia_40b();
+        let error = place(&shape, &[DeviceSpec::Cuda(0); 60], &[2 << 30; 60]).unwrap_err();
+        assert!(matches!(error, PlacementError::Pieces { .. }), "{error}");
+        assert!(error.to_string().contains("the last the LM head (3.91 GiB)"), "{error}");
     }
 
     #[test]

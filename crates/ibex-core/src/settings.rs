@@ -150,7 +150,17 @@ impl FromStr for Devices {
         match text.trim() {
             "auto" => Ok(Devices::Auto),
             "cuda" => Ok(Devices::AllCuda),
-            list => list.split(',').map(str::parse).collect::<Result<Vec<_>, _>>().map(Devices::List),
+            list => list
+                .split(',')
+                .map(|entry| match entry.trim() {
+                    "" => Err(format!("`{list}` has an empty entry; separate devices with single commas")),
+                    "cuda" | "auto" => Err(format!(
+                        "`{entry}` cannot be part of a list; name each GPU as cuda:N (`cuda` alone is every GPU)"
+                    )),
+                    handle => handle.parse(),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Devices::List),
         }
     }
 }
@@ -175,12 +185,12 @@ pub enum MaxMemory {
     /// What each device reports free.
     #[default]
     Free,
-    /// One size for every handle (`40GiB`).
+    /// One size for every handle (`40GiB`; two handles of one device get it each).
     Each(u64),
     /// One size per handle, in `--device` order (`30GiB,30GiB`).
     Positional(Vec<u64>),
-    /// A size per device (`cuda:0=60GiB,cuda:1=60GiB`), shared by that device's handles; a device left out is
-    /// measured.
+    /// A size per device (`cuda:0=60GiB,cuda:1=60GiB`, or accelerate's `0=60GiB`), shared by that device's
+    /// handles; a device left out is measured.
     PerDevice(Vec<(DeviceSpec, u64)>),
 }
 
@@ -195,7 +205,12 @@ impl FromStr for MaxMemory {
                 .iter()
                 .map(|p| {
                     let (device, size) = p.split_once('=').expect("checked");
-                    Ok((device.parse()?, parse_bytes(size)?))
+                    // accelerate's keys: a GPU's ordinal (`0`), or `cpu`.
+                    let device = match device.trim().parse::<usize>() {
+                        Ok(ordinal) => DeviceSpec::Cuda(ordinal),
+                        Err(_) => device.parse()?,
+                    };
+                    Ok((device, parse_bytes(size)?))
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             return Ok(MaxMemory::PerDevice(pairs));
@@ -265,6 +280,8 @@ mod tests {
         );
         assert_eq!(DeviceSpec::Cuda(1).to_string(), "cuda:1");
         assert_eq!("cuda:0,cuda:1".parse::<Devices>().unwrap().to_string(), "cuda:0,cuda:1");
+        assert!("cuda,cpu".parse::<Devices>().unwrap_err().contains("name each GPU as cuda:N"));
+        assert!("cpu,".parse::<Devices>().unwrap_err().contains("has an empty entry"));
     }
 
     #[test]
@@ -283,6 +300,7 @@ mod tests {
             Ok(MaxMemory::PerDevice(vec![(DeviceSpec::Cuda(1), 2_000_000_000), (DeviceSpec::Cpu, 1_000_000_000)]))
         );
         assert!("cuda:0=1GB,2GB".parse::<MaxMemory>().unwrap_err().contains("mixes"));
+        assert_eq!("0=2GB".parse::<MaxMemory>(), Ok(MaxMemory::PerDevice(vec![(DeviceSpec::Cuda(0), 2_000_000_000)])));
         assert_eq!(human_bytes(3 << 29), "1.50 GiB");
         assert_eq!(human_bytes(512), "1 KiB");
     }

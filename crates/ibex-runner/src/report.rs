@@ -180,7 +180,7 @@ pub fn placement_table(placement: &Placement) -> String {
     text.push_str(&format!("; {ACTIVATION_RESERVE_PERCENT}% of each budget is kept for activations"));
     if !placement.unused.is_empty() {
         let unused: Vec<String> = placement.unused.iter().map(ToString::to_string).collect();
-        text.push_str(&format!("; unused (too few for another replica): {}", unused.join(", ")));
+        text.push_str(&format!("; unused (too few or too small for another replica): {}", unused.join(", ")));
     }
     text
 }
