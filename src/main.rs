@@ -5,14 +5,15 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ibex_candle::{candle_dtype, device_handles, CandleModel};
+use ibex_core::cache::CachedModel;
 use ibex_core::placement::Placement;
 use ibex_core::results::Shard;
-use ibex_core::{BatchSize, BosPolicy, DeviceSpec, Devices, Dtype, MaxMemory, TemplateLm};
+use ibex_core::{BatchSize, BosPolicy, DeviceSpec, Devices, Dtype, MaxMemory, TemplateLm, TokenModel};
 use ibex_runner::{
     fetched_table, placement_table, plan_tables, results_table, ChatSettings, DataOverride, Plan, Registry, RunSettings,
 };
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// An evaluation harness for LLMs whose numbers equal lm-evaluation-harness's.
@@ -116,6 +117,10 @@ struct RunArgs {
     /// Write samples_<task>_<date>.jsonl with every document's requests and scores, as lm-eval writes them.
     #[arg(long)]
     log_samples: bool,
+    /// Keep every answer in this folder and reuse it across runs and tasks (lm-eval's --use_cache): keyed by the
+    /// checkpoint, its weights, dtype, device kind and the request's token ids.
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
     /// Recompute everything instead of resuming from this run's journal (a rerun with the same settings resumes).
     #[arg(long)]
     overwrite: bool,
@@ -208,8 +213,9 @@ fn lay_out(plan: &Plan) -> Result<Placement> {
     Ok(ibex_candle::placement(&config, plan.dtype, &handles, &plan.max_memory)?)
 }
 
-/// Loads the model the plan names with the Candle backend, behind lm-eval's text-level interface, and runs the plan.
-fn run_with_candle(plan: &Plan) -> Result<ibex_core::results::RunResults> {
+/// Loads the model the plan names with the Candle backend, behind lm-eval's text-level interface (through the
+/// response cache when there is one), and runs the plan.
+fn run_with_candle(plan: &Plan, cache: Option<&Path>) -> Result<ibex_core::results::RunResults> {
     let placement = lay_out(plan)?;
     let weights = ibex_hub::fetch_weights(&plan.model_files)?;
     let model = CandleModel::load(&plan.model_files.config, &weights, candle_dtype(plan.dtype), &placement)?;
@@ -223,6 +229,27 @@ fn run_with_candle(plan: &Plan) -> Result<ibex_core::results::RunResults> {
     };
     let mut record = plan.model_record(device);
     record.parameters = ibex_candle::parameter_count(&weights)?;
+    let Some(dir) = cache else { return run_model(plan, model, record) };
+    // Answers depend on the checkpoint, its weights, the dtype and the kind of device, not on the layout.
+    let kinds: std::collections::BTreeSet<&str> =
+        placement.replicas.iter().flatten().map(|s| if s.device == DeviceSpec::Cpu { "cpu" } else { "cuda" }).collect();
+    let weights: Vec<(String, u64)> =
+        weights.iter().map(|w| (w.display().to_string(), std::fs::metadata(w).map(|m| m.len()).unwrap_or(0))).collect();
+    let identity = serde_json::json!({
+        "model": plan.model, "revision": record.revision, "weights": weights, "dtype": plan.dtype.to_string(),
+        "devices": kinds,
+    });
+    let cached = CachedModel::open(model, dir, &identity)?;
+    eprintln!("response cache {} holds {} answer(s)", dir.display(), cached.len());
+    run_model(plan, cached, record)
+}
+
+/// Runs the plan on a token-level model behind lm-eval's text-level interface.
+fn run_model<M: TokenModel>(
+    plan: &Plan,
+    model: M,
+    record: ibex_core::results::ModelRecord,
+) -> Result<ibex_core::results::RunResults> {
     let mut model = TemplateLm::new(model, &plan.encoder, plan.generation.clone(), plan.batch_size, plan.max_gen_toks);
     Ok(ibex_runner::run(plan, &mut model, record)?)
 }
@@ -266,6 +293,7 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("--max-batch-size is the first size --batch-size auto tries; add --batch-size auto");
             }
             let dry_run = args.dry_run;
+            let cache = args.cache.clone();
             let plan = Plan::resolve(args.settings())?;
             if let Some((source, applied)) = &plan.recipe {
                 eprintln!("{} from {source} (the flags override it)", applied.join(" and "));
@@ -282,7 +310,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
-            let results = run_with_candle(&plan)?;
+            let results = run_with_candle(&plan, cache.as_deref())?;
             println!("{}", results_table(&results));
             println!(
                 "{} task(s) in {:.1}s; results and sample logs written to {}",

@@ -1,7 +1,7 @@
 //! A run killed with SIGKILL at any point resumes from its journal: the final results and sample logs equal an
 //! uninterrupted run's, and no request is scored twice.
 
-use crate::common::{fixtures, ibex_path_arg, read_results, samples_path, HUB_MODEL};
+use crate::common::{fixtures, ibex_path_arg, read_results, run_ok, samples_path, HUB_MODEL};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -157,4 +157,34 @@ fn runs_with_other_settings_share_an_output_folder_and_each_resumes_its_own() {
     let fresh = run(&["--limit", "5", "--overwrite"]);
     assert!(fresh.status.success() && !String::from_utf8_lossy(&fresh.stderr).contains("resuming"));
     assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 5, "two journals, two results files, a third dated one");
+}
+
+#[test]
+fn a_cached_answer_is_never_computed_twice_across_runs_and_tasks() {
+    let cache = tempfile::tempdir().unwrap();
+    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
+    let en = format!("xnli_en={}", data("xnli_en.validation.jsonl"));
+    let cache_arg = ibex_path_arg(cache.path());
+    let first = run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &en, "--cache", cache_arg]);
+    let file = std::fs::read_dir(cache.path()).unwrap().next().unwrap().unwrap().path();
+    let answers = || std::fs::read_to_string(&file).unwrap().lines().count() - 1;
+    assert_eq!(answers(), 72);
+    // The same task in another output folder, at another batch size: every answer from the cache, none added.
+    let second =
+        run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &en, "--cache", cache_arg, "--batch-size", "5"]);
+    assert_eq!(answers(), 72);
+    assert_eq!(read_results(second.path())["results"], read_results(first.path())["results"]);
+    let expected = std::fs::read_to_string(samples_path(first.path(), "xnli_en")).unwrap();
+    assert!(std::fs::read_to_string(samples_path(second.path(), "xnli_en")).unwrap() == expected);
+    // A kill can leave half a line: it is skipped (its answer would be computed again).
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("{\"key\": \"4f1");
+    std::fs::write(&file, text).unwrap();
+    // Another task adds only its own answers; another dtype is another model and another file.
+    let ca = format!("xnli_ca={}", data("xnli_ca.validation.jsonl"));
+    run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_ca", "--data", &ca, "--cache", cache_arg]);
+    let lines = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(lines.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()).count(), 1 + 72 + 27);
+    run_ok(&["--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &en, "--cache", cache_arg, "--dtype", "bf16"]);
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 2);
 }

@@ -562,6 +562,11 @@ impl StopCriteria<'_> {
         Ok(false)
     }
 
+    /// What decides where generation stops, for cache keys: the end-of-sequence ids and the stop strings.
+    pub fn identity(&self) -> (&[u32], &[(String, usize)]) {
+        (&self.eos_token_ids, &self.sequences)
+    }
+
     /// The final text of a generation: the new tokens decoded without special tokens, cut before the first
     /// occurrence of each stop string in turn (`postprocess_generated_text`).
     pub fn generated_text(&self, generated: &[u32]) -> Result<String, EncodeError> {

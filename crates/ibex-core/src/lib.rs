@@ -9,6 +9,7 @@
 //! receives token ids ([`TokenRequest`]) and returns log-likelihoods.
 #![deny(missing_docs)]
 
+pub mod cache;
 mod encode;
 mod generation;
 pub mod metrics;

@@ -1,0 +1,214 @@
+//! `--cache DIR` (lm-eval's `--use_cache`): every answer a model gave, kept across runs and tasks, keyed by the
+//! model's identity (checkpoint, weights, dtype, device kind) and the request's token ids, so a request any earlier
+//! run scored is never computed again. One append-only JSON-lines file per identity in `DIR`; each batch's new
+//! answers are flushed before the next batch starts, so a killed run keeps what it computed.
+
+use crate::{ModelError, StopCriteria, TokenModel, TokenRequest, TokenScore};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// The cache cannot be opened or written.
+#[derive(Debug, thiserror::Error)]
+#[error("response cache {path}: {message}; pass another --cache folder, or delete this file")]
+pub struct CacheError {
+    /// The cache file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// One cached answer, as a line of the cache file.
+#[derive(Serialize, Deserialize)]
+struct Line {
+    /// SHA-256 of the request (see [`score_key`], [`generation_key`]).
+    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    score: Option<(f64, bool)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens: Option<Vec<u32>>,
+}
+
+/// A [`TokenModel`] that answers from the cache what it can and asks the model the rest.
+pub struct CachedModel<M> {
+    model: M,
+    path: PathBuf,
+    file: std::fs::File,
+    scores: HashMap<String, TokenScore>,
+    generations: HashMap<String, Vec<u32>>,
+}
+
+impl<M: TokenModel> CachedModel<M> {
+    /// Opens (or starts) the cache of the model named by `identity` (any JSON that changes whenever answers may:
+    /// checkpoint commit, weight files, dtype, device kind) in folder `dir`.
+    pub fn open(model: M, dir: &Path, identity: &serde_json::Value) -> Result<Self, CacheError> {
+        let identity = identity.to_string();
+        let digest = hex(&Sha256::digest(identity.as_bytes()));
+        let path = dir.join(format!("cache_{}.jsonl", &digest[..16]));
+        let error = |message: String| CacheError { path: path.clone(), message };
+        std::fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
+        let mut scores = HashMap::new();
+        let mut generations = HashMap::new();
+        if path.exists() {
+            let reader = std::io::BufReader::new(std::fs::File::open(&path).map_err(|e| error(e.to_string()))?);
+            let mut lines = reader.lines();
+            let header = lines.next().transpose().map_err(|e| error(e.to_string()))?;
+            if header.as_deref() != Some(identity.as_str()) {
+                return Err(error("its first line names another model than this run's".into()));
+            }
+            for line in lines {
+                let line = line.map_err(|e| error(e.to_string()))?;
+                // A kill can leave the last line half-written; it is recomputed.
+                let Ok(line) = serde_json::from_str::<Line>(&line) else { continue };
+                if let Some((logprob, is_greedy)) = line.score {
+                    scores.insert(line.key, TokenScore { logprob, is_greedy });
+                } else if let Some(tokens) = line.tokens {
+                    generations.insert(line.key, tokens);
+                }
+            }
+        }
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| error(e.to_string()))?;
+        if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
+            writeln!(file, "{identity}").map_err(|e| error(e.to_string()))?;
+        } else if !ends_with_newline(&path).map_err(|e| error(e.to_string()))? {
+            // End the half-written line a kill left, so the next answer starts a line of its own.
+            writeln!(file).map_err(|e| error(e.to_string()))?;
+        }
+        Ok(Self { model, path, file, scores, generations })
+    }
+
+    /// Answers the cache holds.
+    pub fn len(&self) -> usize {
+        self.scores.len() + self.generations.len()
+    }
+
+    /// Whether the cache holds no answer.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn append(&mut self, lines: &[Line]) -> Result<(), ModelError> {
+        let mut text = String::new();
+        for line in lines {
+            text.push_str(&serde_json::to_string(line).expect("cache lines serialize"));
+            text.push('\n');
+        }
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| ModelError::Sink(format!("{}: {e}", self.path.display())))
+    }
+}
+
+/// The cache key of a scoring request: its context and continuation token ids.
+fn score_key(request: &TokenRequest) -> String {
+    let text = serde_json::to_string(&("score", &request.context, &request.continuation)).expect("ids serialize");
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// The cache key of a generation: the prompt's ids, the budget and the stop criteria.
+fn generation_key(prompt: &[u32], max_new_tokens: usize, stop: &StopCriteria) -> String {
+    let text = serde_json::to_string(&("generate", prompt, max_new_tokens, stop.identity())).expect("ids serialize");
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// Whether the file's last byte is a line feed.
+fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl<M: TokenModel> TokenModel for CachedModel<M> {
+    fn max_length(&self) -> usize {
+        self.model.max_length()
+    }
+
+    fn replicas(&self) -> usize {
+        self.model.replicas()
+    }
+
+    fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError> {
+        Ok(self.score_batches(&[batch.to_vec()])?.remove(0))
+    }
+
+    /// Scores only the requests the cache lacks (each batch keeps its other misses together), then records them.
+    fn score_batches(&mut self, batches: &[Vec<TokenRequest>]) -> Result<Vec<Vec<TokenScore>>, ModelError> {
+        let keys: Vec<Vec<String>> = batches.iter().map(|b| b.iter().map(score_key).collect()).collect();
+        let misses: Vec<Vec<usize>> =
+            keys.iter().map(|k| (0..k.len()).filter(|&i| !self.scores.contains_key(&k[i])).collect()).collect();
+        let asked: Vec<(usize, Vec<TokenRequest>)> = misses
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(b, m)| (b, m.iter().map(|&i| batches[b][i].clone()).collect()))
+            .collect();
+        if !asked.is_empty() {
+            let answers = self.model.score_batches(&asked.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>())?;
+            let mut lines = Vec::new();
+            for ((b, _), scores) in asked.iter().zip(answers) {
+                for (&i, score) in misses[*b].iter().zip(scores) {
+                    lines.push(Line {
+                        key: keys[*b][i].clone(),
+                        score: Some((score.logprob, score.is_greedy)),
+                        tokens: None,
+                    });
+                    self.scores.insert(keys[*b][i].clone(), score);
+                }
+            }
+            self.append(&lines)?;
+        }
+        Ok(keys.iter().map(|k| k.iter().map(|key| self.scores[key]).collect()).collect())
+    }
+
+    fn generate(
+        &mut self,
+        prompts: &[Vec<u32>],
+        max_new_tokens: usize,
+        stop: &StopCriteria,
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
+        Ok(self.generate_batches(&[prompts.to_vec()], max_new_tokens, stop)?.remove(0))
+    }
+
+    /// Generates only for the prompts the cache lacks, then records them.
+    fn generate_batches(
+        &mut self,
+        batches: &[Vec<Vec<u32>>],
+        max_new_tokens: usize,
+        stop: &StopCriteria,
+    ) -> Result<Vec<Vec<Vec<u32>>>, ModelError> {
+        let keys: Vec<Vec<String>> =
+            batches.iter().map(|b| b.iter().map(|p| generation_key(p, max_new_tokens, stop)).collect()).collect();
+        let misses: Vec<Vec<usize>> =
+            keys.iter().map(|k| (0..k.len()).filter(|&i| !self.generations.contains_key(&k[i])).collect()).collect();
+        let asked: Vec<(usize, Vec<Vec<u32>>)> = misses
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(b, m)| (b, m.iter().map(|&i| batches[b][i].clone()).collect()))
+            .collect();
+        if !asked.is_empty() {
+            let prompts: Vec<Vec<Vec<u32>>> = asked.iter().map(|(_, p)| p.clone()).collect();
+            let answers = self.model.generate_batches(&prompts, max_new_tokens, stop)?;
+            let mut lines = Vec::new();
+            for ((b, _), outputs) in asked.iter().zip(answers) {
+                for (&i, tokens) in misses[*b].iter().zip(outputs) {
+                    lines.push(Line { key: keys[*b][i].clone(), score: None, tokens: Some(tokens.clone()) });
+                    self.generations.insert(keys[*b][i].clone(), tokens);
+                }
+            }
+            self.append(&lines)?;
+        }
+        Ok(keys.iter().map(|k| k.iter().map(|key| self.generations[key].clone()).collect()).collect())
+    }
+}
