@@ -15,3 +15,4 @@ mod plugins;
 mod resume;
 mod shards;
 mod transforms;
+mod yaml;

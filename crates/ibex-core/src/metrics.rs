@@ -33,6 +33,8 @@ pub struct Metric {
 impl Metric {
     /// Accuracy: 1 when the most likely choice is the gold one.
     pub const ACC: Metric = Metric { name: "acc", higher_is_better: true, aggregation: Aggregation::Mean };
+    /// Accuracy of the most likely choice per character of the choice (lm-eval's `acc_norm`).
+    pub const ACC_NORM: Metric = Metric { name: "acc_norm", higher_is_better: true, aggregation: Aggregation::Mean };
     /// SQuAD's exact match, in [0, 1].
     pub const EXACT_MATCH: Metric =
         Metric { name: "exact_match", higher_is_better: true, aggregation: Aggregation::Mean };

@@ -97,8 +97,12 @@ pub struct ChatFormat {
 pub fn fewshot_context(task: &dyn Task, doc: &Doc, shots: &[Doc], format: &PromptFormat) -> Result<String, String> {
     let header = task.header();
     let mut messages = Vec::new();
-    // lm-eval joins the system instruction and the task's description; ibex's tasks have no description.
-    if let Some(system) = format.system_instruction.as_deref().filter(|s| !s.is_empty()) {
+    let system = maybe_delimit(
+        format.system_instruction.as_deref().unwrap_or_default(),
+        &task.description(doc),
+        &header.fewshot_delimiter,
+    );
+    if !system.is_empty() {
         messages.push(Message::new(Role::System, system, ""));
     }
     for shot in shots {
@@ -121,6 +125,17 @@ pub fn fewshot_context(task: &dyn Task, doc: &Doc, shots: &[Doc], format: &Promp
             };
             chat.template.apply(&turns)
         }
+    }
+}
+
+/// lm-eval's `maybe_delimit` (`lm_eval/api/utils.py`): the system instruction and the task's description joined,
+/// with `delimiter` between them unless whitespace already meets at the join.
+fn maybe_delimit(prefix: &str, suffix: &str, delimiter: &str) -> String {
+    match (prefix.chars().last(), suffix.chars().next()) {
+        (None, _) => suffix.to_owned(),
+        (_, None) => prefix.to_owned(),
+        (Some(end), Some(start)) if end.is_whitespace() || start.is_whitespace() => format!("{prefix}{suffix}"),
+        _ => format!("{prefix}{delimiter}{suffix}"),
     }
 }
 

@@ -103,6 +103,9 @@ pub struct DataSpec {
     /// lm-eval's `test_split`: evaluated when set.
     #[serde(default)]
     pub test_split: Option<String>,
+    /// lm-eval's `fewshot_split`: where few-shot examples come from, when set.
+    #[serde(default)]
+    pub fewshot_split: Option<String>,
     /// Per split, files inside the repo tried in order (hub layouts change; the first that exists is read).
     #[serde(default)]
     pub files: BTreeMap<String, Vec<String>>,
@@ -114,16 +117,21 @@ impl DataSpec {
         self.test_split.as_deref().or(self.validation_split.as_deref())
     }
 
-    /// Where few-shot examples come from: training, else validation, else test (lm-eval's `fewshot_docs`).
+    /// Where few-shot examples come from: the few-shot split, else training, else validation, else test (lm-eval's
+    /// `fewshot_docs`).
     pub fn fewshot_split(&self) -> Option<&str> {
-        self.training_split.as_deref().or(self.validation_split.as_deref()).or(self.test_split.as_deref())
+        self.fewshot_split
+            .as_deref()
+            .or(self.training_split.as_deref())
+            .or(self.validation_split.as_deref())
+            .or(self.test_split.as_deref())
     }
 
     /// Whether the sampler excludes the evaluated document: lm-eval passes `eval_doc` to its sampler only when the
-    /// task's few-shot split setting equals its test split, which for task files without one means "no test split".
-    /// It then draws k + 1 examples and drops the evaluated document.
+    /// task's few-shot split setting equals its test split (both unset: no test split). It then draws k + 1
+    /// examples and drops the evaluated document.
     pub fn fewshot_excludes_eval_doc(&self) -> bool {
-        self.test_split.is_none()
+        self.fewshot_split == self.test_split
     }
 }
 
@@ -227,6 +235,12 @@ pub trait Task: Send + Sync {
 
     /// lm-eval's `doc_to_target` as text: the gold answer a few-shot example shows.
     fn doc_to_target(&self, doc: &Doc) -> String;
+
+    /// lm-eval's `description` for a document (a template over its fields), put before the few-shot examples; empty
+    /// for tasks without one.
+    fn description(&self, _doc: &Doc) -> String {
+        String::new()
+    }
 
     /// What the document asks after its context: its choices, or a generation (lm-eval's `output_type`).
     /// [`crate::prompt`] builds the context and the requests from it, as lm-eval's `fewshot_context` and

@@ -636,6 +636,20 @@ fn split_source(entry: &Entry, data: &[DataOverride], split: &str) -> Result<Spl
     if let Some(data) = data.iter().find(chosen) {
         return Ok(SplitSource { split: split.to_owned(), file: data.path.clone(), dataset: None });
     }
+    if ibex_task_yaml::LOCAL_BUILDERS.contains(&spec.dataset.as_str()) {
+        // `datasets`' local builders read `data_files` relative to the working folder; one file per split.
+        return match spec.files.get(split).map(Vec::as_slice) {
+            Some([file]) => Ok(SplitSource { split: split.to_owned(), file: file.into(), dataset: None }),
+            _ => Err(RunError::Plan(format!(
+                "task {} reads split `{split}` from dataset_kwargs.data_files in {}, which names {} file(s) for it; \
+                 name one, or pass --data {}:{split}=PATH",
+                entry.task.name(),
+                entry.source,
+                spec.files.get(split).map_or(0, Vec::len),
+                entry.task.name()
+            ))),
+        };
+    }
     let Some(candidates) = spec.files.get(split).filter(|c| !c.is_empty()) else {
         return Err(RunError::Plan(format!(
             "task {} needs split `{split}`, and its task file {} names no file for it; pass --data {}:{split}=PATH",

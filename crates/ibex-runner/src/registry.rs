@@ -74,19 +74,21 @@ pub struct Group {
 pub struct Registry {
     entries: BTreeMap<String, Entry>,
     groups: BTreeMap<String, Group>,
+    /// Tasks of lm-eval YAML files that ibex cannot run yet: name → (file, reason).
+    unsupported: BTreeMap<String, (String, String)>,
 }
 
 impl Registry {
     /// The shipped tasks plus every `*.toml` under each of `dirs`.
     pub fn load(dirs: &[impl AsRef<Path>]) -> Result<Self, RegistryError> {
-        let mut registry = Self { entries: BTreeMap::new(), groups: BTreeMap::new() };
+        let mut registry = Self { entries: BTreeMap::new(), groups: BTreeMap::new(), unsupported: BTreeMap::new() };
         for (source, text) in BUILTIN {
             registry.add(source, text)?;
         }
         for dir in dirs {
             let dir = dir.as_ref();
             let mut files = Vec::new();
-            collect_toml(dir, &mut files).map_err(|e| RegistryError::File {
+            collect_task_files(dir, &mut files).map_err(|e| RegistryError::File {
                 file: dir.display().to_string(),
                 message: format!("cannot read this --tasks-dir folder: {e}"),
             })?;
@@ -95,7 +97,11 @@ impl Registry {
                 let source = file.display().to_string();
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| RegistryError::File { file: source.clone(), message: e.to_string() })?;
-                registry.add(&source, &text)?;
+                if file.extension().is_some_and(|e| e == "yaml") {
+                    registry.add_yaml(&file, &source, &text)?;
+                } else {
+                    registry.add(&source, &text)?;
+                }
             }
         }
         for group in registry.groups.values() {
@@ -106,7 +112,8 @@ impl Registry {
             if let Some(twice) = group.tasks.iter().enumerate().find(|(i, t)| group.tasks[..*i].contains(t)) {
                 return Err(group_error(format!("group `{}` names task `{}` twice", group.group, twice.1)));
             }
-            if let Some(unknown) = group.tasks.iter().find(|t| !registry.entries.contains_key(t.as_str())) {
+            let known = |t: &String| registry.entries.contains_key(t) || registry.unsupported.contains_key(t);
+            if let Some(unknown) = group.tasks.iter().find(|t| !known(t)) {
                 return Err(group_error(format!("group `{}` names unknown task `{unknown}`", group.group)));
             }
         }
@@ -147,6 +154,36 @@ impl Registry {
         self.ensure_new(&name, source)?;
         let sha256 = format!("{:x}", Sha256::digest(text.as_bytes()));
         self.entries.insert(name, Entry { task, family: family.name(), source: source.to_owned(), sha256 });
+        Ok(())
+    }
+
+    /// Registers what an lm-eval task YAML file defines: a task, a group, or a task ibex cannot run yet (kept with
+    /// its reason, so naming it explains itself while the folder's other tasks run).
+    fn add_yaml(&mut self, file: &Path, source: &str, text: &str) -> Result<(), RegistryError> {
+        let loaded = ibex_task_yaml::load(file)
+            .map_err(|e| RegistryError::File { file: source.to_owned(), message: e.to_string() })?;
+        match loaded {
+            ibex_task_yaml::Loaded::Task(task, files) => {
+                let name = task.name().to_owned();
+                self.ensure_new(&name, source)?;
+                // The file and its includes: a changed include changes the task.
+                let mut digest = Sha256::new();
+                digest.update(text.as_bytes());
+                for include in &files[1..] {
+                    digest.update(std::fs::read(include).unwrap_or_default());
+                }
+                let sha256 = format!("{:x}", digest.finalize());
+                self.entries.insert(name, Entry { task, family: "yaml", source: source.to_owned(), sha256 });
+            }
+            ibex_task_yaml::Loaded::Group { name, tasks } => {
+                self.ensure_new(&name, source)?;
+                self.groups.insert(name.clone(), Group { group: name, tasks, source: source.to_owned() });
+            }
+            ibex_task_yaml::Loaded::Unsupported { name, reason } => {
+                self.unsupported.insert(name, (source.to_owned(), reason));
+            }
+            ibex_task_yaml::Loaded::Fragment => {}
+        }
         Ok(())
     }
 
@@ -192,8 +229,12 @@ impl Registry {
         Ok((tasks, groups))
     }
 
-    /// The task called `name`, or an error suggesting the closest task or group name.
+    /// The task called `name`, or an error saying why ibex cannot run it, or suggesting the closest task or group
+    /// name.
     pub fn get(&self, name: &str) -> Result<&Entry, RegistryError> {
+        if let Some((file, reason)) = self.unsupported.get(name) {
+            return Err(RegistryError::File { file: file.clone(), message: format!("cannot run yet: {reason}") });
+        }
         self.entries.get(name).ok_or_else(|| {
             let closest = self
                 .entries
@@ -210,12 +251,13 @@ impl Registry {
     }
 }
 
-fn collect_toml(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+/// Every task file under `dir`: ibex's `.toml` and lm-eval's `.yaml`.
+fn collect_task_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
-            collect_toml(&path, files)?;
-        } else if path.extension().is_some_and(|e| e == "toml") {
+            collect_task_files(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "toml" || e == "yaml") {
             files.push(path);
         }
     }
@@ -270,7 +312,7 @@ mod tests {
 
     #[test]
     fn task_file_errors_name_the_line() {
-        let mut registry = Registry { entries: BTreeMap::new(), groups: BTreeMap::new() };
+        let mut registry = Registry { entries: BTreeMap::new(), groups: BTreeMap::new(), unsupported: BTreeMap::new() };
         let text = BUILTIN.iter().find(|(p, _)| p.ends_with("xnli_en.toml")).unwrap().1;
         let bad = text.replace("{premise}, right? Also, {hypothesis}", "{premise}, right? Also, {hypotesis}");
         let err = registry.add("x.toml", &bad).unwrap_err().to_string();

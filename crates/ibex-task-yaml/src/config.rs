@@ -1,0 +1,152 @@
+//! A task YAML file with its `include`s merged, as lm-eval's `utils.load_yaml_config` merges them: each included
+//! file (a path, or a list of them, relative to the including file's folder) gives defaults, an earlier include over
+//! a later one, and the file's own keys over all of them. `!function NAME` values are kept as [`Value::Function`].
+
+use serde_yaml_ng::Value as Yaml;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A task file's value, YAML's plain values plus lm-eval's `!function` tag.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// Anything YAML writes, as JSON.
+    Plain(serde_json::Value),
+    /// `!function module.name`: a Python hook, which ibex resolves to a Rust function of that name.
+    Function(String),
+}
+
+impl Value {
+    /// The text, when the value is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Plain(serde_json::Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A file's keys after merging its includes, and every file read, the including file first.
+#[derive(Debug)]
+pub struct Merged {
+    /// The keys.
+    pub keys: BTreeMap<String, Value>,
+    /// The files read.
+    pub files: Vec<PathBuf>,
+}
+
+/// Reads `path` and its includes. Errors name the file.
+pub fn load(path: &Path) -> Result<Merged, String> {
+    let mut files = Vec::new();
+    let keys = load_into(path, &mut files, 0)?;
+    Ok(Merged { keys, files })
+}
+
+/// Parses one file's text (without resolving includes) into its keys.
+pub fn parse(text: &str, path: &Path) -> Result<BTreeMap<String, Value>, String> {
+    let yaml: Yaml = serde_yaml_ng::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let Yaml::Mapping(mapping) = yaml else {
+        return Err(format!("{}: a task file is a mapping of keys (task:, dataset_path:, …)", path.display()));
+    };
+    mapping
+        .into_iter()
+        .map(|(key, value)| {
+            let key =
+                key.as_str().map(str::to_owned).ok_or_else(|| format!("{}: a key is not text", path.display()))?;
+            let value = convert(value).map_err(|e| format!("{}: `{key}`: {e}", path.display()))?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
+fn load_into(path: &Path, files: &mut Vec<PathBuf>, depth: usize) -> Result<BTreeMap<String, Value>, String> {
+    if depth > 16 {
+        return Err(format!("{}: includes nest more than 16 deep (a cycle?)", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    files.push(path.to_owned());
+    let mut own = parse(&text, path)?;
+    let Some(include) = own.remove("include") else { return Ok(own) };
+    let includes: Vec<String> = match include {
+        Value::Plain(serde_json::Value::String(one)) => vec![one],
+        Value::Plain(serde_json::Value::Array(many)) => many
+            .into_iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| format!("{}: include names a file", path.display())))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(format!("{}: `include` names a file or a list of files", path.display())),
+    };
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let mut merged = BTreeMap::new();
+    // lm-eval applies the list reversed: an earlier include wins over a later one.
+    for include in includes.iter().rev() {
+        let included = if Path::new(include).is_file() { PathBuf::from(include) } else { folder.join(include) };
+        merged.extend(load_into(&included, files, depth + 1)?);
+    }
+    merged.extend(own);
+    Ok(merged)
+}
+
+fn convert(value: Yaml) -> Result<Value, String> {
+    match value {
+        Yaml::Tagged(tagged) if tagged.tag == "function" => match tagged.value {
+            Yaml::String(name) => Ok(Value::Function(name)),
+            _ => Err("`!function` names a function (module.name)".into()),
+        },
+        Yaml::Tagged(tagged) => Err(format!("the YAML tag {} is not one lm-eval reads", tagged.tag)),
+        other => Ok(Value::Plain(to_json(other)?)),
+    }
+}
+
+fn to_json(value: Yaml) -> Result<serde_json::Value, String> {
+    Ok(match value {
+        Yaml::Null => serde_json::Value::Null,
+        Yaml::Bool(b) => serde_json::Value::Bool(b),
+        Yaml::Number(n) => serde_json::to_value(&n).map_err(|e| e.to_string())?,
+        Yaml::String(s) => serde_json::Value::String(s),
+        Yaml::Sequence(items) => serde_json::Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?),
+        Yaml::Mapping(map) => serde_json::Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) => s,
+                        Yaml::Number(n) => n.to_string(),
+                        Yaml::Bool(b) => if b { "True" } else { "False" }.to_owned(),
+                        _ => return Err("a mapping key is not text".to_owned()),
+                    };
+                    Ok((key, to_json(v)?))
+                })
+                .collect::<Result<_, String>>()?,
+        ),
+        Yaml::Tagged(tagged) => {
+            return Err(format!("the YAML tag {} inside a value is not one lm-eval reads", tagged.tag))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn includes_give_defaults_and_the_file_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("_common_yaml"),
+            "target_delimiter: ' '\ndoc_to_text: '{{q}}'\nmetric_list:\n  - metric: acc\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("other_yaml"), "doc_to_text: other\ndescription: d\ntarget_delimiter: '-'\n")
+            .unwrap();
+        std::fs::write(
+            dir.path().join("t.yaml"),
+            "include: [_common_yaml, other_yaml]\ntask: t\ndoc_to_text: mine\nprocess_docs: !function utils.f\n",
+        )
+        .unwrap();
+        let merged = load(&dir.path().join("t.yaml")).unwrap();
+        assert_eq!(merged.keys["doc_to_text"].as_str(), Some("mine"));
+        assert_eq!(merged.keys["description"].as_str(), Some("d"));
+        assert_eq!(merged.keys["target_delimiter"].as_str(), Some(" "));
+        assert_eq!(merged.keys["process_docs"], Value::Function("utils.f".into()));
+        assert_eq!(merged.files.len(), 3);
+        assert!(!merged.keys.contains_key("include"));
+    }
+}

@@ -1,0 +1,264 @@
+//! lm-eval's task YAML (0.4.x) as ibex's tasks: a file and its `include`s read as lm-eval's `load_yaml_config`
+//! merges them, then the `multiple_choice` tasks and the groups they define built as lm-eval's `ConfigurableTask`
+//! and `ConfigurableGroup` build them. Prompts are Jinja templates rendered by minijinja in lm-eval's environment;
+//! ibex runs no Python, so a `!function` hook must name a Rust function ibex has (none yet: such tasks are refused
+//! with the function's name).
+
+mod config;
+mod literal;
+mod task;
+
+pub use config::Value;
+pub use literal::literal_eval;
+pub use task::YamlTask;
+
+use ibex_core::metrics::Metric;
+use ibex_core::{DataSpec, Task, TaskError, TaskHeader, DEFAULT_FEWSHOT_DELIMITER};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use task::{environment, Spec, TEMPLATES};
+
+/// The `datasets` builders that read local files (`dataset_path: json` with `dataset_kwargs.data_files`).
+pub const LOCAL_BUILDERS: [&str; 3] = ["json", "csv", "parquet"];
+
+/// What a task YAML file defines.
+pub enum Loaded {
+    /// A task, and every file it was read from (the file first, then its includes).
+    Task(Arc<dyn Task>, Vec<std::path::PathBuf>),
+    /// A group of tasks (`group:` with a `task:` list), aggregated by size as `aggregate_metric_list` asks.
+    Group {
+        /// The group's name.
+        name: String,
+        /// Its tasks, by name.
+        tasks: Vec<String>,
+    },
+    /// A task ibex cannot run yet (an output type, a hook or a metric it lacks), with the reason: selecting it is an
+    /// error that says why, while the folder's other tasks load.
+    Unsupported {
+        /// The task's name.
+        name: String,
+        /// Why it cannot run.
+        reason: String,
+    },
+    /// Neither: a file other files include.
+    Fragment,
+}
+
+/// Reads the task YAML file `path` (and what it includes). Errors name the file and what to do.
+pub fn load(path: &Path) -> Result<Loaded, TaskError> {
+    let merged = config::load(path).map_err(TaskError::spec)?;
+    let (keys, files) = (merged.keys, merged.files);
+    let text = |key: &str| keys.get(key).and_then(Value::as_str).map(str::to_owned);
+    if let Some(group) = text("group") {
+        let tasks = match keys.get("task") {
+            Some(Value::Plain(serde_json::Value::Array(items))) => items
+                .iter()
+                .map(|t| {
+                    t.as_str().map(str::to_owned).ok_or_else(|| {
+                        TaskError::spec(format!(
+                            "group `{group}`: a task entry is not a name (inline tasks are not read yet)"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err(TaskError::spec(format!("group `{group}` lists no tasks under `task:`"))),
+        };
+        return Ok(Loaded::Group { name: group, tasks });
+    }
+    let Some(name) = text("task") else { return Ok(Loaded::Fragment) };
+    match build(&name, &keys) {
+        Ok(task) => Ok(Loaded::Task(Arc::new(task), files)),
+        Err(reason) => Ok(Loaded::Unsupported { name, reason: reason.to_string() }),
+    }
+}
+
+fn build(name: &str, keys: &BTreeMap<String, Value>) -> Result<YamlTask, TaskError> {
+    let plain = |key: &str| match keys.get(key) {
+        Some(Value::Plain(serde_json::Value::Null)) | None => None,
+        Some(value) => Some(value),
+    };
+    let text = |key: &str| plain(key).and_then(Value::as_str).map(str::to_owned);
+    let output_type = text("output_type").unwrap_or_else(|| "generate_until".into());
+    if output_type != "multiple_choice" {
+        return Err(TaskError::spec(format!(
+            "task {name}: output_type `{output_type}` is not run from YAML yet; ibex runs multiple_choice tasks"
+        )));
+    }
+    for key in ["process_docs", "process_results", "use_prompt", "gen_prefix", "filter_list"] {
+        match plain(key) {
+            Some(Value::Function(function)) => {
+                return Err(TaskError::spec(format!(
+                    "task {name}: `{key}: !function {function}` has no Rust implementation in ibex (it has none \
+                     for `{key}` yet); ibex runs no Python"
+                )))
+            }
+            Some(_) => return Err(TaskError::spec(format!("task {name}: `{key}` is not supported yet"))),
+            None => {}
+        }
+    }
+    if let Some(shots) = plain("num_fewshot").and_then(|v| match v {
+        Value::Plain(serde_json::Value::Number(n)) => n.as_u64(),
+        _ => None,
+    }) {
+        if shots > 0 {
+            return Err(TaskError::spec(format!(
+                "task {name}: num_fewshot {shots} in the task file; ibex takes shots from --num-fewshot: remove it \
+                 and pass --num-fewshot {shots}"
+            )));
+        }
+    }
+    if let Some(Value::Plain(config)) = plain("fewshot_config") {
+        match config.get("sampler").and_then(serde_json::Value::as_str) {
+            None | Some("default") => {}
+            Some(other) => {
+                return Err(TaskError::spec(format!("task {name}: fewshot sampler `{other}` is not supported yet")))
+            }
+        }
+    }
+    if plain("repeats").is_some_and(|v| *v != Value::Plain(serde_json::Value::from(1))) {
+        return Err(TaskError::spec(format!("task {name}: repeats other than 1 are not supported")));
+    }
+    let spec = |key: &str| -> Result<Spec, TaskError> {
+        match plain(key) {
+            Some(value) => Spec::from_config(key, value),
+            None => Err(TaskError::spec(format!("task {name}: a multiple_choice task needs `{key}`"))),
+        }
+    };
+    let (doc_to_text, doc_to_target, doc_to_choice) =
+        (spec("doc_to_text")?, spec("doc_to_target")?, spec("doc_to_choice")?);
+    let mut env = environment();
+    let description = text("description").filter(|d| !d.is_empty());
+    for (key, template) in TEMPLATES
+        .iter()
+        .zip([&doc_to_text, &doc_to_target, &doc_to_choice])
+        .map(|(k, s)| {
+            (
+                *k,
+                match s {
+                    Spec::Text(t) => Some(t.clone()),
+                    _ => None,
+                },
+            )
+        })
+        .chain([("description", description.clone())])
+    {
+        if let Some(template) = template {
+            env.add_template_owned(key, template).map_err(|e| {
+                TaskError::spec(format!(
+                    "task {name}: `{key}` is not a template ibex can render: {}",
+                    task::describe(&e)
+                ))
+            })?;
+        }
+    }
+    let metrics = match plain("metric_list") {
+        None => vec![Metric::ACC, Metric::ACC_NORM],
+        Some(Value::Plain(serde_json::Value::Array(entries))) => entries
+            .iter()
+            .map(|entry| match entry.get("metric").and_then(serde_json::Value::as_str) {
+                Some("acc") => Ok(Metric::ACC),
+                Some("acc_norm") => Ok(Metric::ACC_NORM),
+                Some("mcc") => Ok(Metric::MCC),
+                Some(other) => Err(TaskError::spec(format!(
+                    "task {name}: metric `{other}` is not computed for multiple_choice yet; ibex has acc, acc_norm, mcc"
+                ))),
+                None => Err(TaskError::spec(format!("task {name}: a metric_list entry names no `metric`"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(TaskError::spec(format!("task {name}: metric_list is a list of {{metric: …}}"))),
+    };
+    let header = TaskHeader {
+        name: name.to_owned(),
+        family: "yaml".into(),
+        language: language(name),
+        target_delimiter: text("target_delimiter").unwrap_or_else(|| " ".into()),
+        fewshot_delimiter: text("fewshot_delimiter").unwrap_or_else(|| DEFAULT_FEWSHOT_DELIMITER.into()),
+        data: data_spec(name, keys)?,
+    };
+    if header.data.eval_split().is_none() {
+        return Err(TaskError::spec(format!("task {name}: needs a test_split or a validation_split to evaluate")));
+    }
+    Ok(YamlTask {
+        header,
+        env,
+        doc_to_text,
+        doc_to_target,
+        doc_to_choice,
+        has_description: description.is_some(),
+        metrics,
+    })
+}
+
+/// The language a task name ends with (`copa_ca` → `ca`), for listings; empty when the name does not say.
+fn language(name: &str) -> String {
+    match name.rsplit_once('_') {
+        Some((_, code)) if (2..=3).contains(&code.len()) && code.chars().all(|c| c.is_ascii_lowercase()) => code.into(),
+        _ => String::new(),
+    }
+}
+
+/// Where the task's data lives: local files for `json`, `csv` and `parquet` with `dataset_kwargs.data_files`
+/// (paths as the `datasets` library reads them, relative to the working folder; a single path or list is the `train`
+/// split); for a hub dataset, its parquet files under the usual names (`<config>/<split>-00000-of-00001.parquet`,
+/// `data/<split>-00000-of-00001.parquet`).
+fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, TaskError> {
+    let text = |key: &str| keys.get(key).and_then(Value::as_str).map(str::to_owned);
+    let dataset = text("dataset_path").ok_or_else(|| TaskError::spec(format!("task {name}: needs `dataset_path`")))?;
+    let splits: Vec<String> =
+        ["training_split", "validation_split", "test_split", "fewshot_split"].iter().filter_map(|k| text(k)).collect();
+    let mut files = BTreeMap::new();
+    if LOCAL_BUILDERS.contains(&dataset.as_str()) {
+        let data_files = match keys.get("dataset_kwargs") {
+            Some(Value::Plain(kwargs)) => kwargs.get("data_files").cloned(),
+            _ => None,
+        };
+        let as_list = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => Ok(vec![s.clone()]),
+            serde_json::Value::Array(items) => {
+                items.iter().map(|i| i.as_str().map(str::to_owned).ok_or(())).collect::<Result<Vec<_>, _>>()
+            }
+            _ => Err(()),
+        };
+        let bad = || {
+            TaskError::spec(format!(
+                "task {name}: dataset_kwargs.data_files names files: a path, a list, or one per split"
+            ))
+        };
+        match data_files {
+            Some(serde_json::Value::Object(map)) => {
+                for (split, paths) in &map {
+                    files.insert(split.clone(), as_list(paths).map_err(|()| bad())?);
+                }
+            }
+            Some(other) => {
+                files.insert("train".to_owned(), as_list(&other).map_err(|()| bad())?);
+            }
+            None => {
+                return Err(TaskError::spec(format!(
+                    "task {name}: dataset_path {dataset} needs dataset_kwargs.data_files"
+                )))
+            }
+        }
+    } else {
+        let config = text("dataset_name");
+        for split in &splits {
+            let mut candidates = Vec::new();
+            if let Some(config) = &config {
+                candidates.push(format!("{config}/{split}-00000-of-00001.parquet"));
+            }
+            candidates.push(format!("data/{split}-00000-of-00001.parquet"));
+            candidates.push(format!("{split}-00000-of-00001.parquet"));
+            files.insert(split.clone(), candidates);
+        }
+    }
+    Ok(DataSpec {
+        dataset,
+        revision: None,
+        training_split: text("training_split"),
+        validation_split: text("validation_split"),
+        test_split: text("test_split"),
+        fewshot_split: text("fewshot_split"),
+        files,
+    })
+}

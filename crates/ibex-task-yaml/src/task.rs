@@ -1,0 +1,286 @@
+//! A `multiple_choice` task defined by lm-eval task YAML: lm-eval 0.4.13's `ConfigurableTask` (`lm_eval/api/task.py`)
+//! for that output type: `doc_to_text`, `doc_to_target` and `doc_to_choice` as a column name, a Jinja template, a
+//! literal list or an integer; `description`; the delimiters; `acc`, `acc_norm` and `mcc` as `process_results`
+//! computes them.
+
+use crate::config::Value as ConfigValue;
+use crate::literal::literal_eval;
+use ibex_core::metrics::Metric;
+use ibex_core::prompt::Output;
+use ibex_core::python::python_str;
+use ibex_core::{Doc, Response, SampleScore, Task, TaskError, TaskHeader};
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// How one of `doc_to_text`, `doc_to_target`, `doc_to_choice` is given.
+#[derive(Clone, Debug)]
+pub(crate) enum Spec {
+    /// A column of the document when one has that name, else a Jinja template (registered under the key's name).
+    Text(String),
+    /// A fixed integer.
+    Int(i64),
+    /// A fixed list (choices, or several targets).
+    List(Vec<Value>),
+}
+
+impl Spec {
+    /// The spec a config value gives; `key` names it in errors.
+    pub(crate) fn from_config(key: &str, value: &ConfigValue) -> Result<Self, TaskError> {
+        match value {
+            ConfigValue::Plain(Value::String(s)) => Ok(Spec::Text(s.clone())),
+            ConfigValue::Plain(Value::Number(n)) if n.is_i64() => Ok(Spec::Int(n.as_i64().expect("checked"))),
+            ConfigValue::Plain(Value::Array(items)) => Ok(Spec::List(items.clone())),
+            // lm-eval takes a dict's values, in order.
+            ConfigValue::Plain(Value::Object(map)) => Ok(Spec::List(map.values().cloned().collect())),
+            ConfigValue::Function(name) => Err(TaskError::spec(format!(
+                "`{key}: !function {name}`: ibex runs no Python; write the prompt as a Jinja template, or add a Rust \
+                 function for it (see the README's task section)"
+            ))),
+            other => {
+                Err(TaskError::spec(format!("`{key}` is {other:?}; give a column, a template, a list or an integer")))
+            }
+        }
+    }
+}
+
+/// What `doc_to_target` gives: lm-eval's `int | str | list`.
+#[derive(Clone, Debug, PartialEq)]
+enum Target {
+    Index(i64),
+    Text(String),
+    List(Vec<Value>),
+}
+
+impl Target {
+    fn to_value(&self) -> Value {
+        match self {
+            Target::Index(i) => Value::from(*i),
+            Target::Text(s) => Value::String(s.clone()),
+            Target::List(items) => Value::Array(items.clone()),
+        }
+    }
+}
+
+/// A document's prompt parts, rendered.
+struct Rendered {
+    text: String,
+    target: Target,
+    choices: Vec<String>,
+}
+
+/// A `multiple_choice` task read from lm-eval task YAML.
+pub struct YamlTask {
+    pub(crate) header: TaskHeader,
+    pub(crate) env: Environment<'static>,
+    pub(crate) doc_to_text: Spec,
+    pub(crate) doc_to_target: Spec,
+    pub(crate) doc_to_choice: Spec,
+    pub(crate) has_description: bool,
+    pub(crate) metrics: Vec<Metric>,
+}
+
+/// The templates' names in the task's environment.
+pub(crate) const TEMPLATES: [&str; 4] = ["doc_to_text", "doc_to_target", "doc_to_choice", "description"];
+
+impl YamlTask {
+    /// lm-eval's `utils.apply_template`: the template registered as `key`, rendered with the document's fields.
+    fn render(&self, key: &str, doc: &Map<String, Value>) -> Result<String, String> {
+        let template = self.env.get_template(key).map_err(|e| e.to_string())?;
+        template.render(minijinja::Value::from_serialize(doc)).map_err(|e| describe(&e))
+    }
+
+    /// A column's value when `spec` names one, else the rendered template.
+    fn resolve(&self, key: &str, spec: &str, doc: &Map<String, Value>) -> Result<Result<Value, String>, String> {
+        match doc.get(spec) {
+            Some(value) => Ok(Ok(value.clone())),
+            None => self.render(key, doc).map(Err),
+        }
+    }
+
+    fn rendered(&self, doc: &Map<String, Value>) -> Result<Rendered, (String, String)> {
+        fn fail(key: &'static str) -> impl Fn(String) -> (String, String) {
+            move |message| (key.to_owned(), message)
+        }
+        let text = match &self.doc_to_text {
+            Spec::Text(spec) => match self.resolve("doc_to_text", spec, doc).map_err(fail("doc_to_text"))? {
+                Ok(value) => python_str(&value),
+                Err(text) if is_digits(&text) => {
+                    return Err(fail("doc_to_text")(
+                        "renders a number: a choice index (lm-eval's multiple inputs), which ibex does not run yet"
+                            .into(),
+                    ))
+                }
+                Err(text) => text,
+            },
+            _ => {
+                return Err(fail("doc_to_text")(
+                    "a multiple-input task (an integer), which ibex does not run yet".into(),
+                ))
+            }
+        };
+        let choices: Vec<Value> = match &self.doc_to_choice {
+            Spec::List(items) => items.clone(),
+            Spec::Int(_) => return Err(fail("doc_to_choice")("an integer is not a list of choices".into())),
+            Spec::Text(spec) => match self.resolve("doc_to_choice", spec, doc).map_err(fail("doc_to_choice"))? {
+                Ok(Value::Array(items)) => items,
+                Ok(other) => return Err(fail("doc_to_choice")(format!("the column holds {other}, not a list"))),
+                Err(text) => match literal_eval(&text).map_err(fail("doc_to_choice"))? {
+                    Value::Array(items) => items,
+                    other => return Err(fail("doc_to_choice")(format!("renders {other}, not a list"))),
+                },
+            },
+        };
+        let choices: Vec<String> = choices.iter().map(python_str).collect();
+        let target = match &self.doc_to_target {
+            Spec::Int(i) => Target::Index(*i),
+            Spec::List(items) => Target::List(items.clone()),
+            Spec::Text(spec) => match self.resolve("doc_to_target", spec, doc).map_err(fail("doc_to_target"))? {
+                Ok(Value::Number(n)) if n.is_i64() => Target::Index(n.as_i64().expect("checked")),
+                Ok(Value::String(s)) => Target::Text(s),
+                Ok(Value::Array(items)) => Target::List(items),
+                Ok(other) => return Err(fail("doc_to_target")(format!("the column holds {other}"))),
+                Err(text) if is_digits(&text) => Target::Index(
+                    text.parse().map_err(|_| fail("doc_to_target")(format!("`{text}` is too large an index")))?,
+                ),
+                Err(text) if text.len() >= 2 && text.starts_with('[') && text.ends_with(']') => {
+                    match literal_eval(&text) {
+                        Ok(Value::Array(items)) => Target::List(items),
+                        _ => Target::Text(text),
+                    }
+                }
+                Err(text) => Target::Text(text),
+            },
+        };
+        Ok(Rendered { text, target, choices })
+    }
+
+    fn parts(&self, doc: &Doc) -> Rendered {
+        self.rendered(&doc.fields).unwrap_or_else(|_| unreachable!("the document rendered when it was built"))
+    }
+
+    /// The gold choices' indices; an index outside the choices matches nothing (lm-eval's -100).
+    fn gold(target: &Target, choices: &[String]) -> Vec<Option<usize>> {
+        let index = |value: &Value| match value {
+            Value::Number(n) => n.as_u64().map(|i| i as usize).filter(|&i| i < choices.len()),
+            Value::String(s) => choices.iter().position(|c| c == s),
+            _ => None,
+        };
+        match target {
+            Target::List(items) => items.iter().map(index).collect(),
+            other => vec![index(&other.to_value())],
+        }
+    }
+}
+
+/// Python's `str.isdigit` for the ASCII digits lm-eval's templates print.
+fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_digit())
+}
+
+/// minijinja's message with the line it points at.
+pub(crate) fn describe(error: &minijinja::Error) -> String {
+    match error.line() {
+        Some(line) => format!("{} (template line {line})", error),
+        None => error.to_string(),
+    }
+}
+
+/// lm-eval's template environment (`lm_eval/utils.py`): strict about undefined names, trailing newlines kept, Python's
+/// string methods, and values printed as Python's `str` prints them.
+pub(crate) fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_formatter(|out, state, value| match value.kind() {
+        minijinja::value::ValueKind::String => minijinja::escape_formatter(out, state, value),
+        _ => {
+            let json = serde_json::to_value(value)
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string()))?;
+            out.write_str(&python_str(&json)).map_err(minijinja::Error::from)
+        }
+    });
+    env
+}
+
+impl Task for YamlTask {
+    fn header(&self) -> &TaskHeader {
+        &self.header
+    }
+
+    /// The row as it is (`process_docs` is not run yet), checked by rendering its prompt, target and choices.
+    fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
+        let rendered = self.rendered(fields).map_err(|(key, message)| TaskError::row(row, &key, message))?;
+        if rendered.choices.is_empty() {
+            return Err(TaskError::row(row, "doc_to_choice", "gives no choices"));
+        }
+        if self.has_description {
+            self.render("description", fields).map_err(|message| TaskError::row(row, "description", message))?;
+        }
+        Ok(Doc { id: row, fields: fields.clone() })
+    }
+
+    fn doc_to_text(&self, doc: &Doc) -> String {
+        self.parts(doc).text
+    }
+
+    /// lm-eval's `build_qa_turn` answer: the choice an index names, a list's first entry, or the text.
+    fn doc_to_target(&self, doc: &Doc) -> String {
+        let parts = self.parts(doc);
+        match parts.target {
+            Target::Index(i) => usize::try_from(i).ok().and_then(|i| parts.choices.get(i).cloned()).unwrap_or_default(),
+            Target::List(items) => items.first().map(python_str).unwrap_or_default(),
+            Target::Text(text) => text,
+        }
+    }
+
+    fn description(&self, doc: &Doc) -> String {
+        if !self.has_description {
+            return String::new();
+        }
+        self.render("description", &doc.fields).unwrap_or_else(|_| unreachable!("rendered when the doc was built"))
+    }
+
+    fn output(&self, doc: &Doc) -> Output {
+        Output::MultipleChoice(self.parts(doc).choices)
+    }
+
+    /// lm-eval's `process_results` for `multiple_choice`: the argmax of the log-likelihoods (`acc`), of the
+    /// log-likelihoods over each choice's length in characters (`acc_norm`), and `[gold, prediction]` for `mcc`;
+    /// ties go to the first choice, as numpy's argmax.
+    fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore {
+        let parts = self.parts(doc);
+        let lls: Vec<f64> = responses.iter().map(|r| r.loglikelihood().unwrap_or(f64::NEG_INFINITY)).collect();
+        let argmax = |values: &[f64]| {
+            values
+                .iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                .0
+        };
+        let predicted = argmax(&lls);
+        let normalized: Vec<f64> =
+            lls.iter().zip(&parts.choices).map(|(ll, choice)| ll / choice.chars().count() as f64).collect();
+        let predicted_norm = argmax(&normalized);
+        let gold = Self::gold(&parts.target, &parts.choices);
+        let hit = |p: usize| f64::from(u8::from(gold.contains(&Some(p))));
+        let mut metrics = BTreeMap::new();
+        for metric in &self.metrics {
+            let item = match metric.name {
+                "acc" => Value::from(hit(predicted)),
+                "acc_norm" => Value::from(hit(predicted_norm)),
+                _ => {
+                    let gold = gold.first().copied().flatten().map_or(Value::from(-100), Value::from);
+                    Value::Array(vec![gold, Value::from(predicted)])
+                }
+            };
+            metrics.insert(metric.name.to_owned(), item);
+        }
+        SampleScore { target: parts.target.to_value(), metrics }
+    }
+
+    fn metrics(&self) -> &[Metric] {
+        &self.metrics
+    }
+}

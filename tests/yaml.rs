@@ -1,0 +1,83 @@
+//! lm-eval task YAML run unchanged: task files written for these tests (tests/fixtures/yaml/tasks, read by lm-eval
+//! 0.4.13 through `--include_path` and by ibex through `--tasks-dir`) give lm-eval's prompts, log-likelihoods and
+//! scores, document by document (tests/fixtures/make_fixtures.py yaml regenerates lm-eval's side).
+
+use crate::common::{
+    assert_samples_match, fixtures, ibex, read_json, read_results, read_samples, run_ok, samples_path,
+};
+
+const TASKS_DIR: &str = "tests/fixtures/yaml/tasks";
+
+#[test]
+fn yaml_multiple_choice_tasks_match_lm_eval() {
+    for shots in ["0", "2"] {
+        let run = run_ok(&[
+            "--model",
+            crate::common::HUB_MODEL,
+            "--tasks-dir",
+            TASKS_DIR,
+            "--tasks",
+            "yaml_copa_like,yaml_yesno",
+            "--num-fewshot",
+            shots,
+        ]);
+        let results = read_results(run.path());
+        for task in ["yaml_copa_like", "yaml_yesno"] {
+            let reference = fixtures().join(format!("lm_eval/yaml/samples_{task}_{shots}shot.jsonl"));
+            let ours = samples_path(run.path(), task);
+            let delta = assert_samples_match(&ours, &reference);
+            eprintln!("{task} {shots}-shot: max |Δ loglik| {delta:.2e}");
+            for (o, r) in read_samples(&ours).iter().zip(read_samples(&reference)) {
+                for key in ["acc_norm", "mcc"] {
+                    assert_eq!(o[key], r[key], "{task} doc {}: `{key}` differs", r["doc_id"]);
+                }
+            }
+            let expected = read_json(&fixtures().join(format!("lm_eval/yaml/results_{task}_{shots}shot.json")));
+            for metric in ["acc,none", "acc_stderr,none", "acc_norm,none", "acc_norm_stderr,none", "mcc,none"] {
+                if expected.get(metric).is_some() {
+                    let (got, want) = (&results["results"][task][metric], &expected[metric]);
+                    assert!(
+                        (got.as_f64().unwrap() - want.as_f64().unwrap()).abs() < 1e-12,
+                        "{task} {metric}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_yaml_task_ibex_cannot_run_says_why_and_its_folder_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["copa_like.yaml", "_yesno_common_yaml", "yesno.yaml"] {
+        std::fs::copy(fixtures().join("yaml/tasks").join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("hooked.yaml"),
+        "include: _yesno_common_yaml\ntask: yaml_hooked\ndoc_to_text: question\ndoc_to_target: answer\n\
+         process_docs: !function utils.process_docs\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("generated.yaml"),
+        "task: yaml_generated\ndataset_path: json\noutput_type: generate_until\n",
+    )
+    .unwrap();
+    let tasks_dir = dir.path().to_str().unwrap();
+    let run = |task: &str| {
+        ibex(&["run", "--model", crate::common::HUB_MODEL, "--tasks-dir", tasks_dir, "--tasks", task, "--dry-run"])
+    };
+    assert!(run("yaml_yesno").status.success());
+    let stderr = String::from_utf8_lossy(&run("yaml_hooked").stderr).into_owned();
+    assert!(stderr.contains("hooked.yaml: cannot run yet: task yaml_hooked: `process_docs: !function utils.process_docs` has no Rust implementation"), "{stderr}");
+    let stderr = String::from_utf8_lossy(&run("yaml_generated").stderr).into_owned();
+    assert!(stderr.contains("output_type `generate_until` is not run from YAML yet"), "{stderr}");
+    // A template error names the task, the row and the key.
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "include: _yesno_common_yaml\ntask: yaml_broken\ndoc_to_text: \"{{ questio }}\"\ndoc_to_target: answer\n",
+    )
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&run("yaml_broken").stderr).into_owned();
+    assert!(stderr.contains("row 0, field `doc_to_text`") && stderr.contains("undefined"), "{stderr}");
+}
