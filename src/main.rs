@@ -10,7 +10,8 @@ use ibex_core::placement::Placement;
 use ibex_core::results::Shard;
 use ibex_core::{BatchSize, BosPolicy, DeviceSpec, Devices, Dtype, MaxMemory, TemplateLm, TokenModel};
 use ibex_runner::{
-    fetched_table, placement_table, plan_tables, results_table, ChatSettings, DataOverride, Plan, Registry, RunSettings,
+    check_tables, fetched_table, placement_table, plan_tables, results_table, ChatSettings, DataOverride, Plan,
+    Registry, RunSettings,
 };
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,10 @@ enum Command {
         /// Also read task files from this folder (repeatable).
         #[arg(long = "tasks-dir")]
         tasks_dirs: Vec<PathBuf>,
+        /// Report, for every lm-eval YAML task and group under the --tasks-dir folders, whether ibex runs it or why
+        /// not, with counts per folder and the commonest reasons.
+        #[arg(long, requires = "tasks_dirs")]
+        check: bool,
     },
 }
 
@@ -357,8 +362,12 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", results_table(&results));
             println!("{} shard(s) merged into {}", shards.len(), path.display());
         }
-        Command::Tasks { tasks_dirs } => {
+        Command::Tasks { tasks_dirs, check } => {
             let registry = Registry::load(&tasks_dirs)?;
+            if check {
+                println!("{}", check_tables(&registry, &tasks_dirs));
+                return Ok(());
+            }
             let mut table = comfy_table::Table::new();
             table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
             table.set_header(["task", "family", "language", "dataset", "split", "file"]);

@@ -28,14 +28,16 @@ fn yaml_multiple_choice_tasks_match_lm_eval() {
             let delta = assert_samples_match(&ours, &reference);
             eprintln!("{task} {shots}-shot: max |Δ loglik| {delta:.2e}");
             for (o, r) in read_samples(&ours).iter().zip(read_samples(&reference)) {
-                for key in ["acc_norm", "mcc"] {
+                for key in ["acc_norm", "acc_bytes", "mcc", "f1"] {
                     assert_eq!(o[key], r[key], "{task} doc {}: `{key}` differs", r["doc_id"]);
                 }
             }
             let expected = read_json(&fixtures().join(format!("lm_eval/yaml/results_{task}_{shots}shot.json")));
-            for metric in ["acc,none", "acc_stderr,none", "acc_norm,none", "acc_norm_stderr,none", "mcc,none"] {
-                if expected.get(metric).is_some() {
-                    let (got, want) = (&results["results"][task][metric], &expected[metric]);
+            let metrics =
+                ["acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "acc_bytes", "acc_bytes_stderr", "mcc", "f1"];
+            for metric in metrics.map(|m| format!("{m},none")) {
+                if expected.get(&metric).is_some() {
+                    let (got, want) = (&results["results"][task][&metric], &expected[&metric]);
                     assert!(
                         (got.as_f64().unwrap() - want.as_f64().unwrap()).abs() < 1e-12,
                         "{task} {metric}: {got} vs {want}"
@@ -72,6 +74,23 @@ fn a_yaml_task_ibex_cannot_run_says_why_and_its_folder_still_loads() {
     assert!(stderr.contains("hooked.yaml: cannot run yet: task yaml_hooked: `process_docs: !function utils.process_docs` has no Rust implementation"), "{stderr}");
     let stderr = String::from_utf8_lossy(&run("yaml_generated").stderr).into_owned();
     assert!(stderr.contains("output_type `generate_until` is not run from YAML yet"), "{stderr}");
+    // --check lists every task of the folder with "runs" or why not, then the counts and the commonest reasons.
+    let check = ibex(&["tasks", "--tasks-dir", tasks_dir, "--check"]);
+    let stdout = String::from_utf8_lossy(&check.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>())
+        .filter(|cells| cells.first().is_some_and(|c| c.starts_with("yaml_")))
+        .collect();
+    let status: Vec<(&str, bool)> = rows.iter().map(|r| (r[0], r[2] == "runs")).collect();
+    assert_eq!(
+        status,
+        [("yaml_copa_like", true), ("yaml_generated", false), ("yaml_hooked", false), ("yaml_yesno", true)],
+        "{stdout}"
+    );
+    let folder = dir.path().file_name().unwrap().to_str().unwrap();
+    assert!(stdout.lines().any(|l| l.contains(folder) && l.ends_with("┆    2 ┆              2 │")), "{stdout}");
+    assert!(stdout.contains("output_type generate_until is not run from YAML yet"), "{stdout}");
     // A template error names the task, the row and the key.
     std::fs::write(
         dir.path().join("broken.yaml"),

@@ -36,7 +36,7 @@ pub use settings::{
     human_bytes, parse_bytes, BatchSize, DeviceSpec, Devices, Dtype, MaxMemory, DEFAULT_MAX_BATCH_SIZE,
 };
 pub use task::{
-    parse_task_file, text_field, DataSpec, Doc, SampleScore, Task, TaskError, TaskFamily, TaskHeader,
+    parse_task_file, text_field, DataSpec, Doc, FewshotSampler, SampleScore, Task, TaskError, TaskFamily, TaskHeader,
     DEFAULT_FEWSHOT_DELIMITER,
 };
 pub use template::Template;

@@ -40,6 +40,15 @@ impl Metric {
         Metric { name: "exact_match", higher_is_better: true, aggregation: Aggregation::Mean };
     /// SQuAD's token F1, in [0, 1].
     pub const F1: Metric = Metric { name: "f1", higher_is_better: true, aggregation: Aggregation::Mean };
+    /// Accuracy of the most likely choice per byte of the choice in UTF-8 (lm-eval's `acc_bytes`).
+    pub const ACC_BYTES: Metric = Metric { name: "acc_bytes", higher_is_better: true, aggregation: Aggregation::Mean };
+    /// A multiple-choice task's `f1`: scikit-learn's binary F1 of class 1 over `[gold, prediction]` items (lm-eval's
+    /// `f1` aggregation, `f1_score(golds, preds)`).
+    pub const F1_CHOICE: Metric = Metric {
+        name: "f1",
+        higher_is_better: true,
+        aggregation: Aggregation::Corpus { name: "f1", function: binary_f1 },
+    };
     /// Matthews correlation over `[gold, prediction]` items (lm-eval's `mcc`, as scikit-learn's `matthews_corrcoef`).
     pub const MCC: Metric = Metric {
         name: "mcc",
@@ -135,6 +144,34 @@ pub fn matthews_corrcoef(items: &[Value]) -> Result<f64, String> {
     Ok(if denominator == 0.0 { 0.0 } else { covariance / denominator })
 }
 
+/// scikit-learn's `f1_score(golds, preds)` (binary, positive class 1) over `[gold, prediction]` items; 0 when no item
+/// is positive in either (its `zero_division`); an error for labels other than 0 and 1, as scikit-learn refuses them.
+pub fn binary_f1(items: &[Value]) -> Result<f64, String> {
+    let (mut tp, mut fp, mut fn_) = (0.0, 0.0, 0.0);
+    for item in items {
+        let pair = item.as_array().map(Vec::as_slice);
+        let (gold, predicted) = match pair {
+            Some([g, p]) => (g.as_i64(), p.as_i64()),
+            _ => return Err(format!("`f1` item {item} is not [gold, prediction]")),
+        };
+        match (gold, predicted) {
+            (Some(g @ (0 | 1)), Some(p @ (0 | 1))) => match (g, p) {
+                (1, 1) => tp += 1.0,
+                (0, 1) => fp += 1.0,
+                (1, 0) => fn_ += 1.0,
+                _ => {}
+            },
+            _ => {
+                return Err(format!(
+                    "`f1` item {item}: binary F1 needs labels 0 and 1 (scikit-learn's average='binary')"
+                ))
+            }
+        }
+    }
+    let denominator = 2.0 * tp + fp + fn_;
+    Ok(if denominator == 0.0 { 0.0 } else { 2.0 * tp / denominator })
+}
+
 /// lm-eval's results key of a metric under a filter: `acc,none`.
 pub fn metric_key(metric: &str, filter: &str) -> String {
     format!("{metric},{filter}")
@@ -187,6 +224,15 @@ mod tests {
         assert!((matthews_corrcoef(&items).unwrap() - 0.734_968_415_259_167_1).abs() < 1e-12);
         // A constant prediction leaves it undefined: scikit-learn returns 0.
         assert_eq!(matthews_corrcoef(&[json!([0, 1]), json!([1, 1])]).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn binary_f1_equals_scikit_learns() {
+        // sklearn.metrics.f1_score([1, 0, 1, 1, 0], [1, 1, 0, 1, 0]) = 0.6666666666666666
+        let items: Vec<Value> = [(1, 1), (0, 1), (1, 0), (1, 1), (0, 0)].iter().map(|(g, p)| json!([g, p])).collect();
+        assert!((binary_f1(&items).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(binary_f1(&[json!([0, 0])]).unwrap(), 0.0);
+        assert!(binary_f1(&[json!([2, 0])]).unwrap_err().contains("labels 0 and 1"));
     }
 
     #[test]

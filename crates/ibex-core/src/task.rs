@@ -106,9 +106,23 @@ pub struct DataSpec {
     /// lm-eval's `fewshot_split`: where few-shot examples come from, when set.
     #[serde(default)]
     pub fewshot_split: Option<String>,
+    /// How few-shot examples are chosen (lm-eval's `fewshot_config.sampler`).
+    #[serde(default)]
+    pub fewshot_sampler: FewshotSampler,
     /// Per split, files inside the repo tried in order (hub layouts change; the first that exists is read).
     #[serde(default)]
     pub files: BTreeMap<String, Vec<String>>,
+}
+
+/// lm-eval's few-shot samplers (`lm_eval/api/samplers.py`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FewshotSampler {
+    /// `default`: `random.Random(seed).sample` per document.
+    #[default]
+    Default,
+    /// `first_n`: the pool's first k documents, in order (the evaluated one left out when excluded).
+    FirstN,
 }
 
 impl DataSpec {

@@ -1,9 +1,10 @@
 //! Few-shot examples chosen exactly as lm-eval's `ContextSampler` chooses them: one `random.Random(seed)` per task,
 //! `sample(fewshot_docs, k)` once per evaluated document in evaluation order (so document i's shots depend on every
-//! draw before it, hence on `--limit`), k + 1 drawn and the evaluated document dropped when the task has no test split.
+//! draw before it, hence on `--limit`), k + 1 drawn and the evaluated document dropped when the task has no test split;
+//! or, for tasks that ask for lm-eval's `first_n` sampler, the pool's first k documents.
 
 use crate::RunError;
-use ibex_core::{Doc, PyRandom, Task};
+use ibex_core::{Doc, FewshotSampler, PyRandom, Task};
 use ibex_data::Row;
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,6 +45,10 @@ impl<'a> FewshotPool<'a> {
         let mut built: HashMap<usize, Doc> = HashMap::new();
         let mut contexts = Vec::with_capacity(docs.len());
         for doc in docs {
+            if self.task.data().fewshot_sampler == FewshotSampler::FirstN {
+                contexts.push(self.first_n(&mut built, doc, shots)?);
+                continue;
+            }
             let drawn = rng.sample(self.rows.len(), shots + usize::from(self.excludes_eval_doc));
             let mut chosen = Vec::with_capacity(shots);
             for index in drawn {
@@ -80,6 +85,31 @@ impl<'a> FewshotPool<'a> {
             contexts.push(chosen);
         }
         Ok(contexts)
+    }
+
+    /// lm-eval's `FirstNSampler`: the pool's first `shots` documents in order, the evaluated document left out when
+    /// the pool excludes it.
+    fn first_n(&self, built: &mut HashMap<usize, Doc>, doc: &Doc, shots: usize) -> Result<Vec<Doc>, RunError> {
+        let mut chosen = Vec::with_capacity(shots);
+        for index in 0..self.rows.len() {
+            if chosen.len() == shots {
+                break;
+            }
+            let shot = self.doc(built, index)?;
+            if !(self.excludes_eval_doc && shot.fields == doc.fields) {
+                chosen.push(shot);
+            }
+        }
+        if chosen.len() < shots {
+            return Err(RunError::Plan(format!(
+                "few-shot pool of {} ({}) has {} documents other than document {}; --num-fewshot {shots} needs {shots}",
+                self.task.name(),
+                self.file.display(),
+                chosen.len(),
+                doc.id
+            )));
+        }
+        Ok(chosen)
     }
 
     /// The preprocessed document of pool row `index`, built once.

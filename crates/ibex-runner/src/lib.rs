@@ -23,7 +23,7 @@ pub use journal::journal_file_name;
 pub use merge::merge;
 pub use plan::{ChatSettings, DataOverride, Plan, PlannedTask, RunSettings, SplitSource};
 pub use registry::{Entry, Group, Registry, RegistryError};
-pub use report::{fetched_table, placement_table, plan_tables, results_table};
+pub use report::{check_tables, fetched_table, placement_table, plan_tables, results_table};
 
 use ibex_core::metrics::{group_aggregate, metric_key, stderr_key, Aggregate};
 use ibex_core::results::{

@@ -74,14 +74,20 @@ pub struct Group {
 pub struct Registry {
     entries: BTreeMap<String, Entry>,
     groups: BTreeMap<String, Group>,
-    /// Tasks of lm-eval YAML files that ibex cannot run yet: name → (file, reason).
+    /// Tasks and groups of lm-eval YAML files that ibex cannot run yet: name → (file, reason).
     unsupported: BTreeMap<String, (String, String)>,
+    /// lm-eval YAML files that cannot be read at all: (file, reason).
+    unreadable: Vec<(String, String)>,
 }
 
 impl Registry {
-    /// The shipped tasks plus every `*.toml` under each of `dirs`.
+    fn empty() -> Self {
+        Self { entries: BTreeMap::new(), groups: BTreeMap::new(), unsupported: BTreeMap::new(), unreadable: Vec::new() }
+    }
+
+    /// The shipped tasks plus every `*.toml` and lm-eval `*.yaml` under each of `dirs`.
     pub fn load(dirs: &[impl AsRef<Path>]) -> Result<Self, RegistryError> {
-        let mut registry = Self { entries: BTreeMap::new(), groups: BTreeMap::new(), unsupported: BTreeMap::new() };
+        let mut registry = Self::empty();
         for (source, text) in BUILTIN {
             registry.add(source, text)?;
         }
@@ -103,6 +109,27 @@ impl Registry {
                     registry.add(&source, &text)?;
                 }
             }
+        }
+        // An lm-eval group whose tasks are not all here (defined in another folder, or not runnable) cannot run.
+        let missing: Vec<(String, String, String)> = registry
+            .groups
+            .values()
+            .filter(|g| g.source.ends_with(".yaml"))
+            .filter_map(|g| {
+                if let Some(twice) = g.tasks.iter().enumerate().find(|(i, t)| g.tasks[..*i].contains(t)) {
+                    return Some((g.group.clone(), g.source.clone(), format!("it names task `{}` twice", twice.1)));
+                }
+                let absent = g.tasks.iter().find(|t| !registry.entries.contains_key(t.as_str()))?;
+                let why = match registry.unsupported.get(absent) {
+                    Some((_, reason)) => format!("its task `{absent}` cannot run yet ({reason})"),
+                    None => format!("its task `{absent}` is defined by no task file here"),
+                };
+                Some((g.group.clone(), g.source.clone(), why))
+            })
+            .collect();
+        for (group, source, why) in missing {
+            registry.groups.remove(&group);
+            registry.unsupported.insert(group, (source, why));
         }
         for group in registry.groups.values() {
             let group_error = |message: String| RegistryError::File { file: group.source.clone(), message };
@@ -160,12 +187,40 @@ impl Registry {
     /// Registers what an lm-eval task YAML file defines: a task, a group, or a task ibex cannot run yet (kept with
     /// its reason, so naming it explains itself while the folder's other tasks run).
     fn add_yaml(&mut self, file: &Path, source: &str, text: &str) -> Result<(), RegistryError> {
-        let loaded = ibex_task_yaml::load(file)
-            .map_err(|e| RegistryError::File { file: source.to_owned(), message: e.to_string() })?;
+        let loaded = match ibex_task_yaml::load(file) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.unreadable.push((source.to_owned(), e.to_string()));
+                return Ok(());
+            }
+        };
+        let name = match &loaded {
+            ibex_task_yaml::Loaded::Task(task, _) => task.name().to_owned(),
+            ibex_task_yaml::Loaded::Group { name, .. } | ibex_task_yaml::Loaded::Unsupported { name, .. } => {
+                name.clone()
+            }
+            ibex_task_yaml::Loaded::Fragment => return Ok(()),
+        };
+        // A file of a --tasks-dir replaces a shipped task or group of its name (lm-eval's own tasks folder redefines
+        // xnli_en); two files of the folders defining one name leave it unrunnable, saying so.
+        let first = self
+            .entries
+            .get(&name)
+            .map(|e| e.source.clone())
+            .or_else(|| self.groups.get(&name).map(|g| g.source.clone()));
+        if let Some(first) = first {
+            if BUILTIN.iter().any(|(shipped, _)| *shipped == first) {
+                self.entries.remove(&name);
+                self.groups.remove(&name);
+            } else {
+                self.entries.remove(&name);
+                self.groups.remove(&name);
+                self.unsupported.insert(name, (source.to_owned(), format!("defined twice, here and in {first}")));
+                return Ok(());
+            }
+        }
         match loaded {
             ibex_task_yaml::Loaded::Task(task, files) => {
-                let name = task.name().to_owned();
-                self.ensure_new(&name, source)?;
                 // The file and its includes: a changed include changes the task.
                 let mut digest = Sha256::new();
                 digest.update(text.as_bytes());
@@ -175,11 +230,10 @@ impl Registry {
                 let sha256 = format!("{:x}", digest.finalize());
                 self.entries.insert(name, Entry { task, family: "yaml", source: source.to_owned(), sha256 });
             }
-            ibex_task_yaml::Loaded::Group { name, tasks } => {
-                self.ensure_new(&name, source)?;
+            ibex_task_yaml::Loaded::Group { tasks, .. } => {
                 self.groups.insert(name.clone(), Group { group: name, tasks, source: source.to_owned() });
             }
-            ibex_task_yaml::Loaded::Unsupported { name, reason } => {
+            ibex_task_yaml::Loaded::Unsupported { reason, .. } => {
                 self.unsupported.insert(name, (source.to_owned(), reason));
             }
             ibex_task_yaml::Loaded::Fragment => {}
@@ -201,6 +255,16 @@ impl Registry {
     /// Every task, by name.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
+    }
+
+    /// Tasks and groups of lm-eval YAML files that ibex cannot run yet, by name: (file, reason).
+    pub fn unsupported(&self) -> impl Iterator<Item = (&String, &(String, String))> {
+        self.unsupported.iter()
+    }
+
+    /// lm-eval YAML files that could not be read: (file, reason).
+    pub fn unreadable(&self) -> &[(String, String)] {
+        &self.unreadable
     }
 
     /// Every group, by name.
@@ -312,7 +376,7 @@ mod tests {
 
     #[test]
     fn task_file_errors_name_the_line() {
-        let mut registry = Registry { entries: BTreeMap::new(), groups: BTreeMap::new(), unsupported: BTreeMap::new() };
+        let mut registry = Registry::empty();
         let text = BUILTIN.iter().find(|(p, _)| p.ends_with("xnli_en.toml")).unwrap().1;
         let bad = text.replace("{premise}, right? Also, {hypothesis}", "{premise}, right? Also, {hypotesis}");
         let err = registry.add("x.toml", &bad).unwrap_err().to_string();

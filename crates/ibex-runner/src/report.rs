@@ -1,6 +1,6 @@
 //! What a person reads: the plan of a dry run, and the table printed at the end of a run.
 
-use crate::{Plan, PlannedTask, SplitSource};
+use crate::{Plan, PlannedTask, Registry, SplitSource};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use ibex_core::metrics::{parse_metric_key, stderr_key};
 use ibex_core::placement::{Placement, ACTIVATION_RESERVE_PERCENT};
@@ -129,6 +129,87 @@ fn describe_source(source: &SplitSource) -> String {
         (Some(dataset), Some(file)) => format!("{dataset}/{file}"),
         _ => path,
     }
+}
+
+/// `ibex tasks --check`: for each task and group the lm-eval YAML files under `dirs` define, whether ibex runs it
+/// or why not; then per benchmark folder (the first folder under a `--tasks-dir`) the counts, and the commonest
+/// reasons.
+pub fn check_tables(registry: &Registry, dirs: &[std::path::PathBuf]) -> String {
+    let under = |source: &str| dirs.iter().find(|d| Path::new(source).starts_with(d));
+    // A --tasks-dir that holds task files itself is one benchmark (catalan_bench); one that holds only folders is a
+    // tasks tree (lm_eval/tasks), whose first-level folders are the benchmarks.
+    let benchmark_dir = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .is_ok_and(|mut e| e.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "yaml"))))
+    };
+    let folder = |source: &str| -> String {
+        let Some(dir) = under(source) else { return String::new() };
+        let name = || dir.file_name().map_or(dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let relative = Path::new(source).strip_prefix(dir).unwrap_or(Path::new(source));
+        match relative.components().count() {
+            0 | 1 => name(),
+            _ if benchmark_dir(dir) => name(),
+            _ => relative.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default(),
+        }
+    };
+    // (name, folder, None = runs | Some(reason))
+    let mut rows: Vec<(String, String, Option<String>)> = Vec::new();
+    for entry in registry.entries().filter(|e| e.family == "yaml" && under(&e.source).is_some()) {
+        rows.push((entry.task.name().to_owned(), folder(&entry.source), None));
+    }
+    for group in registry.groups().filter(|g| g.source.ends_with(".yaml") && under(&g.source).is_some()) {
+        rows.push((format!("{} (group)", group.group), folder(&group.source), None));
+    }
+    for (name, (source, reason)) in registry.unsupported().filter(|(_, (s, _))| under(s).is_some()) {
+        rows.push((name.clone(), folder(source), Some(reason.clone())));
+    }
+    for (source, reason) in registry.unreadable().iter().filter(|(s, _)| under(s).is_some()) {
+        let file = Path::new(source).file_name().map_or(source.clone(), |f| f.to_string_lossy().into_owned());
+        rows.push((format!("({file})"), folder(source), Some(format!("unreadable: {reason}"))));
+    }
+    rows.sort();
+    let mut tasks = Table::new();
+    tasks.load_preset(UTF8_FULL_CONDENSED).set_header(["task", "folder", "ibex"]);
+    for (name, folder, reason) in &rows {
+        tasks.add_row([name.as_str(), folder.as_str(), reason.as_deref().unwrap_or("runs")]);
+    }
+    let mut folders: std::collections::BTreeMap<&str, (usize, usize)> = std::collections::BTreeMap::new();
+    let mut reasons: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for (name, folder, reason) in &rows {
+        let counts = folders.entry(folder.as_str()).or_default();
+        match reason {
+            None => counts.0 += 1,
+            Some(reason) => {
+                counts.1 += 1;
+                *reasons.entry(reason_kind(name, reason)).or_default() += 1;
+            }
+        }
+    }
+    let mut summary = Table::new();
+    summary.load_preset(UTF8_FULL_CONDENSED).set_header(["folder", "runs", "cannot run yet"]);
+    for (folder, (runs, cannot)) in &folders {
+        summary.add_row([
+            Cell::new(folder),
+            Cell::new(runs).set_alignment(CellAlignment::Right),
+            Cell::new(cannot).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    let mut top: Vec<(String, usize)> = reasons.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut common = Table::new();
+    common.load_preset(UTF8_FULL_CONDENSED).set_header(["why not (commonest first)", "tasks"]);
+    for (reason, count) in top.iter().take(15) {
+        common.add_row([Cell::new(reason), Cell::new(count).set_alignment(CellAlignment::Right)]);
+    }
+    format!("{tasks}\n{summary}\n{common}")
+}
+
+/// A reason without the task's own name, up to its first `;`: what tasks failing alike share.
+fn reason_kind(name: &str, reason: &str) -> String {
+    let reason = reason.strip_prefix(&format!("task {name}: ")).unwrap_or(reason);
+    let reason = reason.split("; ").next().unwrap_or(reason);
+    let reason = reason.split(" (").next().unwrap_or(reason);
+    reason.replace('`', "")
 }
 
 /// `--max-memory` as given, sizes in binary units.

@@ -6,6 +6,9 @@ use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The key under which a `!function` inside a value is kept: `{"!function": "utils.f"}`.
+pub const FUNCTION_KEY: &str = "!function";
+
 /// A task file's value, YAML's plain values plus lm-eval's `!function` tag.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -116,9 +119,13 @@ fn to_json(value: Yaml) -> Result<serde_json::Value, String> {
                 })
                 .collect::<Result<_, String>>()?,
         ),
-        Yaml::Tagged(tagged) => {
-            return Err(format!("the YAML tag {} inside a value is not one lm-eval reads", tagged.tag))
-        }
+        // A hook inside a value (a metric's function, a filter's): kept as `{"!function": name}` so whoever reads
+        // the value can name it.
+        Yaml::Tagged(tagged) if tagged.tag == "function" => match tagged.value {
+            Yaml::String(name) => serde_json::json!({ FUNCTION_KEY: name }),
+            _ => return Err("`!function` names a function (module.name)".into()),
+        },
+        Yaml::Tagged(tagged) => return Err(format!("the YAML tag {} is not one lm-eval reads", tagged.tag)),
     })
 }
 

@@ -13,7 +13,7 @@ pub use literal::literal_eval;
 pub use task::YamlTask;
 
 use ibex_core::metrics::Metric;
-use ibex_core::{DataSpec, Task, TaskError, TaskHeader, DEFAULT_FEWSHOT_DELIMITER};
+use ibex_core::{DataSpec, FewshotSampler, Task, TaskError, TaskHeader, DEFAULT_FEWSHOT_DELIMITER};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -52,16 +52,15 @@ pub fn load(path: &Path) -> Result<Loaded, TaskError> {
     let text = |key: &str| keys.get(key).and_then(Value::as_str).map(str::to_owned);
     if let Some(group) = text("group") {
         let tasks = match keys.get("task") {
-            Some(Value::Plain(serde_json::Value::Array(items))) => items
-                .iter()
-                .map(|t| {
-                    t.as_str().map(str::to_owned).ok_or_else(|| {
-                        TaskError::spec(format!(
-                            "group `{group}`: a task entry is not a name (inline tasks are not read yet)"
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
+            Some(Value::Plain(serde_json::Value::Array(items))) => {
+                match items.iter().map(|t| t.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>() {
+                    Some(tasks) => tasks,
+                    None => {
+                        let reason = format!("group `{group}` defines tasks inline, which ibex does not read yet");
+                        return Ok(Loaded::Unsupported { name: group, reason });
+                    }
+                }
+            }
             _ => return Err(TaskError::spec(format!("group `{group}` lists no tasks under `task:`"))),
         };
         return Ok(Loaded::Group { name: group, tasks });
@@ -108,9 +107,11 @@ fn build(name: &str, keys: &BTreeMap<String, Value>) -> Result<YamlTask, TaskErr
             )));
         }
     }
+    let mut sampler = FewshotSampler::Default;
     if let Some(Value::Plain(config)) = plain("fewshot_config") {
         match config.get("sampler").and_then(serde_json::Value::as_str) {
             None | Some("default") => {}
+            Some("first_n") => sampler = FewshotSampler::FirstN,
             Some(other) => {
                 return Err(TaskError::spec(format!("task {name}: fewshot sampler `{other}` is not supported yet")))
             }
@@ -152,7 +153,7 @@ fn build(name: &str, keys: &BTreeMap<String, Value>) -> Result<YamlTask, TaskErr
             })?;
         }
     }
-    let metrics = match plain("metric_list") {
+    let mut metrics: Vec<Metric> = match plain("metric_list") {
         None => vec![Metric::ACC, Metric::ACC_NORM],
         Some(Value::Plain(serde_json::Value::Array(entries))) => entries
             .iter()
@@ -160,21 +161,31 @@ fn build(name: &str, keys: &BTreeMap<String, Value>) -> Result<YamlTask, TaskErr
                 Some("acc") => Ok(Metric::ACC),
                 Some("acc_norm") => Ok(Metric::ACC_NORM),
                 Some("mcc") => Ok(Metric::MCC),
+                Some("f1") => Ok(Metric::F1_CHOICE),
+                Some("acc_bytes") => Ok(Metric::ACC_BYTES),
                 Some(other) => Err(TaskError::spec(format!(
-                    "task {name}: metric `{other}` is not computed for multiple_choice yet; ibex has acc, acc_norm, mcc"
+                    "task {name}: metric `{other}` is not computed for multiple_choice yet; ibex has acc, acc_norm, acc_bytes, mcc, f1"
                 ))),
-                None => Err(TaskError::spec(format!("task {name}: a metric_list entry names no `metric`"))),
+                None => match entry.get("metric").and_then(|m| m.get(config::FUNCTION_KEY)) {
+                    Some(function) => Err(TaskError::spec(format!(
+                        "task {name}: metric `!function {}` has no Rust implementation in ibex yet",
+                        function.as_str().unwrap_or_default()
+                    ))),
+                    None => Err(TaskError::spec(format!("task {name}: a metric_list entry names no `metric`"))),
+                },
             })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(TaskError::spec(format!("task {name}: metric_list is a list of {{metric: …}}"))),
     };
+    // Sample logs list metrics in the order lm-eval's `process_results` builds its result for multiple_choice.
+    metrics.sort_by_key(|m| ["acc", "f1", "mcc", "acc_norm", "acc_bytes"].iter().position(|n| *n == m.name));
     let header = TaskHeader {
         name: name.to_owned(),
         family: "yaml".into(),
         language: language(name),
         target_delimiter: text("target_delimiter").unwrap_or_else(|| " ".into()),
         fewshot_delimiter: text("fewshot_delimiter").unwrap_or_else(|| DEFAULT_FEWSHOT_DELIMITER.into()),
-        data: data_spec(name, keys)?,
+        data: DataSpec { fewshot_sampler: sampler, ..data_spec(name, keys)? },
     };
     if header.data.eval_split().is_none() {
         return Err(TaskError::spec(format!("task {name}: needs a test_split or a validation_split to evaluate")));
@@ -259,6 +270,7 @@ fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, Tas
         validation_split: text("validation_split"),
         test_split: text("test_split"),
         fewshot_split: text("fewshot_split"),
+        fewshot_sampler: FewshotSampler::Default,
         files,
     })
 }

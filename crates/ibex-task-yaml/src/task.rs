@@ -247,7 +247,8 @@ impl Task for YamlTask {
     }
 
     /// lm-eval's `process_results` for `multiple_choice`: the argmax of the log-likelihoods (`acc`), of the
-    /// log-likelihoods over each choice's length in characters (`acc_norm`), and `[gold, prediction]` for `mcc`;
+    /// log-likelihoods over each choice's length in characters (`acc_norm`) or UTF-8 bytes (`acc_bytes`), and
+    /// `[gold, prediction]` for `mcc` and `f1`;
     /// ties go to the first choice, as numpy's argmax.
     fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore {
         let parts = self.parts(doc);
@@ -263,6 +264,8 @@ impl Task for YamlTask {
         let normalized: Vec<f64> =
             lls.iter().zip(&parts.choices).map(|(ll, choice)| ll / choice.chars().count() as f64).collect();
         let predicted_norm = argmax(&normalized);
+        let per_byte: Vec<f64> = lls.iter().zip(&parts.choices).map(|(ll, choice)| ll / choice.len() as f64).collect();
+        let predicted_bytes = argmax(&per_byte);
         let gold = Self::gold(&parts.target, &parts.choices);
         let hit = |p: usize| f64::from(u8::from(gold.contains(&Some(p))));
         let mut metrics = BTreeMap::new();
@@ -270,6 +273,7 @@ impl Task for YamlTask {
             let item = match metric.name {
                 "acc" => Value::from(hit(predicted)),
                 "acc_norm" => Value::from(hit(predicted_norm)),
+                "acc_bytes" => Value::from(hit(predicted_bytes)),
                 _ => {
                     let gold = gold.first().copied().flatten().map_or(Value::from(-100), Value::from);
                     Value::Array(vec![gold, Value::from(predicted)])
