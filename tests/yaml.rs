@@ -1,6 +1,7 @@
 //! lm-eval task YAML run unchanged: task files written for these tests (tests/fixtures/yaml/tasks, read by lm-eval
 //! 0.4.13 through `--include_path` and by ibex through `--tasks-dir`) give lm-eval's prompts, log-likelihoods and
-//! scores, document by document (tests/fixtures/make_fixtures.py yaml regenerates lm-eval's side).
+//! scores, document by document, IberoBench's `process_docs` hooks included (the fixtures' utils.py import lm-eval's
+//! own functions; tests/fixtures/make_fixtures.py yaml regenerates lm-eval's side).
 
 use crate::common::{
     assert_samples_match, fixtures, ibex, read_json, read_results, read_samples, run_ok, samples_path,
@@ -17,12 +18,12 @@ fn yaml_multiple_choice_tasks_match_lm_eval() {
             "--tasks-dir",
             TASKS_DIR,
             "--tasks",
-            "yaml_copa_like,yaml_yesno",
+            "yaml_copa_like,yaml_yesno,yaml_nli_ca,yaml_paws_ca,yaml_nli_gl",
             "--num-fewshot",
             shots,
         ]);
         let results = read_results(run.path());
-        for task in ["yaml_copa_like", "yaml_yesno"] {
+        for task in ["yaml_copa_like", "yaml_yesno", "yaml_nli_ca", "yaml_paws_ca", "yaml_nli_gl"] {
             let reference = fixtures().join(format!("lm_eval/yaml/samples_{task}_{shots}shot.jsonl"));
             let ours = samples_path(run.path(), task);
             let delta = assert_samples_match(&ours, &reference);
@@ -71,7 +72,16 @@ fn a_yaml_task_ibex_cannot_run_says_why_and_its_folder_still_loads() {
     };
     assert!(run("yaml_yesno").status.success());
     let stderr = String::from_utf8_lossy(&run("yaml_hooked").stderr).into_owned();
-    assert!(stderr.contains("hooked.yaml: cannot run yet: task yaml_hooked: `process_docs: !function utils.process_docs` has no Rust implementation"), "{stderr}");
+    assert!(
+        stderr.contains("hooked.yaml: cannot run yet: task yaml_hooked: `process_docs: !function utils.process_docs`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "has no Rust implementation in ibex, which runs no Python; it has catalan_bench/utils.process_doc_nli"
+        ),
+        "{stderr}"
+    );
     let stderr = String::from_utf8_lossy(&run("yaml_generated").stderr).into_owned();
     assert!(stderr.contains("output_type `generate_until` is not run from YAML yet"), "{stderr}");
     // --check lists every task of the folder with "runs" or why not, then the counts and the commonest reasons.

@@ -78,9 +78,43 @@ pub fn number_repr(number: &serde_json::Number) -> String {
     }
 }
 
+/// lm-eval's `general_detokenize` (`lm_eval/utils.py`): five literal replacements, then
+/// `re.sub(r" (['.,])", r"\1", s)`, whose left-to-right, non-overlapping scan this reproduces.
+pub fn general_detokenize(text: &str) -> String {
+    let replaced =
+        text.replace(" n't", "n't").replace(" )", ")").replace("( ", "(").replace("\" ", "\"").replace(" \"", "\"");
+    let mut out = String::with_capacity(replaced.len());
+    let mut chars = replaced.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ' ' && chars.peek().is_some_and(|n| matches!(n, '\'' | '.' | ',')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// IberoBench's `lowercase_first_letter`, `text[0].lower() + text[1:]` (Python's lowercasing of one character may
+/// yield several); empty text stays empty.
+pub fn lowercase_first_letter(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detokenize_matches_general_detokenize() {
+        // Expected values computed with lm-eval 0.4.13's general_detokenize.
+        assert_eq!(general_detokenize("He did n't go ( far ) ."), "He didn't go (far).");
+        assert_eq!(general_detokenize("un \" partit \" , ok"), "un\"partit\", ok");
+        assert_eq!(general_detokenize("a  . b ' c"), "a . b' c");
+    }
 
     #[test]
     fn floats_are_spelled_as_python_repr_spells_them() {

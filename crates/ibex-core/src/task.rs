@@ -241,6 +241,12 @@ pub trait Task: Send + Sync {
         &self.header().data
     }
 
+    /// lm-eval's `process_docs`: a split's rows as the task evaluates or draws examples from them, which may drop
+    /// rows (document ids then count the kept rows, as lm-eval's do). Rows pass unchanged by default.
+    fn process_docs(&self, rows: Vec<Map<String, Value>>) -> Result<Vec<Map<String, Value>>, TaskError> {
+        Ok(rows)
+    }
+
     /// Builds the document for data row `row` of the evaluated split, applying the task's preprocessing.
     fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError>;
 

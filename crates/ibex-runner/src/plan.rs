@@ -568,7 +568,9 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunErro
     let task = entry.task.as_ref();
     let eval_split = task.data().eval_split().unwrap_or_default();
     let eval = split_source(entry, &settings.data, eval_split)?;
-    let rows = ibex_data::read_rows(&eval.file)?;
+    let row_error =
+        |file: &Path, source| RunError::Task { task: task.name().to_owned(), file: file.display().to_string(), source };
+    let rows = task.process_docs(ibex_data::read_rows(&eval.file)?).map_err(|e| row_error(&eval.file, e))?;
     let limit = settings.limit.unwrap_or(rows.len()).min(rows.len());
     if limit == 0 {
         let limit = settings.limit.map_or(String::new(), |l| format!(" with --limit {l}"));
@@ -579,8 +581,6 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunErro
             rows.len(),
         )));
     }
-    let row_error =
-        |file: &Path, source| RunError::Task { task: task.name().to_owned(), file: file.display().to_string(), source };
     let docs = rows[..limit]
         .iter()
         .enumerate()
@@ -600,7 +600,8 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunErro
             )?
         } else {
             let source = split_source(entry, &settings.data, split)?;
-            let pool_rows = ibex_data::read_rows(&source.file)?;
+            let pool_rows =
+                task.process_docs(ibex_data::read_rows(&source.file)?).map_err(|e| row_error(&source.file, e))?;
             let shots = FewshotPool::new(task, split, &pool_rows, &source.file, settings.num_fewshot)?.shots(
                 &docs,
                 settings.num_fewshot,

@@ -1,6 +1,7 @@
 //! Named preprocessing steps: the pieces of lm-eval's `process_doc_nli` (catalan, spanish and galician benches),
 //! each applied to one field. A closed set, so a task file cannot run code; a new step is a change with a test.
 
+use ibex_core::python::{general_detokenize, lowercase_first_letter};
 use ibex_core::TaskError;
 
 /// Which sentence a step edits.
@@ -55,10 +56,10 @@ impl Step {
     /// Applies the step to its field.
     pub fn apply(&self, premise: &mut String, hypothesis: &mut String) {
         let (target, edit): (Target, fn(&str) -> String) = match *self {
-            Step::Detokenize(t) => (t, detokenize),
+            Step::Detokenize(t) => (t, general_detokenize),
             Step::Strip(t) => (t, |s| s.trim_matches(ibex_core::python::is_space).to_owned()),
             Step::StripFinalPunct(t) => (t, |s| s.strip_suffix(['.', ',', '!', '?']).unwrap_or(s).to_owned()),
-            Step::LowercaseFirst(t) => (t, lowercase_first),
+            Step::LowercaseFirst(t) => (t, lowercase_first_letter),
             Step::EnsureFinalPeriod(t) => (t, |s| if s.ends_with('.') { s.to_owned() } else { format!("{s}.") }),
         };
         let field = match target {
@@ -69,42 +70,9 @@ impl Step {
     }
 }
 
-/// lm-eval's `general_detokenize` (`tasks/catalan_bench/utils.py`): five literal replacements, then
-/// `re.sub(r" (['.,])", r"\1", s)`, whose left-to-right, non-overlapping scan this reproduces.
-fn detokenize(text: &str) -> String {
-    let replaced =
-        text.replace(" n't", "n't").replace(" )", ")").replace("( ", "(").replace("\" ", "\"").replace(" \"", "\"");
-    let mut out = String::with_capacity(replaced.len());
-    let mut chars = replaced.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ' ' && chars.peek().is_some_and(|n| matches!(n, '\'' | '.' | ',')) {
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `text[0].lower() + text[1:]`; Python's lowercasing of one character may yield several.
-fn lowercase_first(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn detokenize_matches_general_detokenize() {
-        // Expected values computed with lm-eval 0.4.13's general_detokenize.
-        assert_eq!(detokenize("He did n't go ( far ) ."), "He didn't go (far).");
-        assert_eq!(detokenize("un \" partit \" , ok"), "un\"partit\", ok");
-        assert_eq!(detokenize("a  . b ' c"), "a . b' c");
-    }
 
     #[test]
     fn nli_recipe_matches_process_doc_nli() {

@@ -1,10 +1,11 @@
 //! lm-eval's task YAML (0.4.x) as ibex's tasks: a file and its `include`s read as lm-eval's `load_yaml_config`
 //! merges them, then the `multiple_choice` tasks and the groups they define built as lm-eval's `ConfigurableTask`
 //! and `ConfigurableGroup` build them. Prompts are Jinja templates rendered by minijinja in lm-eval's environment;
-//! ibex runs no Python, so a `!function` hook must name a Rust function ibex has (none yet: such tasks are refused
-//! with the function's name).
+//! ibex runs no Python, so a `!function` hook must name a Rust function ibex has ([`functions`]; other tasks are
+//! refused with the function's name).
 
 mod config;
+pub mod functions;
 mod literal;
 mod task;
 
@@ -66,13 +67,13 @@ pub fn load(path: &Path) -> Result<Loaded, TaskError> {
         return Ok(Loaded::Group { name: group, tasks });
     }
     let Some(name) = text("task") else { return Ok(Loaded::Fragment) };
-    match build(&name, &keys) {
+    match build(&name, &keys, path) {
         Ok(task) => Ok(Loaded::Task(Arc::new(task), files)),
         Err(reason) => Ok(Loaded::Unsupported { name, reason: reason.to_string() }),
     }
 }
 
-fn build(name: &str, keys: &BTreeMap<String, Value>) -> Result<YamlTask, TaskError> {
+fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path) -> Result<YamlTask, TaskError> {
     let plain = |key: &str| match keys.get(key) {
         Some(Value::Plain(serde_json::Value::Null)) | None => None,
         Some(value) => Some(value),
@@ -84,7 +85,27 @@ fn build(name: &str, keys: &BTreeMap<String, Value>) -> Result<YamlTask, TaskErr
             "task {name}: output_type `{output_type}` is not run from YAML yet; ibex runs multiple_choice tasks"
         )));
     }
-    for key in ["process_docs", "process_results", "use_prompt", "gen_prefix", "filter_list"] {
+    // A hook's module sits beside the task file: `utils.f` in catalan_bench/ is `catalan_bench/utils.f`.
+    let folder = path.parent().and_then(Path::file_name).map_or(String::new(), |f| f.to_string_lossy().into_owned());
+    let process_docs = match plain("process_docs") {
+        None => None,
+        Some(Value::Function(function)) => {
+            let qualified = format!("{folder}/{function}");
+            match functions::process_docs(&qualified) {
+                Some(hook) => Some(hook),
+                None => {
+                    let known: Vec<&str> = functions::PROCESS_DOCS.iter().map(|(n, _)| *n).collect();
+                    return Err(TaskError::spec(format!(
+                        "task {name}: `process_docs: !function {function}` ({qualified}) has no Rust implementation \
+                         in ibex, which runs no Python; it has {}",
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        Some(_) => return Err(TaskError::spec(format!("task {name}: `process_docs` names a function (!function)"))),
+    };
+    for key in ["process_results", "use_prompt", "gen_prefix", "filter_list"] {
         match plain(key) {
             Some(Value::Function(function)) => {
                 return Err(TaskError::spec(format!(
@@ -193,6 +214,7 @@ fn build(name: &str, keys: &BTreeMap<String, Value>) -> Result<YamlTask, TaskErr
     Ok(YamlTask {
         header,
         env,
+        process_docs,
         doc_to_text,
         doc_to_target,
         doc_to_choice,

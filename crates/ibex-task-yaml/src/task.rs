@@ -73,6 +73,7 @@ struct Rendered {
 pub struct YamlTask {
     pub(crate) header: TaskHeader,
     pub(crate) env: Environment<'static>,
+    pub(crate) process_docs: Option<crate::functions::ProcessDocs>,
     pub(crate) doc_to_text: Spec,
     pub(crate) doc_to_target: Spec,
     pub(crate) doc_to_choice: Spec,
@@ -209,7 +210,15 @@ impl Task for YamlTask {
         &self.header
     }
 
-    /// The row as it is (`process_docs` is not run yet), checked by rendering its prompt, target and choices.
+    /// The task's `process_docs` hook, when it names one.
+    fn process_docs(&self, rows: Vec<Map<String, Value>>) -> Result<Vec<Map<String, Value>>, TaskError> {
+        match self.process_docs {
+            Some(hook) => hook(rows).map_err(|message| TaskError::spec(format!("process_docs: {message}"))),
+            None => Ok(rows),
+        }
+    }
+
+    /// The processed row, checked by rendering its prompt, target and choices.
     fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
         let rendered = self.rendered(fields).map_err(|(key, message)| TaskError::row(row, &key, message))?;
         if rendered.choices.is_empty() {

@@ -1,0 +1,186 @@
+//! lm-eval's `!function` hooks that ibex has, in Rust: registered under `<benchmark folder>/<module>.<name>`, the
+//! folder holding the task file and its Python module (`catalan_bench/utils.process_doc_nli`), since two benchmarks
+//! may give one name different bodies. Each mirrors the function of lm-eval 0.4.13 named in its key; IberoBench's
+//! `process_docs` hooks come first (the NLI and paraphrase preprocessing, COPA's choices).
+
+use ibex_core::python::{general_detokenize, is_space, lowercase_first_letter};
+use serde_json::{Map, Value};
+
+/// A data split's rows, as `process_docs` sees and returns them.
+pub type Rows = Vec<Map<String, Value>>;
+
+/// A `process_docs` hook: a split's rows in, the rows the task uses out; errors name the row and field.
+pub type ProcessDocs = fn(Rows) -> Result<Rows, String>;
+
+/// Every `process_docs` hook ibex has, by qualified name.
+pub const PROCESS_DOCS: &[(&str, ProcessDocs)] = &[
+    ("catalan_bench/utils.process_doc_nli", nli_premise_hypothesis),
+    ("spanish_bench/utils.process_doc_nli", nli_premise_hypothesis),
+    ("galician_bench/utils.process_doc_nli", nli_galician),
+    ("catalan_bench/utils.process_docs_paraphrases", paraphrases_sentences),
+    ("spanish_bench/utils.process_docs_paraphrases", paraphrases_sentences),
+    ("galician_bench/utils.process_docs_paws", paraphrases_sentences),
+    ("galician_bench/utils.process_docs_paraphrases", paraphrases_frase),
+    ("basque_bench/utils.paws_process_docs", paws_basque),
+    ("catalan_bench/utils.process_docs_copa_ca", copa_choices),
+    ("spanish_bench/utils.process_docs_copa_es", copa_choices),
+];
+
+/// The hook registered as `qualified`.
+pub fn process_docs(qualified: &str) -> Option<ProcessDocs> {
+    PROCESS_DOCS.iter().find(|(name, _)| *name == qualified).map(|(_, f)| *f)
+}
+
+/// Python's `str.strip()`.
+fn strip(text: &str) -> String {
+    text.trim_matches(is_space).to_owned()
+}
+
+/// The text in `field` of row `index`.
+fn text(row: &Map<String, Value>, index: usize, field: &str) -> Result<String, String> {
+    match row.get(field) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!("row {index}, field `{field}`: expected text, found {other}")),
+        None => Err(format!("row {index}, field `{field}`: missing")),
+    }
+}
+
+/// `process_doc_nli`'s edits of one pair: both detokenized and stripped, the first without one final `.`, `,`,
+/// `!` or `?`, the second lowercased at its start and ending with `.`.
+fn nli_pair(rows: Rows, first: &str, second: &str) -> Result<Rows, String> {
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, mut row)| {
+            let premise = strip(&general_detokenize(&text(&row, i, first)?));
+            let premise = premise.strip_suffix(['.', ',', '!', '?']).unwrap_or(&premise).to_owned();
+            let hypothesis = lowercase_first_letter(&strip(&general_detokenize(&text(&row, i, second)?)));
+            let hypothesis = if hypothesis.ends_with('.') { hypothesis } else { format!("{hypothesis}.") };
+            row.insert(first.to_owned(), Value::String(premise));
+            row.insert(second.to_owned(), Value::String(hypothesis));
+            Ok(row)
+        })
+        .collect()
+}
+
+/// catalan_bench's and spanish_bench's `process_doc_nli` (`premise`, `hypothesis`).
+fn nli_premise_hypothesis(rows: Rows) -> Result<Rows, String> {
+    nli_pair(rows, "premise", "hypothesis")
+}
+
+/// galician_bench's `process_doc_nli`: the same edits on `sentence1`/`sentence2`, and `gold_label` mapped from
+/// its name to 0, 1, 2.
+fn nli_galician(rows: Rows) -> Result<Rows, String> {
+    nli_pair(rows, "sentence1", "sentence2")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut row)| {
+            let label = match text(&row, i, "gold_label")?.as_str() {
+                "entailment" => 0,
+                "neutral" => 1,
+                "contradiction" => 2,
+                other => return Err(format!("row {i}, field `gold_label`: `{other}` is not an NLI label")),
+            };
+            row.insert("gold_label".into(), Value::from(label));
+            Ok(row)
+        })
+        .collect()
+}
+
+/// The paraphrase hooks: rows whose two sentences are both present and non-empty are kept (the others dropped),
+/// the sentences detokenized and stripped when `detokenize`, the first without one final `.`, `,` or `;`, the
+/// second lowercased at its start.
+fn paraphrases(rows: Rows, first: &str, second: &str, detokenize: bool) -> Result<Rows, String> {
+    let present = |row: &Map<String, Value>, field: &str| {
+        !matches!(row.get(field), None | Some(Value::Null)) && row.get(field) != Some(&Value::String(String::new()))
+    };
+    rows.into_iter()
+        .filter(|row| present(row, first) && present(row, second))
+        .enumerate()
+        .map(|(i, mut row)| {
+            let (mut a, mut b) = (text(&row, i, first)?, text(&row, i, second)?);
+            if detokenize {
+                a = strip(&general_detokenize(&a));
+                b = strip(&general_detokenize(&b));
+            }
+            let a = a.strip_suffix(['.', ',', ';']).map(str::to_owned).unwrap_or(a);
+            row.insert(first.to_owned(), Value::String(a));
+            row.insert(second.to_owned(), Value::String(lowercase_first_letter(&b)));
+            Ok(row)
+        })
+        .collect()
+}
+
+/// catalan_bench's and spanish_bench's `process_docs_paraphrases`, galician_bench's `process_docs_paws`.
+fn paraphrases_sentences(rows: Rows) -> Result<Rows, String> {
+    paraphrases(rows, "sentence1", "sentence2", true)
+}
+
+/// galician_bench's `process_docs_paraphrases` (`Frase`, `Paráfrase`).
+fn paraphrases_frase(rows: Rows) -> Result<Rows, String> {
+    paraphrases(rows, "Frase", "Paráfrase", true)
+}
+
+/// basque_bench's `paws_process_docs`: no detokenization.
+fn paws_basque(rows: Rows) -> Result<Rows, String> {
+    paraphrases(rows, "sentence1", "sentence2", false)
+}
+
+/// `process_docs_copa_ca` / `_es`: both choices lowercased at their start.
+fn copa_choices(rows: Rows) -> Result<Rows, String> {
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, mut row)| {
+            for field in ["choice1", "choice2"] {
+                let choice = lowercase_first_letter(&text(&row, i, field)?);
+                row.insert(field.to_owned(), Value::String(choice));
+            }
+            Ok(row)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rows(values: &[Value]) -> Rows {
+        values.iter().map(|v| v.as_object().unwrap().clone()).collect()
+    }
+
+    #[test]
+    fn every_hook_is_registered_once() {
+        for (i, (name, _)) in PROCESS_DOCS.iter().enumerate() {
+            assert!(PROCESS_DOCS[..i].iter().all(|(n, _)| n != name), "{name}");
+            assert!(process_docs(name).is_some());
+        }
+        assert!(process_docs("catalan_bench/utils.nothing").is_none());
+    }
+
+    #[test]
+    fn basque_paws_keeps_tokens_as_they_are_and_drops_empty_pairs() {
+        // basque_bench's paws_process_docs: no detokenization, no strip; `;` also dropped from the first sentence.
+        let got = paws_basque(rows(&[
+            json!({"sentence1": "Etxea ( handia ) ;", "sentence2": "Etxe Handia", "label": 1}),
+            json!({"sentence1": "", "sentence2": "Bai", "label": 0}),
+            json!({"sentence1": "Ez", "sentence2": null, "label": 0}),
+        ]))
+        .unwrap();
+        assert_eq!(got, rows(&[json!({"sentence1": "Etxea ( handia ) ", "sentence2": "etxe Handia", "label": 1})]));
+    }
+
+    #[test]
+    fn galician_paraphrases_read_frase_and_parafrase() {
+        let got =
+            paraphrases_frase(rows(&[json!({"Frase": " Chove moito , ", "Paráfrase": "Cae auga", "Avaliación": 1})]))
+                .unwrap();
+        assert_eq!(got, rows(&[json!({"Frase": "Chove moito", "Paráfrase": "cae auga", "Avaliación": 1})]));
+    }
+
+    #[test]
+    fn copa_lowercases_both_choices_and_names_a_missing_field() {
+        let got = copa_choices(rows(&[json!({"choice1": "Ella va riure.", "choice2": "Ébria.", "label": 0})])).unwrap();
+        assert_eq!(got, rows(&[json!({"choice1": "ella va riure.", "choice2": "ébria.", "label": 0})]));
+        assert_eq!(copa_choices(rows(&[json!({"choice1": "x"})])).unwrap_err(), "row 0, field `choice2`: missing");
+    }
+}
