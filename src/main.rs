@@ -61,8 +61,8 @@ enum Command {
         /// Also read task files from this folder (repeatable).
         #[arg(long = "tasks-dir")]
         tasks_dirs: Vec<PathBuf>,
-        /// Report, for every lm-eval YAML task and group under the --tasks-dir folders, whether ibex runs it or why
-        /// not, with counts per folder and the commonest reasons.
+        /// Report, for every lm-eval YAML task and group under the --tasks-dir folders, whether ibex loads it (every
+        /// key, template and hook one ibex has) or why not, with counts per folder and the commonest reasons.
         #[arg(long, requires = "tasks_dirs")]
         check: bool,
     },

@@ -18,11 +18,19 @@ fn yaml_multiple_choice_tasks_match_lm_eval() {
             "--tasks-dir",
             TASKS_DIR,
             "--tasks",
-            "yaml_copa_like,yaml_yesno,yaml_nli_ca,yaml_paws_ca,yaml_nli_gl",
+            "yaml_copa_like,yaml_yesno,yaml_paws_ca,yaml_nli_group",
             "--num-fewshot",
             shots,
         ]);
         let results = read_results(run.path());
+        // The group: the size-weighted acc its aggregate_metric_list names, and nothing else.
+        let expected = read_json(&fixtures().join(format!("lm_eval/yaml/results_yaml_nli_group_{shots}shot.json")));
+        let group = &results["groups"]["yaml_nli_group"];
+        for metric in ["acc,none", "acc_stderr,none"] {
+            assert!((group[metric].as_f64().unwrap() - expected[metric].as_f64().unwrap()).abs() < 1e-12, "{metric}");
+        }
+        let keys: Vec<&String> = group.as_object().unwrap().keys().filter(|k| k.contains(",none")).collect();
+        assert_eq!(keys, ["acc,none", "acc_stderr,none"]);
         for task in ["yaml_copa_like", "yaml_yesno", "yaml_nli_ca", "yaml_paws_ca", "yaml_nli_gl"] {
             let reference = fixtures().join(format!("lm_eval/yaml/samples_{task}_{shots}shot.jsonl"));
             let ours = samples_path(run.path(), task);
@@ -84,7 +92,7 @@ fn a_yaml_task_ibex_cannot_run_says_why_and_its_folder_still_loads() {
     );
     let stderr = String::from_utf8_lossy(&run("yaml_generated").stderr).into_owned();
     assert!(stderr.contains("output_type `generate_until` is not run from YAML yet"), "{stderr}");
-    // --check lists every task of the folder with "runs" or why not, then the counts and the commonest reasons.
+    // --check lists every task of the folder with "loads" or why not, then the counts and the commonest reasons.
     let check = ibex(&["tasks", "--tasks-dir", tasks_dir, "--check"]);
     let stdout = String::from_utf8_lossy(&check.stdout).into_owned();
     let rows: Vec<Vec<&str>> = stdout
@@ -92,14 +100,16 @@ fn a_yaml_task_ibex_cannot_run_says_why_and_its_folder_still_loads() {
         .map(|l| l.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>())
         .filter(|cells| cells.first().is_some_and(|c| c.starts_with("yaml_")))
         .collect();
-    let status: Vec<(&str, bool)> = rows.iter().map(|r| (r[0], r[2] == "runs")).collect();
+    let status: Vec<(&str, bool)> = rows.iter().map(|r| (r[0], r[2] == "loads")).collect();
     assert_eq!(
         status,
         [("yaml_copa_like", true), ("yaml_generated", false), ("yaml_hooked", false), ("yaml_yesno", true)],
         "{stdout}"
     );
     let folder = dir.path().file_name().unwrap().to_str().unwrap();
-    assert!(stdout.lines().any(|l| l.contains(folder) && l.ends_with("┆    2 ┆              2 │")), "{stdout}");
+    let cells =
+        |l: &str| l.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+    assert!(stdout.lines().map(cells).any(|c| c == [folder, "2", "2"]), "{stdout}");
     assert!(stdout.contains("output_type generate_until is not run from YAML yet"), "{stdout}");
     // A template error names the task, the row and the key.
     std::fs::write(

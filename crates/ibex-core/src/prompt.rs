@@ -134,7 +134,9 @@ fn maybe_delimit(prefix: &str, suffix: &str, delimiter: &str) -> String {
     match (prefix.chars().last(), suffix.chars().next()) {
         (None, _) => suffix.to_owned(),
         (_, None) => prefix.to_owned(),
-        (Some(end), Some(start)) if end.is_whitespace() || start.is_whitespace() => format!("{prefix}{suffix}"),
+        (Some(end), Some(start)) if crate::python::is_space(end) || crate::python::is_space(start) => {
+            format!("{prefix}{suffix}")
+        }
         _ => format!("{prefix}{delimiter}{suffix}"),
     }
 }

@@ -127,8 +127,8 @@ fn aggregate_task<'m>(
         .collect()
 }
 
-/// Each group's metrics from its tasks' (documents, aggregates): the first member's metrics, over every member that
-/// reports them.
+/// Each group's metrics from its tasks' (documents, aggregates): the first member's metrics (those the group lists,
+/// when it lists them), over every member that reports them.
 fn aggregate_groups(
     groups: &[Group],
     aggregates: &BTreeMap<String, TaskAggregates>,
@@ -150,6 +150,7 @@ fn aggregate_groups(
         let grouped: Vec<(&str, Aggregate)> = members[0]
             .1
             .iter()
+            .filter(|(metric, _)| group.metrics.as_ref().is_none_or(|listed| listed.iter().any(|m| m == metric)))
             .map(|(metric, _)| {
                 let per_task: Vec<(usize, Aggregate)> = members
                     .iter()

@@ -6,6 +6,7 @@
 
 use crate::{aggregate_groups, aggregate_task, files, result_entry, set_time, write_json};
 use crate::{Group, Registry, RunError, TaskAggregates};
+use ibex_core::metrics::parse_metric_key;
 use ibex_core::results::{read_results, results_file_name, samples_file_name, ModelRecord, RunResults, SampleRecord};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -128,7 +129,13 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
     let groups: Vec<Group> = first
         .group_subtasks
         .iter()
-        .map(|(group, tasks)| Group { group: group.clone(), tasks: tasks.clone(), source: String::new() })
+        .map(|(group, tasks)| {
+            // The metrics the shards aggregated for the group, as its task file listed them.
+            let metrics = first.groups.get(group).map(|entry| {
+                entry.metrics.keys().filter_map(|k| parse_metric_key(k)).map(|(m, _)| m.to_owned()).collect()
+            });
+            Group { group: group.clone(), tasks: tasks.clone(), source: String::new(), metrics }
+        })
         .collect();
     aggregate_groups(&groups, &aggregates, first.ibex.model.num_fewshot, &mut merged)?;
     set_time(&mut merged, runs.iter().map(|(r, _, _)| r.ibex.seconds).sum());

@@ -68,6 +68,10 @@ pub struct Group {
     /// The group file.
     #[serde(skip)]
     pub source: String,
+    /// The metrics aggregated (an lm-eval group's `aggregate_metric_list`); every metric of the first task when
+    /// `None` (ibex's group files).
+    #[serde(skip)]
+    pub metrics: Option<Vec<String>>,
 }
 
 /// Every known task and group by name.
@@ -201,20 +205,25 @@ impl Registry {
             }
             ibex_task_yaml::Loaded::Fragment => return Ok(()),
         };
-        // A file of a --tasks-dir replaces a shipped task or group of its name (lm-eval's own tasks folder redefines
-        // xnli_en); two files of the folders defining one name leave it unrunnable, saying so.
+        // A file of a --tasks-dir that runs replaces a shipped task or group of its name (lm-eval's own tasks folder
+        // redefines xnli_en); one that cannot run leaves the shipped one alone. Two files of the folders defining
+        // one name leave it unrunnable, saying so.
+        let runs = !matches!(loaded, ibex_task_yaml::Loaded::Unsupported { .. });
         let first = self
             .entries
             .get(&name)
             .map(|e| e.source.clone())
-            .or_else(|| self.groups.get(&name).map(|g| g.source.clone()));
+            .or_else(|| self.groups.get(&name).map(|g| g.source.clone()))
+            .or_else(|| self.unsupported.get(&name).map(|(source, _)| source.clone()));
         if let Some(first) = first {
-            if BUILTIN.iter().any(|(shipped, _)| *shipped == first) {
-                self.entries.remove(&name);
-                self.groups.remove(&name);
-            } else {
-                self.entries.remove(&name);
-                self.groups.remove(&name);
+            let shipped = BUILTIN.iter().any(|(file, _)| *file == first);
+            if shipped && !runs {
+                return Ok(());
+            }
+            self.entries.remove(&name);
+            self.groups.remove(&name);
+            self.unsupported.remove(&name);
+            if !shipped {
                 self.unsupported.insert(name, (source.to_owned(), format!("defined twice, here and in {first}")));
                 return Ok(());
             }
@@ -230,8 +239,9 @@ impl Registry {
                 let sha256 = format!("{:x}", digest.finalize());
                 self.entries.insert(name, Entry { task, family: "yaml", source: source.to_owned(), sha256 });
             }
-            ibex_task_yaml::Loaded::Group { tasks, .. } => {
-                self.groups.insert(name.clone(), Group { group: name, tasks, source: source.to_owned() });
+            ibex_task_yaml::Loaded::Group { tasks, metrics, .. } => {
+                let group = Group { group: name.clone(), tasks, source: source.to_owned(), metrics: Some(metrics) };
+                self.groups.insert(name, group);
             }
             ibex_task_yaml::Loaded::Unsupported { reason, .. } => {
                 self.unsupported.insert(name, (source.to_owned(), reason));

@@ -131,8 +131,8 @@ fn describe_source(source: &SplitSource) -> String {
     }
 }
 
-/// `ibex tasks --check`: for each task and group the lm-eval YAML files under `dirs` define, whether ibex runs it
-/// or why not; then per benchmark folder (the first folder under a `--tasks-dir`) the counts, and the commonest
+/// `ibex tasks --check`: for each task and group the lm-eval YAML files under `dirs` define, whether ibex loads it
+/// (its keys, templates and hooks are all ones ibex has; its data and rows are checked when it runs) or why not; then per benchmark folder (the first folder under a `--tasks-dir`) the counts, and the commonest
 /// reasons.
 pub fn check_tables(registry: &Registry, dirs: &[std::path::PathBuf]) -> String {
     let under = |source: &str| dirs.iter().find(|d| Path::new(source).starts_with(d));
@@ -171,7 +171,7 @@ pub fn check_tables(registry: &Registry, dirs: &[std::path::PathBuf]) -> String 
     let mut tasks = Table::new();
     tasks.load_preset(UTF8_FULL_CONDENSED).set_header(["task", "folder", "ibex"]);
     for (name, folder, reason) in &rows {
-        tasks.add_row([name.as_str(), folder.as_str(), reason.as_deref().unwrap_or("runs")]);
+        tasks.add_row([name.as_str(), folder.as_str(), reason.as_deref().unwrap_or("loads")]);
     }
     let mut folders: std::collections::BTreeMap<&str, (usize, usize)> = std::collections::BTreeMap::new();
     let mut reasons: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
@@ -186,7 +186,7 @@ pub fn check_tables(registry: &Registry, dirs: &[std::path::PathBuf]) -> String 
         }
     }
     let mut summary = Table::new();
-    summary.load_preset(UTF8_FULL_CONDENSED).set_header(["folder", "runs", "cannot run yet"]);
+    summary.load_preset(UTF8_FULL_CONDENSED).set_header(["folder", "loads", "cannot run yet"]);
     for (folder, (runs, cannot)) in &folders {
         summary.add_row([
             Cell::new(folder),

@@ -1,6 +1,6 @@
-//! A task YAML file with its `include`s merged, as lm-eval's `utils.load_yaml_config` merges them: each included
-//! file (a path, or a list of them, relative to the including file's folder) gives defaults, an earlier include over
-//! a later one, and the file's own keys over all of them. `!function NAME` values are kept as [`Value::Function`].
+//! A task YAML file with its `include`s merged, as lm-eval 0.4.13's `tasks/_yaml_loader.load_yaml` merges them: each
+//! included file (a path, or a list of them, relative to the including file's folder) gives defaults, a later include
+//! over an earlier one, and the file's own keys over all of them. `!function NAME` values are kept as [`Value::Function`].
 
 use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeMap;
@@ -79,9 +79,10 @@ fn load_into(path: &Path, files: &mut Vec<PathBuf>, depth: usize) -> Result<BTre
     };
     let folder = path.parent().unwrap_or(Path::new("."));
     let mut merged = BTreeMap::new();
-    // lm-eval applies the list reversed: an earlier include wins over a later one.
-    for include in includes.iter().rev() {
-        let included = if Path::new(include).is_file() { PathBuf::from(include) } else { folder.join(include) };
+    // lm-eval 0.4.13's `_yaml_loader.load_yaml`: in list order, a later include over an earlier one; a relative
+    // path is the including file's folder's.
+    for include in &includes {
+        let included = if Path::new(include).is_absolute() { PathBuf::from(include) } else { folder.join(include) };
         merged.extend(load_into(&included, files, depth + 1)?);
     }
     merged.extend(own);
@@ -151,7 +152,8 @@ mod tests {
         let merged = load(&dir.path().join("t.yaml")).unwrap();
         assert_eq!(merged.keys["doc_to_text"].as_str(), Some("mine"));
         assert_eq!(merged.keys["description"].as_str(), Some("d"));
-        assert_eq!(merged.keys["target_delimiter"].as_str(), Some(" "));
+        // The later include wins.
+        assert_eq!(merged.keys["target_delimiter"].as_str(), Some("-"));
         assert_eq!(merged.keys["process_docs"], Value::Function("utils.f".into()));
         assert_eq!(merged.files.len(), 3);
         assert!(!merged.keys.contains_key("include"));

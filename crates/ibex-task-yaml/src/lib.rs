@@ -27,12 +27,14 @@ pub const LOCAL_BUILDERS: [&str; 3] = ["json", "csv", "parquet"];
 pub enum Loaded {
     /// A task, and every file it was read from (the file first, then its includes).
     Task(Arc<dyn Task>, Vec<std::path::PathBuf>),
-    /// A group of tasks (`group:` with a `task:` list), aggregated by size as `aggregate_metric_list` asks.
+    /// A group of tasks (`group:` with a `task:` list), aggregated by size as its `aggregate_metric_list` asks.
     Group {
         /// The group's name.
         name: String,
         /// Its tasks, by name.
         tasks: Vec<String>,
+        /// The metrics its `aggregate_metric_list` names (each a size-weighted mean).
+        metrics: Vec<String>,
     },
     /// A task ibex cannot run yet (an output type, a hook or a metric it lacks), with the reason: selecting it is an
     /// error that says why, while the folder's other tasks load.
@@ -64,13 +66,40 @@ pub fn load(path: &Path) -> Result<Loaded, TaskError> {
             }
             _ => return Err(TaskError::spec(format!("group `{group}` lists no tasks under `task:`"))),
         };
-        return Ok(Loaded::Group { name: group, tasks });
+        if tasks.is_empty() {
+            return Ok(Loaded::Unsupported { name: group.clone(), reason: format!("group `{group}` lists no tasks") });
+        }
+        return Ok(match group_metrics(&keys) {
+            Ok(metrics) => Loaded::Group { name: group, tasks, metrics },
+            Err(reason) => Loaded::Unsupported { name: group.clone(), reason: format!("group `{group}`: {reason}") },
+        });
     }
     let Some(name) = text("task") else { return Ok(Loaded::Fragment) };
     match build(&name, &keys, path) {
         Ok(task) => Ok(Loaded::Task(Arc::new(task), files)),
         Err(reason) => Ok(Loaded::Unsupported { name, reason: reason.to_string() }),
     }
+}
+
+/// The metrics a group's `aggregate_metric_list` aggregates: each a mean weighted by size (lm-eval 0.4.13's
+/// default); a group without the list gets no score in lm-eval, and an unweighted mean is not computed yet.
+fn group_metrics(keys: &BTreeMap<String, Value>) -> Result<Vec<String>, String> {
+    let Some(Value::Plain(serde_json::Value::Array(entries))) = keys.get("aggregate_metric_list") else {
+        return Err("no aggregate_metric_list, so lm-eval reports no score for it; run its tasks by name".into());
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            let metric = entry.get("metric").and_then(serde_json::Value::as_str).ok_or("an entry names no metric")?;
+            if entry.get("aggregation").and_then(serde_json::Value::as_str).is_some_and(|a| a != "mean") {
+                return Err(format!("{metric}'s aggregation is not `mean`, the one ibex computes"));
+            }
+            if entry.get("weight_by_size") == Some(&serde_json::Value::Bool(false)) {
+                return Err(format!("{metric} is not weighted by size, which ibex does not compute yet"));
+            }
+            Ok(metric.to_owned())
+        })
+        .collect()
 }
 
 fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path) -> Result<YamlTask, TaskError> {
@@ -130,6 +159,9 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path) -> Result<Yaml
     }
     let mut sampler = FewshotSampler::Default;
     if let Some(Value::Plain(config)) = plain("fewshot_config") {
+        if let Some(key) = config.as_object().and_then(|c| c.keys().find(|k| k.as_str() != "sampler")) {
+            return Err(TaskError::spec(format!("task {name}: fewshot_config.{key} is not supported yet")));
+        }
         match config.get("sampler").and_then(serde_json::Value::as_str) {
             None | Some("default") => {}
             Some("first_n") => sampler = FewshotSampler::FirstN,

@@ -138,6 +138,8 @@ impl YamlTask {
             Spec::List(items) => Target::List(items.clone()),
             Spec::Text(spec) => match self.resolve("doc_to_target", spec, doc).map_err(fail("doc_to_target"))? {
                 Ok(Value::Number(n)) if n.is_i64() => Target::Index(n.as_i64().expect("checked")),
+                // Python's bool is an int: True indexes choice 1.
+                Ok(Value::Bool(b)) => Target::Index(i64::from(b)),
                 Ok(Value::String(s)) => Target::Text(s),
                 Ok(Value::Array(items)) => Target::List(items),
                 Ok(other) => return Err(fail("doc_to_target")(format!("the column holds {other}"))),
@@ -172,6 +174,13 @@ impl YamlTask {
             other => vec![index(&other.to_value())],
         }
     }
+}
+
+/// Python's `list[i]` position for a list of `len` items: negative counts from the end; `None` past either end.
+fn python_index(i: i64, len: usize) -> Option<usize> {
+    let len = i64::try_from(len).ok()?;
+    let position = if i < 0 { len + i } else { i };
+    (0..len).contains(&position).then_some(position as usize)
 }
 
 /// Python's `str.isdigit` for the ASCII digits lm-eval's templates print.
@@ -224,6 +233,16 @@ impl Task for YamlTask {
         if rendered.choices.is_empty() {
             return Err(TaskError::row(row, "doc_to_choice", "gives no choices"));
         }
+        if let Target::Index(i) = rendered.target {
+            // A few-shot example shows `choices[target]`: Python counts a negative index from the end and fails past it.
+            if python_index(i, rendered.choices.len()).is_none() {
+                return Err(TaskError::row(
+                    row,
+                    "doc_to_target",
+                    format!("index {i} is outside the {} choices", rendered.choices.len()),
+                ));
+            }
+        }
         if self.has_description {
             self.render("description", fields).map_err(|message| TaskError::row(row, "description", message))?;
         }
@@ -238,7 +257,9 @@ impl Task for YamlTask {
     fn doc_to_target(&self, doc: &Doc) -> String {
         let parts = self.parts(doc);
         match parts.target {
-            Target::Index(i) => usize::try_from(i).ok().and_then(|i| parts.choices.get(i).cloned()).unwrap_or_default(),
+            Target::Index(i) => {
+                python_index(i, parts.choices.len()).map(|i| parts.choices[i].clone()).unwrap_or_default()
+            }
             Target::List(items) => items.first().map(python_str).unwrap_or_default(),
             Target::Text(text) => text,
         }
