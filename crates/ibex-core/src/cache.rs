@@ -91,6 +91,9 @@ impl<M: TokenModel> CachedModel<M> {
     }
 
     fn append(&mut self, lines: &[Line]) -> Result<(), ModelError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
         let mut text = String::new();
         for line in lines {
             text.push_str(&serde_json::to_string(line).expect("cache lines serialize"));
@@ -144,31 +147,16 @@ impl<M: TokenModel> TokenModel for CachedModel<M> {
 
     /// Scores only the requests the cache lacks (each batch keeps its other misses together), then records them.
     fn score_batches(&mut self, batches: &[Vec<TokenRequest>]) -> Result<Vec<Vec<TokenScore>>, ModelError> {
-        let keys: Vec<Vec<String>> = batches.iter().map(|b| b.iter().map(score_key).collect()).collect();
-        let misses: Vec<Vec<usize>> =
-            keys.iter().map(|k| (0..k.len()).filter(|&i| !self.scores.contains_key(&k[i])).collect()).collect();
-        let asked: Vec<(usize, Vec<TokenRequest>)> = misses
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| !m.is_empty())
-            .map(|(b, m)| (b, m.iter().map(|&i| batches[b][i].clone()).collect()))
-            .collect();
-        if !asked.is_empty() {
-            let answers = self.model.score_batches(&asked.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>())?;
-            let mut lines = Vec::new();
-            for ((b, _), scores) in asked.iter().zip(answers) {
-                for (&i, score) in misses[*b].iter().zip(scores) {
-                    lines.push(Line {
-                        key: keys[*b][i].clone(),
-                        score: Some((score.logprob, score.is_greedy)),
-                        tokens: None,
-                    });
-                    self.scores.insert(keys[*b][i].clone(), score);
-                }
-            }
-            self.append(&lines)?;
-        }
-        Ok(keys.iter().map(|k| k.iter().map(|key| self.scores[key]).collect()).collect())
+        let model = &mut self.model;
+        let (answers, lines) = through_cache(
+            batches,
+            score_key,
+            &mut self.scores,
+            |asked| model.score_batches(asked),
+            |key, score| Line { key, score: Some((score.logprob, score.is_greedy)), tokens: None },
+        )?;
+        self.append(&lines)?;
+        Ok(answers)
     }
 
     fn generate(
@@ -187,28 +175,47 @@ impl<M: TokenModel> TokenModel for CachedModel<M> {
         max_new_tokens: usize,
         stop: &StopCriteria,
     ) -> Result<Vec<Vec<Vec<u32>>>, ModelError> {
-        let keys: Vec<Vec<String>> =
-            batches.iter().map(|b| b.iter().map(|p| generation_key(p, max_new_tokens, stop)).collect()).collect();
-        let misses: Vec<Vec<usize>> =
-            keys.iter().map(|k| (0..k.len()).filter(|&i| !self.generations.contains_key(&k[i])).collect()).collect();
-        let asked: Vec<(usize, Vec<Vec<u32>>)> = misses
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| !m.is_empty())
-            .map(|(b, m)| (b, m.iter().map(|&i| batches[b][i].clone()).collect()))
-            .collect();
-        if !asked.is_empty() {
-            let prompts: Vec<Vec<Vec<u32>>> = asked.iter().map(|(_, p)| p.clone()).collect();
-            let answers = self.model.generate_batches(&prompts, max_new_tokens, stop)?;
-            let mut lines = Vec::new();
-            for ((b, _), outputs) in asked.iter().zip(answers) {
-                for (&i, tokens) in misses[*b].iter().zip(outputs) {
-                    lines.push(Line { key: keys[*b][i].clone(), score: None, tokens: Some(tokens.clone()) });
-                    self.generations.insert(keys[*b][i].clone(), tokens);
-                }
-            }
-            self.append(&lines)?;
-        }
-        Ok(keys.iter().map(|k| k.iter().map(|key| self.generations[key].clone()).collect()).collect())
+        let model = &mut self.model;
+        let (answers, lines) = through_cache(
+            batches,
+            |prompt| generation_key(prompt, max_new_tokens, stop),
+            &mut self.generations,
+            |asked| model.generate_batches(asked, max_new_tokens, stop),
+            |key, tokens| Line { key, score: None, tokens: Some(tokens.clone()) },
+        )?;
+        self.append(&lines)?;
+        Ok(answers)
     }
+}
+
+/// Answers `batches` from `cached` where it can and asks `ask` for the rest (each batch's misses kept together as
+/// one batch), adding the new answers to `cached`; returns every answer in the order of `batches`, and the new ones
+/// as lines for the cache file.
+fn through_cache<R: Clone, A: Clone>(
+    batches: &[Vec<R>],
+    key: impl Fn(&R) -> String,
+    cached: &mut HashMap<String, A>,
+    ask: impl FnOnce(&[Vec<R>]) -> Result<Vec<Vec<A>>, ModelError>,
+    line: impl Fn(String, &A) -> Line,
+) -> Result<(Vec<Vec<A>>, Vec<Line>), ModelError> {
+    let keys: Vec<Vec<String>> = batches.iter().map(|b| b.iter().map(&key).collect()).collect();
+    let misses: Vec<(usize, Vec<usize>)> = keys
+        .iter()
+        .map(|k| (0..k.len()).filter(|&i| !cached.contains_key(&k[i])).collect::<Vec<_>>())
+        .enumerate()
+        .filter(|(_, m)| !m.is_empty())
+        .collect();
+    let mut lines = Vec::new();
+    if !misses.is_empty() {
+        let asked: Vec<Vec<R>> =
+            misses.iter().map(|(b, m)| m.iter().map(|&i| batches[*b][i].clone()).collect()).collect();
+        for ((b, missed), answers) in misses.iter().zip(ask(&asked)?) {
+            for (&i, answer) in missed.iter().zip(answers) {
+                lines.push(line(keys[*b][i].clone(), &answer));
+                cached.insert(keys[*b][i].clone(), answer);
+            }
+        }
+    }
+    let answers = keys.iter().map(|k| k.iter().map(|key| cached[key].clone()).collect()).collect();
+    Ok((answers, lines))
 }
