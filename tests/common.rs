@@ -164,3 +164,32 @@ pub fn cpu_placement(folder: &Path) -> ibex_core::placement::Placement {
     let cpu = [ibex_core::DeviceSpec::Cpu];
     ibex_candle::placement(&config, ibex_core::Dtype::F32, &cpu, &ibex_core::MaxMemory::Free).unwrap()
 }
+
+/// A task folder for runs that cover a few-shot size-weighted group (`pair`: xnli_en, with shots from its train split,
+/// and xnli_es_spanish_bench) and a generation task (`xquad_en_short`), with the `ibex run` flags that select them on
+/// the fixture data at 3 shots.
+pub fn group_and_generation_run(tasks: &Path) -> Vec<String> {
+    short_variant(tasks, "xquad_en", "xquad_en_short");
+    std::fs::write(tasks.join("pair.toml"), "group = \"pair\"\ntasks = [\"xnli_en\", \"xnli_es_spanish_bench\"]\n")
+        .unwrap();
+    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
+    let mut args: Vec<String> =
+        ["--model", HUB_MODEL, "--tasks", "pair,xquad_en_short", "--tasks-dir", ibex_path_arg(tasks)]
+            .map(str::to_owned)
+            .to_vec();
+    for data_arg in [
+        format!("xnli_en={}", data("xnli_en.validation.jsonl")),
+        format!("xnli_en:train={}", data("xnli_en.train.jsonl")),
+        format!("xnli_es_spanish_bench={}", data("xnli_es.validation.jsonl")),
+        format!("xquad_en_short={}", data("qa_en.validation.jsonl")),
+    ] {
+        args.extend(["--data".to_owned(), data_arg]);
+    }
+    args.extend(["--num-fewshot", "3"].map(str::to_owned));
+    args
+}
+
+/// The cells of a line of a printed table, trimmed (empty for border lines).
+pub fn table_cells(line: &str) -> Vec<String> {
+    line.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+}

@@ -3,7 +3,8 @@
 //! tasks, a generation task and a group included.
 
 use crate::common::{
-    fixtures, ibex, ibex_path_arg, model_folder, read_results, run_ok, samples_path, short_variant, HUB_MODEL,
+    fixtures, group_and_generation_run, ibex, ibex_path_arg, model_folder, read_results, run_ok, samples_path,
+    table_cells, HUB_MODEL,
 };
 
 /// The fixture model is 940 KiB in f32: 600 KiB per handle (540 KiB after the 10% reserve) holds half of it.
@@ -12,25 +13,9 @@ const HALF_THE_MODEL: &str = "600KiB";
 #[test]
 fn a_model_split_over_devices_or_replicated_scores_as_on_one_device() {
     let tasks = tempfile::tempdir().unwrap();
-    short_variant(tasks.path(), "xquad_en", "xquad_en_short");
-    std::fs::write(
-        tasks.path().join("pair.toml"),
-        "group = \"pair\"\ntasks = [\"xnli_en\", \"xnli_es_spanish_bench\"]\n",
-    )
-    .unwrap();
-    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
-    let data_args = [
-        format!("xnli_en={}", data("xnli_en.validation.jsonl")),
-        format!("xnli_en:train={}", data("xnli_en.train.jsonl")),
-        format!("xnli_es_spanish_bench={}", data("xnli_es.validation.jsonl")),
-        format!("xquad_en_short={}", data("qa_en.validation.jsonl")),
-    ];
-    let mut common =
-        vec!["--model", HUB_MODEL, "--tasks", "pair,xquad_en_short", "--tasks-dir", ibex_path_arg(tasks.path())];
-    for arg in &data_args {
-        common.extend(["--data", arg.as_str()]);
-    }
-    common.extend(["--num-fewshot", "3", "--batch-size", "3"]);
+    let args = group_and_generation_run(tasks.path());
+    let mut common: Vec<&str> = args.iter().map(String::as_str).collect();
+    common.extend(["--batch-size", "3"]);
     let single = run_ok(&[&common[..], &["--device", "cpu"]].concat());
     let layouts: [(&[&str], &str); 3] = [
         (&["--device", "cpu,cpu", "--max-memory", "600KiB,600KiB"], "cpu[0-0]+cpu[1-1]"),
@@ -71,11 +56,7 @@ fn dry_run_prints_where_each_layer_goes() {
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let rows: Vec<Vec<&str>> = stdout
-        .lines()
-        .filter(|l| l.contains("cpu (#"))
-        .map(|l| l.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).collect())
-        .collect();
+    let rows: Vec<Vec<String>> = stdout.lines().filter(|l| l.contains("cpu (#")).map(table_cells).collect();
     assert_eq!(
         rows,
         [
@@ -163,7 +144,7 @@ fn alia_40b_plans_two_replicas_on_four_64_gib_gpus_and_one_on_an_h200() {
             .lines()
             .filter(|l| l.contains("cuda:"))
             .filter(|l| l.contains(" (#"))
-            .map(|l| l.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" | "))
+            .map(|l| table_cells(l).join(" | "))
             .collect();
         rows
     };

@@ -1,30 +1,13 @@
 //! `--shard I/N` and `ibex merge`: a run split into shards, as a Slurm array runs it, merges into the unsharded
 //! run's results and sample logs, bit for bit, few-shot tasks, a generation task and a group included.
 
-use crate::common::{fixtures, ibex, ibex_path_arg, read_results, run_ok, samples_path, short_variant, HUB_MODEL};
+use crate::common::{group_and_generation_run, ibex, ibex_path_arg, read_results, run_ok, samples_path};
 
 #[test]
 fn shards_merge_into_the_unsharded_run_bit_for_bit() {
     let tasks = tempfile::tempdir().unwrap();
-    short_variant(tasks.path(), "xquad_en", "xquad_en_short");
-    std::fs::write(
-        tasks.path().join("pair.toml"),
-        "group = \"pair\"\ntasks = [\"xnli_en\", \"xnli_es_spanish_bench\"]\n",
-    )
-    .unwrap();
-    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
-    let data_args = [
-        format!("xnli_en={}", data("xnli_en.validation.jsonl")),
-        format!("xnli_en:train={}", data("xnli_en.train.jsonl")),
-        format!("xnli_es_spanish_bench={}", data("xnli_es.validation.jsonl")),
-        format!("xquad_en_short={}", data("qa_en.validation.jsonl")),
-    ];
-    let mut common =
-        vec!["--model", HUB_MODEL, "--tasks", "pair,xquad_en_short", "--tasks-dir", ibex_path_arg(tasks.path())];
-    for arg in &data_args {
-        common.extend(["--data", arg.as_str()]);
-    }
-    common.extend(["--num-fewshot", "3"]);
+    let args = group_and_generation_run(tasks.path());
+    let common: Vec<&str> = args.iter().map(String::as_str).collect();
     let whole = run_ok(&common);
     // Shards may run at other batch sizes than each other and than the whole run.
     let shards: Vec<tempfile::TempDir> = ["3", "1", "auto"]

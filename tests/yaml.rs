@@ -4,7 +4,7 @@
 //! own functions; tests/fixtures/make_fixtures.py yaml regenerates lm-eval's side).
 
 use crate::common::{
-    assert_samples_match, fixtures, ibex, read_json, read_results, read_samples, run_ok, samples_path,
+    assert_samples_match, fixtures, ibex, read_json, read_results, read_samples, run_ok, samples_path, table_cells,
 };
 
 const TASKS_DIR: &str = "tests/fixtures/yaml/tasks";
@@ -95,21 +95,16 @@ fn a_yaml_task_ibex_cannot_run_says_why_and_its_folder_still_loads() {
     // --check lists every task of the folder with "loads" or why not, then the counts and the commonest reasons.
     let check = ibex(&["tasks", "--tasks-dir", tasks_dir, "--check"]);
     let stdout = String::from_utf8_lossy(&check.stdout).into_owned();
-    let rows: Vec<Vec<&str>> = stdout
-        .lines()
-        .map(|l| l.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>())
-        .filter(|cells| cells.first().is_some_and(|c| c.starts_with("yaml_")))
-        .collect();
-    let status: Vec<(&str, bool)> = rows.iter().map(|r| (r[0], r[2] == "loads")).collect();
+    let rows: Vec<Vec<String>> =
+        stdout.lines().map(table_cells).filter(|cells| cells.first().is_some_and(|c| c.starts_with("yaml_"))).collect();
+    let status: Vec<(&str, bool)> = rows.iter().map(|r| (r[0].as_str(), r[2] == "loads")).collect();
     assert_eq!(
         status,
         [("yaml_copa_like", true), ("yaml_generated", false), ("yaml_hooked", false), ("yaml_yesno", true)],
         "{stdout}"
     );
     let folder = dir.path().file_name().unwrap().to_str().unwrap();
-    let cells =
-        |l: &str| l.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect::<Vec<_>>();
-    assert!(stdout.lines().map(cells).any(|c| c == [folder, "2", "2"]), "{stdout}");
+    assert!(stdout.lines().map(table_cells).any(|c| c == [folder, "2", "2"]), "{stdout}");
     assert!(stdout.contains("output_type generate_until is not run from YAML yet"), "{stdout}");
     // A template error names the task, the row and the key.
     std::fs::write(
