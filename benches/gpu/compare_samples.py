@@ -10,8 +10,9 @@ label = sys.argv[3]
 assert len(ours) == len(reference), (len(ours), len(reference))
 deltas, within, same_argmax = [], 0, 0
 for o, r in zip(ours, reference):
-    o_ll = [x[0] for x in o["filtered_resps"]]
-    r_ll = [x[0] for x in r["filtered_resps"]]
+    # lm-eval writes log-likelihoods as numbers or, in newer versions (and ibex, as they do), as strings.
+    o_ll = [float(x[0]) for x in o["filtered_resps"]]
+    r_ll = [float(x[0]) for x in r["filtered_resps"]]
     for a, b in zip(o_ll, r_ll):
         deltas.append(abs(a - b))
         within += abs(a - b) <= max(1e-4, 1e-6 * abs(b))
