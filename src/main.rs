@@ -4,6 +4,10 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use ibex_candle::{candle_dtype, device_handles, CandleModel};
 use ibex_core::cache::CachedModel;
 use ibex_core::placement::Placement;
@@ -101,8 +105,9 @@ struct RunArgs {
     /// f32, bf16 or f16 (f16 on CUDA only) [default: the model's recipe in configs/models, else f32].
     #[arg(long)]
     dtype: Option<Dtype>,
-    /// Requests per forward pass, or auto: the largest that fits, tried on the longest requests first and halved
-    /// (the batch retried) whenever the device runs out of memory (lm-eval's --batch_size auto).
+    /// Rows per forward pass (a row scores one request, or requests that share a prefix, such as a document's
+    /// choices, with the prefix computed once), or auto: the largest that fits, tried on the longest rows first and
+    /// halved (the batch retried) whenever the device runs out of memory (lm-eval's --batch_size auto).
     #[arg(long, default_value = "8")]
     batch_size: BatchSize,
     /// The first size --batch-size auto tries (lm-eval's --max_batch_size) [default: 64].
@@ -282,12 +287,23 @@ fn read_runs(paths: &[PathBuf]) -> Result<Vec<ibex_core::results::RunResults>> {
 }
 
 fn main() -> ExitCode {
+    serial_candle_ops();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Candle's element-wise pool runs each op on the calling thread unless the user set `CANDLE_NUM_THREADS`: on the
+/// CPU the backend scores one batch per core side by side, and that pool would only make those workers queue for
+/// each other (it serves one caller at a time) and spin at its barriers; on a GPU it is idle. Candle reads the
+/// variable once, at its first op; this runs before any thread starts.
+fn serial_candle_ops() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }
 

@@ -216,7 +216,7 @@ fn tokenization_contract_and_scores_match_lm_eval_pair_by_pair() {
             let name = &case["name"];
             assert_eq!(tokens.context, ids(&case["context_ids"]), "{name} ({flag}): context tokens");
             assert_eq!(tokens.continuation, ids(&case["continuation_ids"]), "{name} ({flag}): continuation tokens");
-            let score = model.score(std::slice::from_ref(&tokens)).unwrap()[0];
+            let score = model.score(&[vec![tokens.clone()]]).unwrap()[0][0];
             let expected = case["loglikelihood"].as_f64().unwrap();
             assert!(
                 (score.logprob - expected).abs() <= tolerance(expected),

@@ -10,11 +10,12 @@ pub mod llama;
 
 pub use device::{candle_dtype, device_handles, device_name, open_device, placement, DeviceError};
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use ibex_core::placement::Placement;
+use ibex_core::prefix::PrefixTree;
 use ibex_core::{ModelError, StopCriteria, TokenModel, TokenRequest, TokenScore};
-use llama::{Config, Llama, LlamaConfig};
+use llama::{Config, Llama, LlamaConfig, TreeLayout};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -75,7 +76,15 @@ pub fn parameter_count(weights: &[PathBuf]) -> Result<u64, LoadError> {
 /// A Llama checkpoint loaded as its [`Placement`] says: one copy per replica, each on one device or split over
 /// several; replicas score batches side by side, one thread each.
 pub struct CandleModel {
-    replicas: Vec<Llama>,
+    replicas: Vec<Replica>,
+}
+
+/// One copy of the model, and on the CPU the one-thread pool its batches run in.
+struct Replica {
+    llama: Llama,
+    /// Candle runs its element-wise ops and soft-max as rayon parallel loops; inside this pool they run on the
+    /// worker's own thread instead of queueing, with every other worker's, for rayon's global pool.
+    pool: Option<rayon::ThreadPool>,
 }
 
 impl CandleModel {
@@ -115,75 +124,164 @@ impl CandleModel {
         for vb in handles.values() {
             vb.device().synchronize().map_err(weights_error)?;
         }
-        Ok(Self { replicas })
+        Ok(Self { replicas: cpu_workers(replicas) })
     }
 
     /// Builds the model on one device from any variable source: safetensors, or a `VarMap` of random weights for
     /// benchmarks.
     pub fn new(config: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
-        Ok(Self { replicas: vec![Llama::new(config, &[(vb, 0..config.num_hidden_layers)])?] })
+        Ok(Self {
+            replicas: vec![Replica { llama: Llama::new(config, &[(vb, 0..config.num_hidden_layers)])?, pool: None }],
+        })
     }
 }
 
-/// Scores a batch on one replica.
-fn score_batch(llama: &Llama, batch: &[TokenRequest]) -> candle_core::Result<Vec<TokenScore>> {
-    let max_length = llama.config().max_position_embeddings;
-    let inputs: Vec<(Vec<u32>, usize)> = batch.iter().map(|r| r.model_input(max_length)).collect();
-    let width = inputs.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
-    let mut padded = Vec::with_capacity(batch.len() * width);
-    let mut positions = Vec::new();
-    for (row, (ids, scored)) in inputs.iter().enumerate() {
-        padded.extend_from_slice(ids);
-        padded.resize((row + 1) * width, 0);
-        let first = row * width + ids.len() - scored;
-        positions.extend((first..first + scored).map(|p| p as u32));
+/// On the CPU, every replica once per core, the copies sharing its weights (a clone holds the same tensors), each
+/// with a one-thread pool: batches run side by side, one per core, since much of a Candle forward pass (element-wise
+/// ops, small matrix products, copies) is serial. Each batch is still scored as one device would score it, so scores
+/// do not change. The `ibex` command also sets `CANDLE_NUM_THREADS=1` (unless the user set it), so that Candle's
+/// element-wise pool stays on the worker's thread too.
+fn cpu_workers(replicas: Vec<Llama>) -> Vec<Replica> {
+    if !replicas.iter().all(|llama| llama.devices().all(Device::is_cpu)) {
+        return replicas.into_iter().map(|llama| Replica { llama, pool: None }).collect();
     }
-    let input_ids = Tensor::from_vec(padded, (batch.len(), width), llama.input_device())?;
-    let hidden = llama.forward_hidden(&input_ids)?;
-    let hidden = hidden.reshape((batch.len() * width, ()))?;
-    // Each scored position predicts the next token: the last `scored` tokens of the continuation.
-    let targets: Vec<u32> = batch
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let copies = cores.div_ceil(replicas.len()).max(1);
+    replicas
         .iter()
-        .zip(&inputs)
-        .flat_map(|(r, (_, scored))| r.continuation[r.continuation.len() - scored..].iter().copied())
-        .collect();
-    let (logprobs, greedy) = target_logprobs(llama, &hidden, &positions, &targets)?;
-    let mut scores = Vec::with_capacity(batch.len());
-    let mut offset = 0;
-    for (_, scored) in &inputs {
-        let range = offset..offset + scored;
-        scores.push(TokenScore {
-            logprob: logprobs[range.clone()].iter().map(|&lp| f64::from(lp)).sum(),
-            is_greedy: greedy[range].iter().all(|&g| g),
-        });
-        offset += scored;
-    }
-    Ok(scores)
+        .flat_map(|llama| std::iter::repeat_n(llama, copies))
+        // Without a pool (the system refused a thread) the worker still runs, sharing rayon's global pool.
+        .map(|llama| Replica {
+            llama: llama.clone(),
+            pool: rayon::ThreadPoolBuilder::new().num_threads(1).build().ok(),
+        })
+        .collect()
 }
 
-/// For each scored position of one replica's `hidden` states: the log-probability of its target token and whether
-/// that token is the argmax.
+/// Scores a batch of rows on one replica: each row's requests as one flattened prefix tree, so a prefix they share
+/// runs once; a batch of plain sequences runs under the causal mask alone.
+fn score_batch(llama: &Llama, rows: &[Vec<TokenRequest>]) -> candle_core::Result<Vec<Vec<TokenScore>>> {
+    let max_length = llama.config().max_position_embeddings;
+    let trees: Vec<PrefixTree> = rows.iter().map(|row| PrefixTree::new(row, max_length)).collect();
+    let width = trees.iter().map(PrefixTree::len).max().unwrap_or(0);
+    let mut padded = Vec::with_capacity(trees.len() * width);
+    for (row, tree) in trees.iter().enumerate() {
+        padded.extend_from_slice(&tree.tokens);
+        padded.resize((row + 1) * width, 0);
+    }
+    let input_ids = Tensor::from_vec(padded, (trees.len(), width), llama.input_device())?;
+    let layout = (!trees.iter().all(PrefixTree::is_chain)).then(|| tree_layout(&trees, width));
+    let hidden = llama.forward_hidden(&input_ids, layout.as_ref())?;
+    let hidden = hidden.reshape((trees.len() * width, ()))?;
+    // A node scored by several requests (a shared prefix inside the continuations) is projected once.
+    let mut nodes: Vec<u32> = Vec::new();
+    let mut slot: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut pairs: Vec<(usize, u32)> = Vec::new();
+    for (row, tree) in trees.iter().enumerate() {
+        for &(node, target) in tree.scored.iter().flatten() {
+            let node = (row * width + node) as u32;
+            let index = *slot.entry(node).or_insert_with(|| {
+                nodes.push(node);
+                nodes.len() - 1
+            });
+            pairs.push((index, target));
+        }
+    }
+    let (logprobs, greedy) = target_logprobs(llama, &hidden, &nodes, &pairs)?;
+    let mut answers = Vec::with_capacity(trees.len());
+    let mut offset = 0;
+    for tree in &trees {
+        let mut row_scores = Vec::with_capacity(tree.scored.len());
+        for scored in &tree.scored {
+            let range = offset..offset + scored.len();
+            row_scores.push(TokenScore {
+                logprob: logprobs[range.clone()].iter().map(|&lp| f64::from(lp)).sum(),
+                is_greedy: greedy[range].iter().all(|&g| g),
+            });
+            offset += scored.len();
+        }
+        answers.push(row_scores);
+    }
+    Ok(answers)
+}
+
+/// Positions and attention mask of padded prefix-tree rows of `width` tokens: a node sees itself and its ancestors;
+/// a padding node sees itself alone (its output is never read).
+fn tree_layout(trees: &[PrefixTree], width: usize) -> TreeLayout {
+    let mut positions = vec![0u32; trees.len() * width];
+    let mut mask = vec![f32::NEG_INFINITY; trees.len() * width * width];
+    for (row, tree) in trees.iter().enumerate() {
+        positions[row * width..row * width + tree.len()].copy_from_slice(&tree.positions);
+        for query in 0..width {
+            let start = (row * width + query) * width;
+            if query < tree.len() {
+                for key in tree.visible(query) {
+                    mask[start + key] = 0.0;
+                }
+            } else {
+                mask[start + query] = 0.0;
+            }
+        }
+    }
+    TreeLayout { positions, mask }
+}
+
+/// For each `(node, target)` pair over one replica's `hidden` states (rows `nodes[node]`): the log-probability of
+/// the target token and whether it is the argmax. Each node is projected to the vocabulary once, a chunk at a time.
 fn target_logprobs(
     llama: &Llama,
     hidden: &Tensor,
-    positions: &[u32],
-    targets: &[u32],
+    nodes: &[u32],
+    pairs: &[(usize, u32)],
 ) -> candle_core::Result<(Vec<f32>, Vec<bool>)> {
     let vocab = llama.config().vocab_size;
     let device = llama.output_device();
     let rows_per_chunk = (LOGIT_BYTES_PER_CHUNK / (vocab * 4)).max(1);
-    let mut logprobs = Vec::with_capacity(targets.len());
-    let mut greedy = Vec::with_capacity(targets.len());
-    for (chunk_positions, chunk_targets) in positions.chunks(rows_per_chunk).zip(targets.chunks(rows_per_chunk)) {
-        let index = Tensor::new(chunk_positions, device)?;
+    let mut logprobs = vec![0f32; pairs.len()];
+    let mut greedy = vec![false; pairs.len()];
+    for (chunk, chunk_nodes) in nodes.chunks(rows_per_chunk).enumerate() {
+        let first = chunk * rows_per_chunk;
+        let in_chunk: Vec<usize> =
+            (0..pairs.len()).filter(|&p| (first..first + chunk_nodes.len()).contains(&pairs[p].0)).collect();
+        let index = Tensor::new(chunk_nodes, device)?;
         let logits = llama.logits(&hidden.index_select(&index, 0)?)?.to_dtype(DType::F32)?;
+        if device.is_cpu() {
+            // Two passes per row in place of Candle's five whole-tensor passes (max, subtract, exp, sum, subtract).
+            let rows = logits.to_vec2::<f32>()?;
+            let normalizers: Vec<(usize, f32, f32)> = rows.iter().map(|row| log_normalizer(row)).collect();
+            for &p in &in_chunk {
+                let (row, target) = (pairs[p].0 - first, pairs[p].1 as usize);
+                let (argmax, max, log_sum) = normalizers[row];
+                logprobs[p] = (rows[row][target] - max) - log_sum;
+                greedy[p] = argmax == target;
+            }
+            continue;
+        }
         let log_softmax = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let target_ids = Tensor::new(chunk_targets, device)?.unsqueeze(1)?;
-        logprobs.extend(log_softmax.gather(&target_ids, 1)?.squeeze(1)?.to_vec1::<f32>()?);
         let argmax = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        greedy.extend(argmax.iter().zip(chunk_targets).map(|(a, t)| a == t));
+        let local: Vec<u32> = in_chunk.iter().map(|&p| (pairs[p].0 - first) as u32).collect();
+        let targets: Vec<u32> = in_chunk.iter().map(|&p| pairs[p].1).collect();
+        let picked = log_softmax
+            .index_select(&Tensor::new(local.as_slice(), device)?, 0)?
+            .gather(&Tensor::new(targets.as_slice(), device)?.unsqueeze(1)?, 1)?
+            .squeeze(1)?
+            .to_vec1::<f32>()?;
+        for ((&p, &lp), (&row, &target)) in in_chunk.iter().zip(&picked).zip(local.iter().zip(&targets)) {
+            logprobs[p] = lp;
+            greedy[p] = argmax[row as usize] == target;
+        }
     }
     Ok((logprobs, greedy))
+}
+
+/// What `log_softmax` needs of a row of logits, as torch's computes it in f32 (the max subtracted first; here the sum
+/// of exponentials is kept in f64): the first maximal index (torch's `argmax`), the max, and `ln Σ exp(x − max)`, so
+/// that `log_softmax(x)[t] = (x[t] − max) − ln Σ`.
+fn log_normalizer(logits: &[f32]) -> (usize, f32, f32) {
+    let (argmax, max) =
+        logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best });
+    let sum: f64 = logits.iter().map(|&x| f64::from((x - max).exp())).sum();
+    (argmax, max, sum.ln() as f32)
 }
 
 /// Greedy decoding on one replica with a KV cache for a batch of prompts, left-padded to one width: the prompts in
@@ -236,23 +334,28 @@ fn model_error(llama: &Llama, error: &candle_core::Error, batch: usize) -> Model
     }
 }
 
-/// Runs `work` on each batch with its own replica, one thread per batch when there are several.
+/// Runs `work` on each batch with its own replica (in the replica's pool, if it has one), one thread per batch when
+/// there are several.
 fn on_replicas<B: Sync, T: Send>(
-    replicas: &[Llama],
+    replicas: &[Replica],
     batches: &[B],
     work: impl Fn(&Llama, &B) -> Result<T, ModelError> + Sync,
 ) -> Result<Vec<T>, ModelError> {
     assert!(batches.len() <= replicas.len(), "{} batches for {} replicas", batches.len(), replicas.len());
+    let run = |replica: &Replica, batch: &B| match &replica.pool {
+        Some(pool) => pool.install(|| work(&replica.llama, batch)),
+        None => work(&replica.llama, batch),
+    };
     if batches.len() == 1 {
-        return batches.iter().map(|batch| work(&replicas[0], batch)).collect();
+        return batches.iter().map(|batch| run(&replicas[0], batch)).collect();
     }
     std::thread::scope(|scope| {
         let threads: Vec<_> = batches
             .iter()
             .zip(replicas)
-            .map(|(batch, llama)| {
-                let work = &work;
-                scope.spawn(move || work(llama, batch))
+            .map(|(batch, replica)| {
+                let run = &run;
+                scope.spawn(move || run(replica, batch))
             })
             .collect();
         threads.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
@@ -261,19 +364,21 @@ fn on_replicas<B: Sync, T: Send>(
 
 impl TokenModel for CandleModel {
     fn max_length(&self) -> usize {
-        self.replicas[0].config().max_position_embeddings
+        self.replicas[0].llama.config().max_position_embeddings
     }
 
     fn replicas(&self) -> usize {
         self.replicas.len()
     }
 
-    fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError> {
-        let llama = &self.replicas[0];
-        score_batch(llama, batch).map_err(|e| model_error(llama, &e, batch.len()))
+    fn score(&mut self, batch: &[Vec<TokenRequest>]) -> Result<Vec<Vec<TokenScore>>, ModelError> {
+        on_replicas(&self.replicas, &[batch], |llama, batch| {
+            score_batch(llama, batch).map_err(|e| model_error(llama, &e, batch.len()))
+        })
+        .map(|mut answers| answers.remove(0))
     }
 
-    fn score_batches(&mut self, batches: &[Vec<TokenRequest>]) -> Result<Vec<Vec<TokenScore>>, ModelError> {
+    fn score_batches(&mut self, batches: &[Vec<Vec<TokenRequest>>]) -> Result<Vec<Vec<Vec<TokenScore>>>, ModelError> {
         on_replicas(&self.replicas, batches, |llama, batch| {
             score_batch(llama, batch).map_err(|e| model_error(llama, &e, batch.len()))
         })
@@ -285,7 +390,8 @@ impl TokenModel for CandleModel {
         max_new_tokens: usize,
         stop: &StopCriteria,
     ) -> Result<Vec<Vec<u32>>, ModelError> {
-        generate_greedy(&self.replicas[0], prompts, max_new_tokens, stop)
+        on_replicas(&self.replicas, &[prompts], |llama, prompts| generate_greedy(llama, prompts, max_new_tokens, stop))
+            .map(|mut answers| answers.remove(0))
     }
 
     fn generate_batches(

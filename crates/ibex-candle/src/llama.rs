@@ -395,21 +395,30 @@ impl Llama {
     }
 
     /// Final-norm hidden states `[batch, seq, hidden]` for right-padded `input_ids` `[batch, seq]` (on
-    /// [`Llama::input_device`]; the result is on [`Llama::output_device`]). No padding mask is needed: under the
-    /// causal mask a real position never sees the padding after it (lm-eval relies on the same).
-    pub fn forward_hidden(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let seq_len = input_ids.dim(1)?;
-        if seq_len > self.config.max_position_embeddings {
+    /// [`Llama::input_device`]; the result is on [`Llama::output_device`]). Without `tree`, each row is one sequence
+    /// under the causal mask, and no padding mask is needed: a real position never sees the padding after it (lm-eval
+    /// relies on the same). With `tree`, each row is a flattened prefix tree whose tokens sit at the positions and see
+    /// the tokens the layout gives.
+    pub fn forward_hidden(&self, input_ids: &Tensor, tree: Option<&TreeLayout>) -> Result<Tensor> {
+        let (batch, seq_len) = input_ids.dims2()?;
+        // A tree row may be longer than the window; its positions (depths) are what must fit.
+        let longest = tree.map_or(seq_len, |tree| tree.positions.iter().max().map_or(0, |&p| p as usize + 1));
+        if longest > self.config.max_position_embeddings {
             candle_core::bail!(
-                "sequence of {seq_len} tokens exceeds max_position_embeddings {}",
+                "sequence of {longest} tokens exceeds max_position_embeddings {}",
                 self.config.max_position_embeddings
             );
         }
         let mut x = self.embed_tokens.forward(input_ids)?;
         for stage in &self.stages {
             x = x.to_device(&stage.device)?;
-            let mask = causal_mask(seq_len, &stage.device)?;
-            let angles = stage.rotary.range(0, seq_len)?;
+            let (mask, angles) = match tree {
+                None => (causal_mask(seq_len, &stage.device)?, stage.rotary.range(0, seq_len)?),
+                Some(tree) => (
+                    Tensor::from_slice(&tree.mask, (batch, 1, seq_len, seq_len), &stage.device)?,
+                    stage.rotary.at(&Tensor::from_slice(&tree.positions, (batch, seq_len), &stage.device)?)?,
+                ),
+            };
             for layer in &stage.layers {
                 x = layer.forward(&x, &angles, Some(&mask), None)?;
             }
@@ -460,6 +469,17 @@ impl Llama {
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head.forward(hidden)
     }
+}
+
+/// The layout of a batch whose rows are flattened prefix trees (`ibex_core::prefix::PrefixTree`), for
+/// [`Llama::forward_hidden`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeLayout {
+    /// Each token's position in its sequences, `[batch, seq]` row-major.
+    pub positions: Vec<u32>,
+    /// Additive attention mask `[batch, seq, seq]` row-major: 0 where a query sees a key, −∞ elsewhere; every query
+    /// sees at least itself.
+    pub mask: Vec<f32>,
 }
 
 /// The keys and values of every layer for the positions seen so far, owned by one generation.

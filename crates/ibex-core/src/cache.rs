@@ -141,12 +141,13 @@ impl<M: TokenModel> TokenModel for CachedModel<M> {
         self.model.replicas()
     }
 
-    fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError> {
+    fn score(&mut self, batch: &[Vec<TokenRequest>]) -> Result<Vec<Vec<TokenScore>>, ModelError> {
         Ok(self.score_batches(&[batch.to_vec()])?.remove(0))
     }
 
-    /// Scores only the requests the cache lacks (each batch keeps its other misses together), then records them.
-    fn score_batches(&mut self, batches: &[Vec<TokenRequest>]) -> Result<Vec<Vec<TokenScore>>, ModelError> {
+    /// Scores only the requests the cache lacks (each row keeps its other misses together, each batch its rows),
+    /// then records them.
+    fn score_batches(&mut self, batches: &[Vec<Vec<TokenRequest>>]) -> Result<Vec<Vec<Vec<TokenScore>>>, ModelError> {
         let model = &mut self.model;
         let (answers, lines) = through_cache(
             batches,
@@ -175,47 +176,68 @@ impl<M: TokenModel> TokenModel for CachedModel<M> {
         max_new_tokens: usize,
         stop: &StopCriteria,
     ) -> Result<Vec<Vec<Vec<u32>>>, ModelError> {
+        // Each prompt is a row of its own: generations share nothing.
+        let rows: Vec<Vec<Vec<Vec<u32>>>> =
+            batches.iter().map(|batch| batch.iter().map(|prompt| vec![prompt.clone()]).collect()).collect();
         let model = &mut self.model;
         let (answers, lines) = through_cache(
-            batches,
+            &rows,
             |prompt| generation_key(prompt, max_new_tokens, stop),
             &mut self.generations,
-            |asked| model.generate_batches(asked, max_new_tokens, stop),
+            |asked| {
+                let prompts: Vec<Vec<Vec<u32>>> =
+                    asked.iter().map(|batch| batch.iter().map(|row| row[0].clone()).collect()).collect();
+                let generated = model.generate_batches(&prompts, max_new_tokens, stop)?;
+                Ok(generated.into_iter().map(|batch| batch.into_iter().map(|g| vec![g]).collect()).collect())
+            },
             |key, tokens| Line { key, score: None, tokens: Some(tokens.clone()) },
         )?;
+        let answers = answers.into_iter().map(|batch| batch.into_iter().flatten().collect()).collect();
         self.append(&lines)?;
         Ok(answers)
     }
 }
 
-/// Answers `batches` from `cached` where it can and asks `ask` for the rest (each batch's misses kept together as
-/// one batch), adding the new answers to `cached`; returns every answer in the order of `batches`, and the new ones
-/// as lines for the cache file.
+/// Answers `batches` (each a list of rows of requests) from `cached` where it can and asks `ask` for the rest (a
+/// row's misses kept together as one row, a batch's rows as one batch), adding the new answers to `cached`; returns
+/// every answer in the shape of `batches`, and the new ones as lines for the cache file.
+#[allow(clippy::type_complexity)]
 fn through_cache<R: Clone, A: Clone>(
-    batches: &[Vec<R>],
+    batches: &[Vec<Vec<R>>],
     key: impl Fn(&R) -> String,
     cached: &mut HashMap<String, A>,
-    ask: impl FnOnce(&[Vec<R>]) -> Result<Vec<Vec<A>>, ModelError>,
+    ask: impl FnOnce(&[Vec<Vec<R>>]) -> Result<Vec<Vec<Vec<A>>>, ModelError>,
     line: impl Fn(String, &A) -> Line,
-) -> Result<(Vec<Vec<A>>, Vec<Line>), ModelError> {
-    let keys: Vec<Vec<String>> = batches.iter().map(|b| b.iter().map(&key).collect()).collect();
-    let misses: Vec<(usize, Vec<usize>)> = keys
-        .iter()
-        .map(|k| (0..k.len()).filter(|&i| !cached.contains_key(&k[i])).collect::<Vec<_>>())
-        .enumerate()
-        .filter(|(_, m)| !m.is_empty())
-        .collect();
-    let mut lines = Vec::new();
-    if !misses.is_empty() {
-        let asked: Vec<Vec<R>> =
-            misses.iter().map(|(b, m)| m.iter().map(|&i| batches[*b][i].clone()).collect()).collect();
-        for ((b, missed), answers) in misses.iter().zip(ask(&asked)?) {
-            for (&i, answer) in missed.iter().zip(answers) {
-                lines.push(line(keys[*b][i].clone(), &answer));
-                cached.insert(keys[*b][i].clone(), answer);
+) -> Result<(Vec<Vec<Vec<A>>>, Vec<Line>), ModelError> {
+    let keys: Vec<Vec<Vec<String>>> =
+        batches.iter().map(|batch| batch.iter().map(|row| row.iter().map(&key).collect()).collect()).collect();
+    // The requests the cache lacks, as (batch, row, item) triples, and the same requests shaped as batches of rows.
+    let mut missed: Vec<(usize, usize, usize)> = Vec::new();
+    let mut asked: Vec<Vec<Vec<R>>> = Vec::new();
+    for (b, batch) in keys.iter().enumerate() {
+        let mut asked_rows = Vec::new();
+        for (r, row) in batch.iter().enumerate() {
+            let misses: Vec<usize> = (0..row.len()).filter(|&i| !cached.contains_key(&row[i])).collect();
+            if !misses.is_empty() {
+                missed.extend(misses.iter().map(|&i| (b, r, i)));
+                asked_rows.push(misses.iter().map(|&i| batches[b][r][i].clone()).collect());
             }
         }
+        if !asked_rows.is_empty() {
+            asked.push(asked_rows);
+        }
     }
-    let answers = keys.iter().map(|k| k.iter().map(|key| cached[key].clone()).collect()).collect();
+    let mut lines = Vec::new();
+    if !asked.is_empty() {
+        let answers = ask(&asked)?.into_iter().flatten().flatten();
+        for (&(b, r, i), answer) in missed.iter().zip(answers) {
+            lines.push(line(keys[b][r][i].clone(), &answer));
+            cached.insert(keys[b][r][i].clone(), answer);
+        }
+    }
+    let answers = keys
+        .iter()
+        .map(|batch| batch.iter().map(|row| row.iter().map(|key| cached[key].clone()).collect()).collect())
+        .collect();
     Ok((answers, lines))
 }

@@ -15,6 +15,7 @@ mod generation;
 pub mod metrics;
 mod model;
 pub mod placement;
+pub mod prefix;
 pub mod prompt;
 mod pyrandom;
 pub mod python;
@@ -29,7 +30,7 @@ mod template_lm;
 pub use encode::{BosPolicy, EncodeError, Encoder, SpecialTokenRule, SpecialTokens, StopCriteria, TokenizerFiles};
 pub use generation::{GenerationConfig, GenerationConfigError};
 pub use metrics::Metric;
-pub use model::{LanguageModel, ModelError, ScoreSink, TextSink, TokenModel, TokenScore};
+pub use model::{LanguageModel, ModelError, RequestState, ScoreSink, TextSink, TokenModel, TokenScore};
 pub use pyrandom::PyRandom;
 pub use request::{GenerateRequest, LoglikelihoodRequest, Request, Response, TokenRequest, DEFAULT_MAX_GEN_TOKS};
 pub use settings::{

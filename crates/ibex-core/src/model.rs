@@ -14,6 +14,17 @@ pub struct TokenScore {
     pub is_greedy: bool,
 }
 
+/// What the runner knows of a loglikelihood request besides its text.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RequestState {
+    /// The document it belongs to. Only requests of one document compute a shared prefix together, so a document
+    /// scores the same, to the bit, in any shard, batch or resumed run.
+    pub document: usize,
+    /// Its answer, when an interrupted run recorded it. A model that computes requests together plans that work as
+    /// if nothing were known, so a resumed run computes what the uninterrupted one would have.
+    pub known: Option<TokenScore>,
+}
+
 /// A failure inside a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -61,10 +72,13 @@ pub trait LanguageModel {
     /// The context window in tokens: lm-eval's `max_length`.
     fn max_length(&self) -> usize;
 
-    /// lm-eval's `loglikelihood`: one score per request, each also handed to `done` as its batch finishes.
+    /// lm-eval's `loglikelihood`: one score per request, each newly computed one also handed to `done` as its batch
+    /// finishes. `states` (one per request, or empty: one document, nothing known) says which document each request
+    /// belongs to and holds the answers an interrupted run already recorded, which are returned as they are.
     fn loglikelihood(
         &mut self,
         requests: &[LoglikelihoodRequest],
+        states: &[RequestState],
         done: &mut ScoreSink<'_>,
     ) -> Result<Vec<TokenScore>, ModelError>;
 
@@ -80,6 +94,10 @@ pub trait LanguageModel {
     /// runner reports throughput from it.
     fn tokens_processed(&self) -> u64;
 
+    /// Of [`LanguageModel::tokens_processed`], the tokens the model ran: a prefix that several requests share
+    /// counts once.
+    fn tokens_computed(&self) -> u64;
+
     /// The batch sizes requests ran at so far, each once, in the order first used (lm-eval's `batch_sizes`).
     fn batch_sizes(&self) -> Vec<usize>;
 }
@@ -90,8 +108,11 @@ pub trait TokenModel {
     /// The context window: the checkpoint's `max_position_embeddings`.
     fn max_length(&self) -> usize;
 
-    /// Scores a batch; the answers come back in the order of `batch`.
-    fn score(&mut self, batch: &[TokenRequest]) -> Result<Vec<TokenScore>, ModelError>;
+    /// Scores a batch of rows, each row the requests [`crate::prefix::share_prefixes`] grouped because their inputs
+    /// begin alike (one request where nothing is shared). A backend may compute a row's shared prefix once (see
+    /// [`crate::prefix::PrefixTree`]); each score must still equal the request's score alone, up to float noise.
+    /// The answers come back per row, in the order of `batch` and of each row.
+    fn score(&mut self, batch: &[Vec<TokenRequest>]) -> Result<Vec<Vec<TokenScore>>, ModelError>;
 
     /// How many batches the model runs at once: its replicas (copies on several devices); 1 for most backends.
     fn replicas(&self) -> usize {
@@ -100,7 +121,7 @@ pub trait TokenModel {
 
     /// Scores up to [`TokenModel::replicas`] batches at once, each as [`TokenModel::score`] would; the answers come
     /// back per batch, in order. The default scores them one after another.
-    fn score_batches(&mut self, batches: &[Vec<TokenRequest>]) -> Result<Vec<Vec<TokenScore>>, ModelError> {
+    fn score_batches(&mut self, batches: &[Vec<Vec<TokenRequest>>]) -> Result<Vec<Vec<Vec<TokenScore>>>, ModelError> {
         batches.iter().map(|batch| self.score(batch)).collect()
     }
 

@@ -395,4 +395,7 @@ pub struct TaskRecord {
     /// Tokens the model processed for the task (inputs, prompts, generated tokens; no padding).
     #[serde(default)]
     pub tokens: u64,
+    /// Of those, the tokens the model ran: a prefix that several requests share counts once.
+    #[serde(default)]
+    pub tokens_computed: u64,
 }

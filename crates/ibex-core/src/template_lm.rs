@@ -2,10 +2,12 @@
 //! ordering of `HFLM` (`lm_eval/models/huggingface.py`). It owns the tokenization contract ([`Encoder`]), the length
 //! sorting and batching, and the stop criteria; the backend below it sees token ids only.
 
+use crate::prefix::{share_prefixes, Row};
 use crate::{
-    BatchSize, Encoder, GenerateRequest, GenerationConfig, LanguageModel, LoglikelihoodRequest, ModelError, ScoreSink,
-    TextSink, TokenModel, TokenRequest, TokenScore,
+    BatchSize, Encoder, GenerateRequest, GenerationConfig, LanguageModel, LoglikelihoodRequest, ModelError,
+    RequestState, ScoreSink, TextSink, TokenModel, TokenRequest, TokenScore,
 };
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// A [`TokenModel`] made a [`LanguageModel`].
@@ -20,6 +22,7 @@ pub struct TemplateLm<'e, M> {
     sizes_used: Vec<usize>,
     max_gen_toks: usize,
     tokens_processed: u64,
+    tokens_computed: u64,
 }
 
 impl<'e, M: TokenModel> TemplateLm<'e, M> {
@@ -45,6 +48,7 @@ impl<'e, M: TokenModel> TemplateLm<'e, M> {
             sizes_used: Vec::new(),
             max_gen_toks,
             tokens_processed: 0,
+            tokens_computed: 0,
         }
     }
 
@@ -104,40 +108,71 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
         self.model.max_length()
     }
 
-    /// Tokenizes every request, then scores them longest first in batches (as lm-eval's `Collator` orders them, so
-    /// the first batch shows whether memory suffices; under `auto` a batch that runs out of memory is retried at half
-    /// the size), and returns the scores in request order.
+    /// Tokenizes every request, groups each document's requests whose inputs share a prefix into rows
+    /// ([`crate::prefix::share_prefixes`]), then scores the rows longest first in batches of `batch_size` rows (as
+    /// lm-eval's `Collator` orders requests, so the first batch shows whether memory suffices; under `auto` a batch
+    /// that runs out of memory is retried at half the size), and returns the scores in request order. Rows are
+    /// formed from every request, known or not, and a row whose requests are all known is skipped: `done` records
+    /// whole batches, so after a kill a row is either recorded or not, and a resumed run computes the same rows.
     fn loglikelihood(
         &mut self,
         requests: &[LoglikelihoodRequest],
+        states: &[RequestState],
         done: &mut ScoreSink<'_>,
     ) -> Result<Vec<TokenScore>, ModelError> {
+        let state = |i: usize| states.get(i).copied().unwrap_or_default();
+        let known = |i: usize| state(i).known;
         let window = self.model.max_length();
         let tokens = requests
-            .iter()
+            .par_iter()
             .enumerate()
             .map(|(index, request)| {
                 scoring_tokens(self.encoder, request, window).map_err(|message| ModelError::Request { index, message })
             })
             .collect::<Result<Vec<TokenRequest>, _>>()?;
-        let mut order: Vec<usize> = (0..tokens.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].context.len() + tokens[i].continuation.len()));
-        let mut scores = vec![None; tokens.len()];
+        let inputs: Vec<Vec<u32>> = tokens.iter().map(|t| t.model_input(window).0).collect();
+        let mut documents: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for i in 0..requests.len() {
+            documents.entry(state(i).document).or_default().push(i);
+        }
+        let rows: Vec<Row> = documents
+            .values()
+            .flat_map(|members| {
+                let document_inputs: Vec<&[u32]> = members.iter().map(|&i| inputs[i].as_slice()).collect();
+                share_prefixes(&document_inputs)
+                    .into_iter()
+                    .map(|row| Row { members: row.members.iter().map(|&m| members[m]).collect(), nodes: row.nodes })
+            })
+            .collect();
+        let mut order: Vec<usize> =
+            (0..rows.len()).filter(|&r| rows[r].members.iter().any(|&i| known(i).is_none())).collect();
+        order.sort_by_key(|&r| std::cmp::Reverse(rows[r].nodes));
+        let mut scores: Vec<Option<TokenScore>> = (0..tokens.len()).map(known).collect();
         let mut start = 0;
         while start < order.len() {
             // One batch per replica; each batch is the one a single device would run, so scores do not depend on
             // how many replicas there are.
             let batches: Vec<&[usize]> = order[start..].chunks(self.current).take(self.model.replicas()).collect();
-            let batch_tokens: Vec<Vec<TokenRequest>> =
-                batches.iter().map(|batch| batch.iter().map(|&i| tokens[i].clone()).collect()).collect();
-            let result = self.model.score_batches(&batch_tokens);
+            let batch_rows: Vec<Vec<Vec<TokenRequest>>> = batches
+                .iter()
+                .map(|batch| {
+                    batch.iter().map(|&r| rows[r].members.iter().map(|&i| tokens[i].clone()).collect()).collect()
+                })
+                .collect();
+            let result = self.model.score_batches(&batch_rows);
             if matches!(result, Err(ModelError::OutOfMemory { .. })) && self.shrink() {
                 continue;
             }
-            for ((batch, batch_tokens), batch_scores) in batches.iter().zip(&batch_tokens).zip(result?) {
-                let answered: Vec<(usize, TokenScore)> = batch.iter().copied().zip(batch_scores).collect();
+            for (batch, batch_scores) in batches.iter().zip(result?) {
+                let answered: Vec<(usize, TokenScore)> = batch
+                    .iter()
+                    .zip(batch_scores)
+                    .flat_map(|(&r, row_scores)| rows[r].members.iter().copied().zip(row_scores))
+                    .filter(|&(i, _)| known(i).is_none())
+                    .collect();
                 self.ran();
-                self.tokens_processed += batch_tokens.iter().map(|t| t.model_input(window).0.len() as u64).sum::<u64>();
+                self.tokens_processed += answered.iter().map(|&(i, _)| inputs[i].len() as u64).sum::<u64>();
+                self.tokens_computed += batch.iter().map(|&r| rows[r].nodes as u64).sum::<u64>();
                 done(&answered).map_err(ModelError::Sink)?;
                 for (i, score) in answered {
                     scores[i] = Some(score);
@@ -145,7 +180,7 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
                 start += batch.len();
             }
         }
-        Ok(scores.into_iter().map(|s| s.expect("every request is in one batch")).collect())
+        Ok(scores.into_iter().map(|s| s.expect("every request is in one row")).collect())
     }
 
     /// Groups requests by their stop strings and budget (lm-eval's `Collator` groups by generation settings), then
@@ -165,7 +200,7 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
         for ((until, budget), members) in groups {
             let window = self.model.max_length();
             let prompts = members
-                .iter()
+                .par_iter()
                 .map(|&index| {
                     generation_prompt(self.encoder, &requests[index].context, window, budget)
                         .map_err(|message| ModelError::Request { index, message })
@@ -189,6 +224,7 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
                     let prompt_tokens: usize = batch_prompts.iter().map(Vec::len).sum();
                     let generated_tokens: usize = outputs.iter().map(Vec::len).sum();
                     self.tokens_processed += (prompt_tokens + generated_tokens) as u64;
+                    self.tokens_computed += (prompt_tokens + generated_tokens) as u64;
                     let answered = batch
                         .iter()
                         .zip(outputs)
@@ -206,6 +242,10 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
 
     fn tokens_processed(&self) -> u64 {
         self.tokens_processed
+    }
+
+    fn tokens_computed(&self) -> u64 {
+        self.tokens_computed
     }
 
     fn batch_sizes(&self) -> Vec<usize> {

@@ -48,9 +48,11 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
     let mut aggregates: BTreeMap<String, TaskAggregates> = BTreeMap::new();
     for task in &plan.tasks {
         let name = task.name().to_owned();
-        let (task_start, tokens_before) = (Instant::now(), model.tokens_processed());
+        let (task_start, tokens_before, computed_before) =
+            (Instant::now(), model.tokens_processed(), model.tokens_computed());
         let responses = schedule::answer(task, model, &mut journal)?;
         let (seconds, tokens) = (task_start.elapsed().as_secs_f64(), model.tokens_processed() - tokens_before);
+        let tokens_computed = model.tokens_computed() - computed_before;
         let scores: Vec<SampleScore> =
             task.docs.iter().zip(&responses).map(|(doc, resps)| task.entry.task.score(doc, resps)).collect();
         if plan.log_samples {
@@ -77,6 +79,7 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
                 n: task.docs.len(),
                 seconds,
                 tokens,
+                tokens_computed,
             },
         );
         let directions = task.entry.task.metrics().iter().map(|m| (m.name.to_owned(), m.higher_is_better)).collect();

@@ -122,7 +122,8 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
         let mut task_record = record.clone();
         task_record.n = records.len();
         task_record.seconds = shard_records.clone().map(|r| r.seconds).sum();
-        task_record.tokens = shard_records.map(|r| r.tokens).sum();
+        task_record.tokens = shard_records.clone().map(|r| r.tokens).sum();
+        task_record.tokens_computed = shard_records.map(|r| r.tokens_computed).sum();
         merged.ibex.tasks.insert(task.clone(), task_record);
         aggregates.insert(task.clone(), (records.len(), task_aggregates));
     }

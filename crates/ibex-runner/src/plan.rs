@@ -15,6 +15,7 @@ use ibex_core::{
     GenerationConfig, MaxMemory, Request, TokenizerFiles,
 };
 use ibex_hub::{ModelFiles, Origin};
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -491,21 +492,26 @@ fn check_requests(
     default_budget: usize,
 ) -> Result<(), RunError> {
     let Some(window) = model_window(files) else { return Ok(()) };
-    for task in tasks {
-        for (doc, requests) in task.docs.iter().zip(&task.requests) {
-            for request in requests {
-                let checked = match request {
-                    Request::Loglikelihood(r) => scoring_tokens(encoder, r, window).map(drop),
-                    Request::Generate(r) => {
-                        generation_prompt(encoder, &r.context, window, r.max_gen_toks.unwrap_or(default_budget))
-                            .map(drop)
-                    }
-                };
-                checked.map_err(|message| RunError::Encode { task: task.name().to_owned(), doc: doc.id, message })?;
+    let requests: Vec<(&PlannedTask, usize, &Request)> = tasks
+        .iter()
+        .flat_map(|task| {
+            task.docs
+                .iter()
+                .zip(&task.requests)
+                .flat_map(move |(doc, requests)| requests.iter().map(move |r| (task, doc.id, r)))
+        })
+        .collect();
+    // The first failing request in plan order, whichever core finds it.
+    let failure = requests.par_iter().find_map_first(|&(task, doc, request)| {
+        let checked = match request {
+            Request::Loglikelihood(r) => scoring_tokens(encoder, r, window).map(drop),
+            Request::Generate(r) => {
+                generation_prompt(encoder, &r.context, window, r.max_gen_toks.unwrap_or(default_budget)).map(drop)
             }
-        }
-    }
-    Ok(())
+        };
+        checked.err().map(|message| RunError::Encode { task: task.name().to_owned(), doc, message })
+    });
+    failure.map_or(Ok(()), Err)
 }
 
 /// The flag's value, else the recipe's (noting `name` in `applied`).

@@ -5,7 +5,9 @@
 use crate::journal::Journal;
 use crate::plan::PlannedTask;
 use crate::RunError;
-use ibex_core::{GenerateRequest, LanguageModel, LoglikelihoodRequest, ModelError, Request, Response, TokenScore};
+use ibex_core::{
+    GenerateRequest, LanguageModel, LoglikelihoodRequest, ModelError, Request, RequestState, Response, TokenScore,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -27,18 +29,24 @@ pub(crate) fn answer(
     let mut loglikelihood_origin: Vec<(usize, usize, usize)> = Vec::new();
     let mut generate: Vec<GenerateRequest> = Vec::new();
     let mut generate_origin: Vec<(usize, usize, usize)> = Vec::new();
+    // Loglikelihood answers the journal holds go to the model too, as known: it plans shared work over every request.
+    let mut states: Vec<RequestState> = Vec::new();
     for (position, (doc, requests)) in task.docs.iter().zip(&task.requests).enumerate() {
         for (index, request) in requests.iter().enumerate() {
-            if let Some(answer) = journal.answered(name, doc.id, index) {
-                responses[position][index] = Some(answer.clone());
-                continue;
-            }
-            match request {
-                Request::Loglikelihood(r) => {
+            let answered = journal.answered(name, doc.id, index);
+            match (request, answered) {
+                (Request::Loglikelihood(r), Some(Response::Loglikelihood(score))) => {
                     loglikelihood.push(r.clone());
                     loglikelihood_origin.push((position, doc.id, index));
+                    states.push(RequestState { document: position, known: Some(*score) });
                 }
-                Request::Generate(r) => {
+                (_, Some(answer)) => responses[position][index] = Some(answer.clone()),
+                (Request::Loglikelihood(r), None) => {
+                    loglikelihood.push(r.clone());
+                    loglikelihood_origin.push((position, doc.id, index));
+                    states.push(RequestState { document: position, known: None });
+                }
+                (Request::Generate(r), None) => {
                     generate.push(r.clone());
                     generate_origin.push((position, doc.id, index));
                 }
@@ -50,8 +58,9 @@ pub(crate) fn answer(
         source => RunError::Model { task: name.to_owned(), source },
     };
     let total: usize = task.requests.iter().map(Vec::len).sum();
-    let mut progress = Progress::new(name, total, total - loglikelihood.len() - generate.len());
-    if !loglikelihood.is_empty() {
+    let unanswered = states.iter().filter(|s| s.known.is_none()).count() + generate.len();
+    let mut progress = Progress::new(name, total, total - unanswered);
+    if states.iter().any(|s| s.known.is_none()) {
         let mut done = |answered: &[(usize, TokenScore)]| {
             let entries: Vec<(usize, usize, Response)> = answered
                 .iter()
@@ -63,10 +72,15 @@ pub(crate) fn answer(
             progress.advance(answered.len());
             Ok(())
         };
-        let scores =
-            model.loglikelihood(&loglikelihood, &mut done).map_err(|e| model_error(&loglikelihood_origin, e))?;
+        let scores = model
+            .loglikelihood(&loglikelihood, &states, &mut done)
+            .map_err(|e| model_error(&loglikelihood_origin, e))?;
         for (&(position, _, index), score) in loglikelihood_origin.iter().zip(scores) {
             responses[position][index] = Some(Response::Loglikelihood(score));
+        }
+    } else {
+        for (&(position, _, index), state) in loglikelihood_origin.iter().zip(&states) {
+            responses[position][index] = state.known.map(Response::Loglikelihood);
         }
     }
     if !generate.is_empty() {
