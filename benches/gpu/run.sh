@@ -3,7 +3,8 @@
 # within the CPU tolerance; bf16 argmax agreement), the same model split over two handles of the card, as two
 # replicas and as two replicas of a split (`--device cuda:0,cuda:0…`, the placement code paths a multi-GPU node
 # takes), greedy generation against lm-eval's strings, then scoring throughput of ibex against HF transformers
-# (hf_anchor.py) on random-weight Salamandra-2B and -7B shapes, all on the same card. Everything it prints goes to
+# (hf_anchor.py) on random-weight Salamandra-2B and -7B shapes, and what shared prefixes save (throughput.rs
+# choices), all on the same card. Everything it prints goes to
 # $OUT; commit it under benches/results/ with the card's name.
 #
 # Prepare here (see benches/README.md): build with CUDA, strip, and pack into the ignored, carried folder .carry/
@@ -67,6 +68,8 @@ PY
 done
 step "throughput: ibex"
 for shape in salamandra-2b salamandra-7b; do timeout 75 .carry/throughput $shape cuda bf16; done
+step "throughput: shared prefixes (ibex; XNLI-shaped documents of three choices, each alone, then in shared rows)"
+for shape in salamandra-2b salamandra-7b; do timeout 100 .carry/throughput choices $shape cuda bf16; done
 step "throughput: HF transformers anchor"
 OUT=$out timeout 130 python3 benches/gpu/hf_anchor.py
 step "done"
