@@ -4,10 +4,6 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use ibex_candle::{candle_dtype, device_handles, CandleModel};
 use ibex_core::cache::CachedModel;
 use ibex_core::placement::Placement;
@@ -20,6 +16,9 @@ use ibex_runner::{
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// An evaluation harness for LLMs whose numbers equal lm-evaluation-harness's.
 #[derive(Parser)]

@@ -123,12 +123,15 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
         let state = |i: usize| states.get(i).copied().unwrap_or_default();
         let known = |i: usize| state(i).known;
         let window = self.model.max_length();
+        // Encoded on every core, then collected in order, so an error names the first failing request.
         let tokens = requests
             .par_iter()
             .enumerate()
             .map(|(index, request)| {
                 scoring_tokens(self.encoder, request, window).map_err(|message| ModelError::Request { index, message })
             })
+            .collect::<Vec<_>>()
+            .into_iter()
             .collect::<Result<Vec<TokenRequest>, _>>()?;
         let inputs: Vec<Vec<u32>> = tokens.iter().map(|t| t.model_input(window).0).collect();
         let mut documents: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -205,6 +208,8 @@ impl<M: TokenModel> LanguageModel for TemplateLm<'_, M> {
                     generation_prompt(self.encoder, &requests[index].context, window, budget)
                         .map_err(|message| ModelError::Request { index, message })
                 })
+                .collect::<Vec<_>>()
+                .into_iter()
                 .collect::<Result<Vec<_>, _>>()?;
             let mut order: Vec<usize> = (0..members.len()).collect();
             order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));

@@ -34,18 +34,17 @@ pub(crate) fn answer(
     for (position, (doc, requests)) in task.docs.iter().zip(&task.requests).enumerate() {
         for (index, request) in requests.iter().enumerate() {
             let answered = journal.answered(name, doc.id, index);
+            let known = match answered {
+                Some(Response::Loglikelihood(score)) => Some(*score),
+                _ => None,
+            };
             match (request, answered) {
-                (Request::Loglikelihood(r), Some(Response::Loglikelihood(score))) => {
+                (Request::Loglikelihood(r), None | Some(Response::Loglikelihood(_))) => {
                     loglikelihood.push(r.clone());
                     loglikelihood_origin.push((position, doc.id, index));
-                    states.push(RequestState { document: position, known: Some(*score) });
+                    states.push(RequestState { document: position, known });
                 }
                 (_, Some(answer)) => responses[position][index] = Some(answer.clone()),
-                (Request::Loglikelihood(r), None) => {
-                    loglikelihood.push(r.clone());
-                    loglikelihood_origin.push((position, doc.id, index));
-                    states.push(RequestState { document: position, known: None });
-                }
                 (Request::Generate(r), None) => {
                     generate.push(r.clone());
                     generate_origin.push((position, doc.id, index));
