@@ -385,12 +385,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             let mut table = comfy_table::Table::new();
             table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            table.set_header(["task", "family", "language", "dataset", "split", "file"]);
-            for entry in registry.entries() {
+            table.set_header(["benchmark", "task", "language", "dataset", "split", "file"]);
+            let mut entries: Vec<_> = registry.entries().collect();
+            entries.sort_by(|a, b| (&a.benchmark, a.task.name()).cmp(&(&b.benchmark, b.task.name())));
+            for entry in entries {
                 let data = entry.task.data();
                 table.add_row([
+                    &entry.benchmark,
                     entry.task.name(),
-                    entry.family,
                     entry.task.language(),
                     &data.dataset,
                     data.eval_split().unwrap_or_default(),

@@ -149,13 +149,27 @@ pub fn assert_samples_match(ours: &Path, reference: &Path) -> f64 {
     max_delta
 }
 
-/// A shipped QA task file with a 24-token budget, as the fixture's lm-eval run had (the tiny model's window is 96).
+/// A shipped QA task (`xquad_en`, `xquad_ca`) with a 24-token budget, as the fixture's lm-eval run had (the tiny
+/// model's window is 96): a task file in `dir` that includes the shipped one.
 pub fn short_variant(dir: &std::path::Path, shipped: &str, name: &str) {
-    let text = std::fs::read_to_string(fixtures().join("../../tasks/qa").join(format!("{shipped}.toml"))).unwrap();
-    let text = text
-        .replace(&format!("name = \"{shipped}\""), &format!("name = \"{name}\""))
-        .replace("until = [\"\\n\"]", "until = [\"\\n\"]\nmax_gen_toks = 24");
-    std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+    let benchmark = if shipped == "xquad_ca" { "catalan_bench" } else { "xquad" };
+    let file = fixtures().join("../../tasks").join(benchmark).join(format!("{shipped}.yaml"));
+    let text = format!(
+        "include: {}\ntask: {name}\ngeneration_kwargs:\n  until: [\"\\n\"]\n  do_sample: false\n  temperature: 0.0\n  \
+         max_gen_toks: 24\n",
+        serde_json::to_string(&file.canonicalize().unwrap().display().to_string()).unwrap()
+    );
+    std::fs::write(dir.join(format!("{name}.yaml")), text).unwrap();
+}
+
+/// A group file in `dir` aggregating `tasks`' accuracy, weighted by size.
+pub fn group_file(dir: &Path, group: &str, tasks: &[&str]) {
+    let list: String = tasks.iter().map(|t| format!("  - {t}\n")).collect();
+    let text = format!(
+        "group: {group}\ntask:\n{list}aggregate_metric_list:\n  - metric: acc\n    aggregation: mean\n    \
+         weight_by_size: true\n"
+    );
+    std::fs::write(dir.join(format!("{group}.yaml")), text).unwrap();
 }
 
 /// The fixture model's placement on the CPU, as a run computes it.
@@ -170,8 +184,7 @@ pub fn cpu_placement(folder: &Path) -> ibex_core::placement::Placement {
 /// the fixture data at 3 shots.
 pub fn group_and_generation_run(tasks: &Path) -> Vec<String> {
     short_variant(tasks, "xquad_en", "xquad_en_short");
-    std::fs::write(tasks.join("pair.toml"), "group = \"pair\"\ntasks = [\"xnli_en\", \"xnli_es_spanish_bench\"]\n")
-        .unwrap();
+    group_file(tasks, "pair", &["xnli_en", "xnli_es_spanish_bench"]);
     let data = |name: &str| fixtures().join("data").join(name).display().to_string();
     let mut args: Vec<String> =
         ["--model", HUB_MODEL, "--tasks", "pair,xquad_en_short", "--tasks-dir", ibex_path_arg(tasks)]

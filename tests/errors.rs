@@ -65,7 +65,7 @@ fn data_row_missing_a_field_names_file_row_and_field() {
     let arg = format!("xnli_en={}", data.path().display());
     let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &arg]);
     assert!(stderr.contains(&data.path().display().to_string()), "{stderr}");
-    assert!(stderr.contains("row 1, field `hypothesis`: missing"), "{stderr}");
+    assert!(stderr.contains("row 1, field `hypothesis`: missing (`doc_to_choice` reads it)"), "{stderr}");
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn label_outside_the_choices_is_rejected() {
     let data = data_file("{\"premise\": \"A.\", \"hypothesis\": \"B.\", \"label\": 5}\n");
     let arg = format!("xnli_en={}", data.path().display());
     let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--data", &arg]);
-    assert!(stderr.contains("row 0, field `label`: label 5 is not one of 0, 1, 2"), "{stderr}");
+    assert!(stderr.contains("row 0, field `doc_to_target`: index 5 is outside the 3 choices"), "{stderr}");
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn tasks_lists_the_shipped_task() {
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("xnli_en") && stdout.contains("facebook/xnli") && stdout.contains("tasks/nli/xnli_en.toml")
+        stdout.contains("xnli_en") && stdout.contains("facebook/xnli") && stdout.contains("tasks/xnli/xnli_en.yaml")
     );
     assert!(fixtures().is_dir());
 }

@@ -17,11 +17,11 @@ const NOT_COMPARED: [(&str, &str); 15] = [
     ("git_hash", "the commit of lm-eval's own checkout; ibex records ibex.version"),
     ("transformers_version", "ibex runs no transformers; it reproduces 4.57.6's tokenizers (ibex.lm_eval_version)"),
     ("lm_eval_version", "ibex is not lm-eval; ibex.lm_eval_version names the version it reproduces"),
-    ("versions.*", "written as null (lm-eval's schema allows it): TOML task files carry no version; YAML tasks will"),
+    ("versions.*", "written as null (lm-eval's schema allows it): ibex does not copy metadata.version yet"),
     ("config.random_seed", "ibex draws random numbers only for few-shot examples (config.fewshot_seed)"),
     ("config.numpy_seed", "as config.random_seed"),
     ("config.torch_seed", "as config.random_seed"),
-    ("configs.*.doc_to_text", "an ibex recipe is Rust code named by its task file, not a Jinja template"),
+    ("configs.*.doc_to_text", "ibex names the task file and its SHA-256 (metadata) instead of copying its templates"),
     ("configs.*.doc_to_target", "as doc_to_text"),
     ("configs.*.doc_to_choice", "as doc_to_text"),
     ("configs.*.process_docs", "lm-eval writes the Python source of the function; ibex runs no Python"),
@@ -96,8 +96,7 @@ fn differences(theirs: &Value, ours: &Value, path: &str, found: &mut Vec<String>
 #[test]
 fn results_and_sample_files_have_lm_evals_keys_nesting_and_types() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("nli_group.toml"), "group = \"nli_group\"\ntasks = [\"xnli_en\", \"xnli_ca\"]\n")
-        .unwrap();
+    crate::common::group_file(dir.path(), "nli_group", &["xnli_en", "xnli_ca"]);
     short_variant(dir.path(), "xquad_en", "xquad_en_short");
     let data = |task: &str, file: &str| format!("{task}={}", fixtures().join("data").join(file).display());
     let out = run_ok(&[

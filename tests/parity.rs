@@ -34,7 +34,7 @@ fn xnli_en_from_the_hub_cache_matches_lm_eval_at_batch_sizes_1_3_8() {
             std::fs::read_to_string(fixtures().join("hf-home/hub/models--ibex-fixtures--tiny-salamandra/refs/main"))
                 .unwrap();
         assert_eq!(model["revision"], commit.trim());
-        assert_eq!(results["ibex"]["tasks"]["xnli_en"]["task_file"], "tasks/nli/xnli_en.toml");
+        assert_eq!(results["ibex"]["tasks"]["xnli_en"]["task_file"], "tasks/xnli/xnli_en.yaml");
         assert!(results["ibex"]["tasks"]["xnli_en"]["dataset"].as_str().unwrap().starts_with("facebook/xnli@"));
         accuracies.push(results["results"]["xnli_en"]["acc,none"].clone());
     }
@@ -101,8 +101,7 @@ fn every_nli_recipe_matches_lm_eval_at_zero_and_three_shots() {
 #[test]
 fn weighted_group_matches_lm_evals_aggregate() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("nli_group.toml"), "group = \"nli_group\"\ntasks = [\"xnli_en\", \"xnli_ca\"]\n")
-        .unwrap();
+    crate::common::group_file(dir.path(), "nli_group", &["xnli_en", "xnli_ca"]);
     let data = |name: &str| fixtures().join("data").join(name).display().to_string();
     let en = format!("xnli_en={}", data("xnli_en.validation.jsonl"));
     let en_train = format!("xnli_en:train={}", data("xnli_en.train.jsonl"));

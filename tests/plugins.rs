@@ -1,41 +1,32 @@
-//! A new language of an existing family is one task file: no Rust, no rebuild.
+//! A new language is one lm-eval task YAML file in a `--tasks-dir` folder: no Rust, no rebuild.
 
 use crate::common::{fixtures, ibex, ibex_path_arg, read_samples, run_ok, samples_path, HUB_MODEL};
 
-/// An Aragonese-style variant written by a user: its own words, the nli preprocessing, its own column names.
-const NEW_LANGUAGE: &str = r#"
-name = "xnli_an_demo"
-family = "nli"
-language = "an"
-target_delimiter = ""
-
-[recipe]
-preprocess = ["strip_final_punct:premise", "lowercase_first:hypothesis"]
-choices = [
-    "{premise}, verdat? Sí, {hypothesis}",
-    "{premise}, verdat? Amás, {hypothesis}",
-    "{premise}, verdat? No, {hypothesis}",
-]
-
-[recipe.fields]
-premise = "frase1"
-hypothesis = "frase2"
-label = "etiqueta"
-
-[data]
-dataset = "example/xnli-an"
-test_split = "test"
+/// An Aragonese-style NLI task written by a user: its own words, its own column names, label names mapped to
+/// choices and the sentences normalised in Jinja.
+const NEW_LANGUAGE: &str = r#"task: xnli_an_demo
+dataset_path: example/xnli-an
+output_type: multiple_choice
+test_split: test
+doc_to_text: ""
+target_delimiter: ""
+doc_to_target: "{{ {'entailment': 0, 'neutral': 1, 'contradiction': 2}[etiqueta] }}"
+doc_to_choice: >-
+  {% set p = frase1.rstrip('.') %}{% set h = frase2[0]|lower + frase2[1:] %}{{ [p + ", verdat? Sí, " + h,
+  p + ", verdat? Amás, " + h, p + ", verdat? No, " + h] }}
+metric_list:
+  - metric: acc
 "#;
 
 #[test]
 fn a_task_file_alone_adds_a_language() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("xnli_an_demo.toml"), NEW_LANGUAGE).unwrap();
+    std::fs::write(dir.path().join("xnli_an_demo.yaml"), NEW_LANGUAGE).unwrap();
     let data = dir.path().join("an.jsonl");
     std::fs::write(
         &data,
         "{\"frase1\": \"O barco yera azul.\", \"frase2\": \"O barco teneva color\", \"etiqueta\": \"entailment\"}\n\
-         {\"frase1\": \"O barco yera azul.\", \"frase2\": \"O barco yera royo\", \"etiqueta\": 2}\n",
+         {\"frase1\": \"O barco yera azul.\", \"frase2\": \"O barco yera royo\", \"etiqueta\": \"contradiction\"}\n",
     )
     .unwrap();
     let listing = ibex(&["tasks", "--tasks-dir", ibex_path_arg(dir.path())]);
@@ -61,16 +52,19 @@ fn a_task_file_alone_adds_a_language() {
 }
 
 #[test]
-fn a_task_file_with_an_unknown_step_is_rejected_with_its_line() {
+fn a_hook_ibex_lacks_is_named_with_the_file_and_the_hooks_it_has() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = NEW_LANGUAGE.replace("lowercase_first:hypothesis", "titlecase:hypothesis");
-    std::fs::write(dir.path().join("bad.toml"), &bad).unwrap();
-    let output = ibex(&["tasks", "--tasks-dir", ibex_path_arg(dir.path())]);
+    let bad = NEW_LANGUAGE.replace("test_split: test\n", "test_split: test\nprocess_docs: !function utils.titlecase\n");
+    std::fs::write(dir.path().join("bad.yaml"), &bad).unwrap();
+    let output =
+        ibex(&["run", "--model", HUB_MODEL, "--tasks", "xnli_an_demo", "--tasks-dir", ibex_path_arg(dir.path())]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = bad.lines().position(|l| l.contains("titlecase")).unwrap() + 1;
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let folder = dir.path().file_name().unwrap().to_string_lossy();
     assert!(
-        stderr.contains(&format!("bad.toml: line {line}: unknown preprocessing step `titlecase:hypothesis`")),
+        stderr.contains("bad.yaml: cannot run yet: task xnli_an_demo: `process_docs: !function utils.titlecase`"),
         "{stderr}"
     );
+    assert!(stderr.contains(&format!("({folder}/utils.titlecase) has no Rust implementation")), "{stderr}");
+    assert!(stderr.contains("catalan_bench/utils.process_doc_nli"), "{stderr}");
 }

@@ -71,7 +71,7 @@ fn a_yaml_task_ibex_cannot_run_says_why_and_its_folder_still_loads() {
     .unwrap();
     std::fs::write(
         dir.path().join("generated.yaml"),
-        "task: yaml_generated\ndataset_path: json\noutput_type: generate_until\n",
+        "task: yaml_generated\ndataset_path: json\noutput_type: loglikelihood_rolling\n",
     )
     .unwrap();
     let tasks_dir = dir.path().to_str().unwrap();
@@ -91,7 +91,7 @@ fn a_yaml_task_ibex_cannot_run_says_why_and_its_folder_still_loads() {
         "{stderr}"
     );
     let stderr = String::from_utf8_lossy(&run("yaml_generated").stderr).into_owned();
-    assert!(stderr.contains("output_type `generate_until` is not run from YAML yet"), "{stderr}");
+    assert!(stderr.contains("output_type `loglikelihood_rolling` is not run from YAML yet"), "{stderr}");
     // --check lists every task of the folder with "loads" or why not, then the counts and the commonest reasons.
     let check = ibex(&["tasks", "--tasks-dir", tasks_dir, "--check"]);
     let stdout = String::from_utf8_lossy(&check.stdout).into_owned();
@@ -105,7 +105,7 @@ fn a_yaml_task_ibex_cannot_run_says_why_and_its_folder_still_loads() {
     );
     let folder = dir.path().file_name().unwrap().to_str().unwrap();
     assert!(stdout.lines().map(table_cells).any(|c| c == [folder, "2", "2"]), "{stdout}");
-    assert!(stdout.contains("output_type generate_until is not run from YAML yet"), "{stdout}");
+    assert!(stdout.contains("output_type loglikelihood_rolling is not run from YAML yet"), "{stdout}");
     // A template error names the task, the row and the key.
     std::fs::write(
         dir.path().join("broken.yaml"),
@@ -113,5 +113,45 @@ fn a_yaml_task_ibex_cannot_run_says_why_and_its_folder_still_loads() {
     )
     .unwrap();
     let stderr = String::from_utf8_lossy(&run("yaml_broken").stderr).into_owned();
-    assert!(stderr.contains("row 0, field `doc_to_text`") && stderr.contains("undefined"), "{stderr}");
+    assert!(stderr.contains("row 0, field `questio`: missing (`doc_to_text` reads it)"), "{stderr}");
+}
+
+/// A `generate_until` task from YAML without a `process_results` hook: lm-eval's prompts, stop strings and budget,
+/// the same greedy strings, and its `exact_match` with ignore_case, ignore_punctuation, ignore_numbers and
+/// regexes_to_ignore, per document and aggregated, at 0 and 2 shots.
+#[test]
+fn yaml_generation_with_exact_match_options_matches_lm_eval() {
+    for shots in ["0", "2"] {
+        let run = run_ok(&[
+            "--model",
+            crate::common::HUB_MODEL,
+            "--tasks-dir",
+            TASKS_DIR,
+            "--tasks",
+            "yaml_gen_em",
+            "--num-fewshot",
+            shots,
+            "--batch-size",
+            "3",
+        ]);
+        let ours = read_samples(&samples_path(run.path(), "yaml_gen_em"));
+        let reference = read_samples(&fixtures().join(format!("lm_eval/yaml/samples_yaml_gen_em_{shots}shot.jsonl")));
+        assert_eq!(ours.len(), 8);
+        assert_eq!(ours.len(), reference.len());
+        for (o, r) in ours.iter().zip(&reference) {
+            for key in ["doc", "target", "arguments", "filtered_resps", "prompt_hash", "target_hash", "metrics"] {
+                assert_eq!(o[key], r[key], "{shots}-shot doc {}: `{key}` differs", r["doc_id"]);
+            }
+            assert_eq!(o["exact_match"].as_f64(), r["exact_match"].as_f64(), "{shots}-shot doc {}", r["doc_id"]);
+        }
+        let expected = read_json(&fixtures().join(format!("lm_eval/yaml/results_yaml_gen_em_{shots}shot.json")));
+        let results = read_results(run.path());
+        for metric in ["exact_match,none", "exact_match_stderr,none"] {
+            let (got, want) = (&results["results"]["yaml_gen_em"][metric], &expected[metric]);
+            assert!((got.as_f64().unwrap() - want.as_f64().unwrap()).abs() < 1e-12, "{metric}: {got} vs {want}");
+        }
+    }
+    // The targets were made so that each option decides a document: 6 of 8 match at 0 shots.
+    let expected = read_json(&fixtures().join("lm_eval/yaml/results_yaml_gen_em_0shot.json"));
+    assert_eq!(expected["exact_match,none"], 0.75);
 }

@@ -19,7 +19,9 @@ fn main() {
         let root = repository.join(folder);
         println!("cargo:rerun-if-changed={}", root.display());
         let mut files = Vec::new();
-        collect(&root, &mut files);
+        // Task folders ship lm-eval's YAML; the configs folders TOML.
+        let extension = if folder == "tasks" { "yaml" } else { "toml" };
+        collect(&root, extension, &mut files);
         files.sort();
         let entries: String = files
             .iter()
@@ -29,20 +31,21 @@ fn main() {
                 format!("    ({:?}, include_str!({:?})),\n", relative.display().to_string(), path.display().to_string())
             })
             .collect();
-        generated.push_str(&format!("/// Every `*.toml` under `{folder}/`: (repository-relative path, content).\n"));
+        generated
+            .push_str(&format!("/// Every `*.{extension}` under `{folder}/`: (repository-relative path, content).\n"));
         generated.push_str(&format!("pub const {constant}: &[(&str, &str)] = &[\n{entries}];\n"));
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("assets.rs");
     std::fs::write(out, generated).unwrap();
 }
 
-fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
+fn collect(dir: &Path, extension: &str, files: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
         if path.is_dir() {
             println!("cargo:rerun-if-changed={}", path.display());
-            collect(&path, files);
-        } else if path.extension().is_some_and(|e| e == "toml") {
+            collect(&path, extension, files);
+        } else if path.extension().is_some_and(|e| e == extension) {
             files.push(path);
         }
     }

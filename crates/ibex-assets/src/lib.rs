@@ -17,7 +17,7 @@ mod tests {
 
     #[test]
     fn every_folder_is_embedded() {
-        assert!(TASKS.iter().any(|(path, text)| *path == "tasks/nli/xnli_en.toml" && text.contains("xnli_en")));
+        assert!(TASKS.iter().any(|(path, text)| *path == "tasks/xnli/xnli_en.yaml" && text.contains("xnli_en")));
         assert_eq!(find(SUITES, "essay").unwrap().0, "configs/suites/essay.toml");
         assert!(find(MODELS, "salamandra-2b").unwrap().1.contains("BSC-LT/salamandra-2b"));
         assert!(find(PUBLISHED, "essay").is_some());

@@ -24,7 +24,6 @@ mod request;
 pub mod results;
 mod settings;
 mod task;
-mod template;
 mod template_lm;
 
 pub use encode::{BosPolicy, EncodeError, Encoder, SpecialTokenRule, SpecialTokens, StopCriteria, TokenizerFiles};
@@ -36,9 +35,5 @@ pub use request::{GenerateRequest, LoglikelihoodRequest, Request, Response, Toke
 pub use settings::{
     human_bytes, parse_bytes, BatchSize, DeviceSpec, Devices, Dtype, MaxMemory, DEFAULT_MAX_BATCH_SIZE,
 };
-pub use task::{
-    parse_task_file, text_field, DataSpec, Doc, FewshotSampler, SampleScore, Task, TaskError, TaskFamily, TaskHeader,
-    DEFAULT_FEWSHOT_DELIMITER,
-};
-pub use template::Template;
+pub use task::{DataSpec, Doc, FewshotSampler, SampleScore, Task, TaskError, TaskHeader, DEFAULT_FEWSHOT_DELIMITER};
 pub use template_lm::{generation_prompt, scoring_tokens, TemplateLm};

@@ -1,13 +1,11 @@
-//! The interfaces a task family implements ([`TaskFamily`], [`Task`]) and the task-file header every family shares
-//! ([`TaskHeader`]). Tasks see text and JSON, never a backend.
+//! The interface a task implements ([`Task`]) and the settings every task has ([`TaskHeader`]). Tasks see text and
+//! JSON, never a backend.
 
 use crate::metrics::Metric;
 use crate::prompt::Output;
 use crate::Response;
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// One evaluated document after the task's preprocessing.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,19 +66,6 @@ impl TaskError {
             TaskError::Spec { message, .. } => TaskError::Spec { message, span: Some(range) },
             other => other,
         }
-    }
-}
-
-/// The text in column `column` of data row `row`, or an error naming both.
-pub fn text_field(row: usize, fields: &Map<String, Value>, column: &str) -> Result<String, TaskError> {
-    match fields.get(column) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(TaskError::row(row, column, format!("expected text, found {other}"))),
-        None => Err(TaskError::row(
-            row,
-            column,
-            "missing; set [recipe.fields] in the task file if the column is named otherwise",
-        )),
     }
 }
 
@@ -152,13 +137,11 @@ impl DataSpec {
 /// lm-eval's default `fewshot_delimiter`, after each few-shot example.
 pub const DEFAULT_FEWSHOT_DELIMITER: &str = "\n\n";
 
-/// What every task file says, whatever its family: the part of lm-eval's task config that is not about prompts.
+/// The part of a task's lm-eval config that is not about prompts.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TaskHeader {
     /// lm-eval's task name (`xnli_en`).
     pub name: String,
-    /// The family that reads the task's `[recipe]`.
-    pub family: String,
     /// ISO 639 code of the task's language, for listings.
     pub language: String,
     /// Between a prompt and its answer: lm-eval's `target_delimiter`.
@@ -169,61 +152,9 @@ pub struct TaskHeader {
     pub data: DataSpec,
 }
 
-/// A task file: the shared header, then the family's own `[recipe]` table.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskFile<R> {
-    name: String,
-    family: String,
-    language: String,
-    target_delimiter: String,
-    #[serde(default = "default_fewshot_delimiter")]
-    fewshot_delimiter: String,
-    data: DataSpec,
-    recipe: R,
-}
-
-fn default_fewshot_delimiter() -> String {
-    DEFAULT_FEWSHOT_DELIMITER.to_owned()
-}
-
-/// Parses a task file into its header and the family's recipe `R`, and validates the header (an evaluated split).
-/// Errors carry the byte range of the offending value, so the registry can name its line.
-pub fn parse_task_file<R: DeserializeOwned>(text: &str) -> Result<(TaskHeader, R), TaskError> {
-    let file: TaskFile<R> = toml::from_str(text)
-        .map_err(|e| TaskError::Spec { message: e.message().trim_end().to_owned(), span: e.span() })?;
-    if file.name.is_empty() || file.name.contains(|c: char| c == ',' || c.is_whitespace()) {
-        return Err(TaskError::spec(format!(
-            "task name {:?} cannot be selected with --tasks; use letters, digits, `_` or `-`",
-            file.name
-        )));
-    }
-    if file.data.eval_split().is_none() {
-        return Err(TaskError::spec("[data] needs a test_split or a validation_split to evaluate"));
-    }
-    let header = TaskHeader {
-        name: file.name,
-        family: file.family,
-        language: file.language,
-        target_delimiter: file.target_delimiter,
-        fewshot_delimiter: file.fewshot_delimiter,
-        data: file.data,
-    };
-    Ok((header, file.recipe))
-}
-
-/// A kind of task (cloze NLI, extractive QA): reads the `[recipe]` of the task files that name it.
-pub trait TaskFamily: Sync {
-    /// The name task files give as `family = "…"`.
-    fn name(&self) -> &'static str;
-
-    /// Builds and validates the task a task file defines (see [`parse_task_file`]).
-    fn load(&self, text: &str) -> Result<Arc<dyn Task>, TaskError>;
-}
-
 /// An evaluation task: turns data rows into documents, documents into requests, and responses into scores.
 pub trait Task: Send + Sync {
-    /// The task file's shared header.
+    /// The task's settings.
     fn header(&self) -> &TaskHeader;
 
     /// The task's name, identical to lm-eval's (`xnli_en`).

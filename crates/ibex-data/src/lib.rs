@@ -87,8 +87,8 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, DataError> {
 }
 
 /// SQuAD's own nested JSON (`data → paragraphs → qas`, as SQuAD v1.1, XQuAD and CatalanQA ship it), one row per
-/// question: `id`, `title`, `context`, `question`, `answers` (`[{text, answer_start}]`). A `data` array of plain
-/// records is read as rows.
+/// question as the hub's `squad` loading script made them: `id`, `title`, `context`, `question`, and `answers` as
+/// a struct of lists (`{text: [...], answer_start: [...]}`). A `data` array of plain records is read as rows.
 fn squad_rows(data: &[Value]) -> Vec<Row> {
     let mut rows = Vec::new();
     for article in data {
@@ -106,7 +106,12 @@ fn squad_rows(data: &[Value]) -> Vec<Row> {
                 row.insert("title".into(), field(article.get("title")));
                 row.insert("context".into(), field(paragraph.get("context")));
                 row.insert("question".into(), field(qa.get("question")));
-                row.insert("answers".into(), field(qa.get("answers")));
+                let answers = qa.get("answers").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+                let column = |key: &str| Value::Array(answers.iter().map(|a| field(a.get(key))).collect());
+                row.insert(
+                    "answers".into(),
+                    serde_json::json!({"text": column("text"), "answer_start": column("answer_start")}),
+                );
                 rows.push(row);
             }
         }
@@ -374,7 +379,7 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1]["question"], "What is blue?");
         assert_eq!(rows[1]["context"], "The boat is blue.");
-        assert_eq!(rows[0]["answers"][0]["text"], "blue");
+        assert_eq!(rows[0]["answers"], serde_json::json!({"text": ["blue"], "answer_start": [12]}));
         assert_eq!(rows[0]["title"], "Boats");
     }
 

@@ -168,6 +168,6 @@ pub(crate) fn task_config(task: &PlannedTask, num_fewshot: usize) -> Value {
     }
     config.insert("repeats".into(), Value::from(1));
     config.insert("should_decontaminate".into(), Value::from(false));
-    config.insert("metadata".into(), json!({ "task_file": task.entry.source, "family": header.family }));
+    config.insert("metadata".into(), json!({ "task_file": task.entry.source, "benchmark": task.entry.benchmark }));
     Value::Object(config)
 }

@@ -153,7 +153,7 @@ fn aggregate_groups(
         let grouped: Vec<(&str, Aggregate)> = members[0]
             .1
             .iter()
-            .filter(|(metric, _)| group.metrics.as_ref().is_none_or(|listed| listed.iter().any(|m| m == metric)))
+            .filter(|(metric, _)| group.metrics.iter().any(|m| m == metric))
             .map(|(metric, _)| {
                 let per_task: Vec<(usize, Aggregate)> = members
                     .iter()
@@ -230,16 +230,27 @@ mod tests {
     }
 
     fn planned(documents: usize) -> PlannedTask {
-        let (header, _): (TaskHeader, toml::Table) = ibex_core::parse_task_file(
-            "name = \"declares\"\nfamily = \"x\"\nlanguage = \"en\"\ntarget_delimiter = \" \"\n[recipe]\n\
-             [data]\ndataset = \"d\"\ntest_split = \"test\"\n",
-        )
-        .unwrap();
+        let header = TaskHeader {
+            name: "declares".into(),
+            language: "en".into(),
+            target_delimiter: " ".into(),
+            fewshot_delimiter: "\n\n".into(),
+            data: ibex_core::DataSpec {
+                dataset: "d".into(),
+                revision: None,
+                training_split: None,
+                validation_split: None,
+                test_split: Some("test".into()),
+                fewshot_split: None,
+                fewshot_sampler: ibex_core::FewshotSampler::Default,
+                files: BTreeMap::new(),
+            },
+        };
         PlannedTask {
             entry: Entry {
                 task: Arc::new(Declares(header)),
-                family: "x",
-                source: "t.toml".into(),
+                benchmark: "x".into(),
+                source: "t.yaml".into(),
                 sha256: String::new(),
             },
             eval: SplitSource { split: "test".into(), file: "d.jsonl".into(), dataset: None },

@@ -132,7 +132,7 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
         .iter()
         .map(|(group, tasks)| {
             // The metrics the shards aggregated for the group, as its task file listed them.
-            let metrics = first.groups.get(group).map(|entry| {
+            let metrics = first.groups.get(group).map_or_else(Vec::new, |entry| {
                 entry.metrics.keys().filter_map(|k| parse_metric_key(k)).map(|(m, _)| m.to_owned()).collect()
             });
             Group { group: group.clone(), tasks: tasks.clone(), source: String::new(), metrics }

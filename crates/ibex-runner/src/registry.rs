@@ -1,14 +1,12 @@
-//! The task registry: every task file shipped in `tasks/` (embedded at build time) plus those of `--tasks-dir`
-//! folders, each dispatched to its family by the file's `family` key.
+//! The task registry: every lm-eval task YAML file shipped in `tasks/` (embedded at build time) plus those of
+//! `--tasks-dir` folders.
 
-use ibex_core::{Task, TaskError, TaskFamily};
+use ibex_core::Task;
+use ibex_task_yaml::Loaded;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Every task family ibex knows. Adding a family is one line here.
-const FAMILIES: &[&dyn TaskFamily] = &[&ibex_task_nli::Nli, &ibex_task_qa::Qa];
 
 /// The task files compiled into the binary: (path relative to the repository, content).
 const BUILTIN: &[(&str, &str)] = ibex_assets::TASKS;
@@ -49,29 +47,25 @@ pub enum RegistryError {
 pub struct Entry {
     /// The task.
     pub task: Arc<dyn Task>,
-    /// Its family.
-    pub family: &'static str,
+    /// The benchmark it belongs to: the task file's folder (`catalan_bench`, `xnli`), as in lm-eval's tasks tree.
+    pub benchmark: String,
     /// The task file (repository-relative for shipped tasks).
     pub source: String,
-    /// SHA-256 of the task file's bytes, recorded in results so a changed definition is visible.
+    /// SHA-256 of the task file's bytes and its includes', recorded in results so a changed definition is visible.
     pub sha256: String,
 }
 
 /// A named set of tasks whose scores are also aggregated, weighted by size (lm-eval's `weight_by_size: true`).
-#[derive(Clone, Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug)]
 pub struct Group {
     /// The group's name (`xnli`).
     pub group: String,
     /// Its tasks.
     pub tasks: Vec<String>,
     /// The group file.
-    #[serde(skip)]
     pub source: String,
-    /// The metrics aggregated (an lm-eval group's `aggregate_metric_list`); every metric of the first task when
-    /// `None` (ibex's group files).
-    #[serde(skip)]
-    pub metrics: Option<Vec<String>>,
+    /// The metrics aggregated (the group's `aggregate_metric_list`).
+    pub metrics: Vec<String>,
 }
 
 /// Every known task and group by name.
@@ -89,11 +83,17 @@ impl Registry {
         Self { entries: BTreeMap::new(), groups: BTreeMap::new(), unsupported: BTreeMap::new(), unreadable: Vec::new() }
     }
 
-    /// The shipped tasks plus every `*.toml` and lm-eval `*.yaml` under each of `dirs`.
+    /// The shipped tasks plus every lm-eval `*.yaml` under each of `dirs`.
     pub fn load(dirs: &[impl AsRef<Path>]) -> Result<Self, RegistryError> {
         let mut registry = Self::empty();
+        let embedded = |path: &Path| {
+            let path = path.to_string_lossy();
+            BUILTIN.iter().find(|(file, _)| *file == path).map(|(_, text)| (*text).to_owned()).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file among the shipped task files")
+            })
+        };
         for (source, text) in BUILTIN {
-            registry.add(source, text)?;
+            registry.add_yaml(Path::new(source), source, text, &embedded)?;
         }
         for dir in dirs {
             let dir = dir.as_ref();
@@ -107,18 +107,13 @@ impl Registry {
                 let source = file.display().to_string();
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| RegistryError::File { file: source.clone(), message: e.to_string() })?;
-                if file.extension().is_some_and(|e| e == "yaml") {
-                    registry.add_yaml(&file, &source, &text)?;
-                } else {
-                    registry.add(&source, &text)?;
-                }
+                registry.add_yaml(&file, &source, &text, &|path| std::fs::read_to_string(path))?;
             }
         }
         // An lm-eval group whose tasks are not all here (defined in another folder, or not runnable) cannot run.
         let missing: Vec<(String, String, String)> = registry
             .groups
             .values()
-            .filter(|g| g.source.ends_with(".yaml"))
             .filter_map(|g| {
                 if let Some(twice) = g.tasks.iter().enumerate().find(|(i, t)| g.tasks[..*i].contains(t)) {
                     return Some((g.group.clone(), g.source.clone(), format!("it names task `{}` twice", twice.1)));
@@ -151,64 +146,38 @@ impl Registry {
         Ok(registry)
     }
 
-    fn add(&mut self, source: &str, text: &str) -> Result<(), RegistryError> {
-        let file_error = |message: String| RegistryError::File { file: source.to_owned(), message };
-        let line = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let toml_error = |e: toml::de::Error| {
-            file_error(match e.span() {
-                Some(span) => format!("line {}: {}", line(span.start), e.message().trim_end().replace('\n', "; ")),
-                None => e.message().trim_end().replace('\n', "; "),
-            })
-        };
-        let task_error = |e: TaskError| match e {
-            TaskError::Spec { message, span: Some(span) } => {
-                file_error(format!("line {}: {message}", line(span.start)))
-            }
-            other => file_error(other.to_string()),
-        };
-        let table: toml::Table = toml::from_str(text).map_err(toml_error)?;
-        if table.contains_key("group") {
-            let mut group: Group = toml::from_str(text).map_err(toml_error)?;
-            group.source = source.to_owned();
-            let name = group.group.clone();
-            self.ensure_new(&name, source)?;
-            self.groups.insert(name, group);
-            return Ok(());
-        }
-        let family_name = table.get("family").and_then(|f| f.as_str()).unwrap_or_default();
-        let Some(family) = FAMILIES.iter().find(|f| f.name() == family_name) else {
-            let known: Vec<&str> = FAMILIES.iter().map(|f| f.name()).collect();
-            return Err(file_error(format!("unknown family `{family_name}`; known families: {}", known.join(", "))));
-        };
-        let task = family.load(text).map_err(task_error)?;
-        let name = task.name().to_owned();
-        self.ensure_new(&name, source)?;
-        let sha256 = format!("{:x}", Sha256::digest(text.as_bytes()));
-        self.entries.insert(name, Entry { task, family: family.name(), source: source.to_owned(), sha256 });
-        Ok(())
-    }
-
     /// Registers what an lm-eval task YAML file defines: a task, a group, or a task ibex cannot run yet (kept with
     /// its reason, so naming it explains itself while the folder's other tasks run).
-    fn add_yaml(&mut self, file: &Path, source: &str, text: &str) -> Result<(), RegistryError> {
-        let loaded = match ibex_task_yaml::load(file) {
+    /// A shipped file that does not load is a defect of ibex itself, reported as an error.
+    fn add_yaml(
+        &mut self,
+        file: &Path,
+        source: &str,
+        text: &str,
+        read: ibex_task_yaml::Read,
+    ) -> Result<(), RegistryError> {
+        let shipping = BUILTIN.iter().any(|(path, _)| *path == source);
+        let loaded = match ibex_task_yaml::load(file, read) {
             Ok(loaded) => loaded,
+            Err(e) if shipping => return Err(RegistryError::File { file: source.to_owned(), message: e.to_string() }),
             Err(e) => {
                 self.unreadable.push((source.to_owned(), e.to_string()));
                 return Ok(());
             }
         };
         let name = match &loaded {
-            ibex_task_yaml::Loaded::Task(task, _) => task.name().to_owned(),
-            ibex_task_yaml::Loaded::Group { name, .. } | ibex_task_yaml::Loaded::Unsupported { name, .. } => {
-                name.clone()
+            Loaded::Task(task, _) => task.name().to_owned(),
+            Loaded::Group { name, .. } => name.clone(),
+            Loaded::Unsupported { name, reason } if shipping => {
+                return Err(RegistryError::File { file: source.to_owned(), message: format!("{name}: {reason}") })
             }
-            ibex_task_yaml::Loaded::Fragment => return Ok(()),
+            Loaded::Unsupported { name, .. } => name.clone(),
+            Loaded::Fragment => return Ok(()),
         };
         // A file of a --tasks-dir that runs replaces a shipped task or group of its name (lm-eval's own tasks folder
         // redefines xnli_en); one that cannot run leaves the shipped one alone. Two files of the folders defining
         // one name leave it unrunnable, saying so.
-        let runs = !matches!(loaded, ibex_task_yaml::Loaded::Unsupported { .. });
+        let runs = !matches!(loaded, Loaded::Unsupported { .. });
         let first = self
             .entries
             .get(&name)
@@ -216,6 +185,9 @@ impl Registry {
             .or_else(|| self.groups.get(&name).map(|g| g.source.clone()))
             .or_else(|| self.unsupported.get(&name).map(|(source, _)| source.clone()));
         if let Some(first) = first {
+            if shipping {
+                return Err(RegistryError::Duplicate { name, first, second: source.to_owned() });
+            }
             let shipped = BUILTIN.iter().any(|(file, _)| *file == first);
             if shipped && !runs {
                 return Ok(());
@@ -229,37 +201,27 @@ impl Registry {
             }
         }
         match loaded {
-            ibex_task_yaml::Loaded::Task(task, files) => {
+            Loaded::Task(task, files) => {
                 // The file and its includes: a changed include changes the task.
                 let mut digest = Sha256::new();
                 digest.update(text.as_bytes());
-                for include in &files[1..] {
-                    digest.update(std::fs::read(include).unwrap_or_default());
+                for (_, include) in &files[1..] {
+                    digest.update(include.as_bytes());
                 }
                 let sha256 = format!("{:x}", digest.finalize());
-                self.entries.insert(name, Entry { task, family: "yaml", source: source.to_owned(), sha256 });
+                let benchmark = benchmark(file);
+                self.entries.insert(name, Entry { task, benchmark, source: source.to_owned(), sha256 });
             }
-            ibex_task_yaml::Loaded::Group { tasks, metrics, .. } => {
-                let group = Group { group: name.clone(), tasks, source: source.to_owned(), metrics: Some(metrics) };
+            Loaded::Group { tasks, metrics, .. } => {
+                let group = Group { group: name.clone(), tasks, source: source.to_owned(), metrics };
                 self.groups.insert(name, group);
             }
-            ibex_task_yaml::Loaded::Unsupported { reason, .. } => {
+            Loaded::Unsupported { reason, .. } => {
                 self.unsupported.insert(name, (source.to_owned(), reason));
             }
-            ibex_task_yaml::Loaded::Fragment => {}
+            Loaded::Fragment => {}
         }
         Ok(())
-    }
-
-    /// Fails if a task or group called `name` is already registered.
-    fn ensure_new(&self, name: &str, source: &str) -> Result<(), RegistryError> {
-        let first = self.entries.get(name).map(|e| &e.source).or_else(|| self.groups.get(name).map(|g| &g.source));
-        match first {
-            Some(first) => {
-                Err(RegistryError::Duplicate { name: name.to_owned(), first: first.clone(), second: source.to_owned() })
-            }
-            None => Ok(()),
-        }
     }
 
     /// Every task, by name.
@@ -325,13 +287,18 @@ impl Registry {
     }
 }
 
-/// Every task file under `dir`: ibex's `.toml` and lm-eval's `.yaml`.
-fn collect_task_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+/// The benchmark a task file belongs to: its folder's name.
+fn benchmark(file: &Path) -> String {
+    file.parent().and_then(Path::file_name).map_or(String::new(), |f| f.to_string_lossy().into_owned())
+}
+
+/// Every task file under `dir`: lm-eval's `.yaml`.
+fn collect_task_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
             collect_task_files(&path, files)?;
-        } else if path.extension().is_some_and(|e| e == "toml" || e == "yaml") {
+        } else if path.extension().is_some_and(|e| e == "yaml") {
             files.push(path);
         }
     }
@@ -345,7 +312,9 @@ mod tests {
     #[test]
     fn shipped_tasks_load_and_unknown_names_get_a_suggestion() {
         let registry = Registry::load(&[] as &[&Path]).unwrap();
-        assert_eq!(registry.get("xnli_en").unwrap().family, "nli");
+        assert_eq!(registry.unsupported().count() + registry.unreadable().len(), 0);
+        assert_eq!(registry.get("xnli_en").unwrap().benchmark, "xnli");
+        assert_eq!(registry.get("teca").unwrap().source, "tasks/catalan_bench/teca.yaml");
         let err = registry.get("xnli_enn").err().unwrap().to_string();
         assert_eq!(err, "unknown task `xnli_enn`; did you mean `xnli_en`?; `ibex tasks` lists them");
         let err = registry.get("squadx_completely_else").err().unwrap().to_string();
@@ -364,43 +333,16 @@ mod tests {
     }
 
     #[test]
-    fn a_second_definition_of_a_name_is_refused() {
-        let mut registry = Registry::load(&[] as &[&Path]).unwrap();
-        let text = BUILTIN.iter().find(|(p, _)| p.ends_with("xnli_en.toml")).unwrap().1;
-        let err = registry.add("mine/xnli_en.toml", text).unwrap_err().to_string();
-        assert_eq!(err, "task `xnli_en` is defined twice: tasks/nli/xnli_en.toml and mine/xnli_en.toml; rename one");
-        let err = registry.add("g.toml", "group = \"xnli\"\ntasks = [\"xnli_en\"]\n").unwrap_err().to_string();
-        assert!(err.starts_with("task `xnli` is defined twice: tasks/groups/xnli.toml and g.toml"), "{err}");
-    }
-
-    #[test]
-    fn a_group_with_no_tasks_or_a_task_twice_is_refused() {
+    fn a_folder_redefining_a_name_twice_leaves_it_unrunnable() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("g.toml"), "group = \"mine\"\ntasks = []\n").unwrap();
-        let err = Registry::load(&[dir.path()]).err().unwrap().to_string();
-        assert!(err.ends_with("g.toml: group `mine` names no tasks"), "{err}");
-        std::fs::write(dir.path().join("g.toml"), "group = \"mine\"\ntasks = [\"xnli_en\", \"xnli_en\"]\n").unwrap();
-        let err = Registry::load(&[dir.path()]).err().unwrap().to_string();
-        assert!(err.ends_with("g.toml: group `mine` names task `xnli_en` twice"), "{err}");
-    }
-
-    #[test]
-    fn task_file_errors_name_the_line() {
-        let mut registry = Registry::empty();
-        let text = BUILTIN.iter().find(|(p, _)| p.ends_with("xnli_en.toml")).unwrap().1;
-        let bad = text.replace("{premise}, right? Also, {hypothesis}", "{premise}, right? Also, {hypotesis}");
-        let err = registry.add("x.toml", &bad).unwrap_err().to_string();
-        let line = bad.lines().position(|l| l.contains("hypotesis")).unwrap() + 1;
-        assert!(err.starts_with(&format!("task file x.toml: line {line}: unknown template variable")), "{err}");
-        let bad = text.replace("family = \"nli\"", "family = \"nli\"\nshots = 3");
-        let err = registry.add("y.toml", &bad).unwrap_err().to_string();
-        assert!(err.starts_with("task file y.toml: line 4: unknown field `shots`"), "{err}");
-        let bad = text.replace("[recipe]", "[recipe]\nshots = 3");
-        let err = registry.add("z.toml", &bad).unwrap_err().to_string();
-        let line = bad.lines().position(|l| l == "shots = 3").unwrap() + 1;
-        assert!(err.starts_with(&format!("task file z.toml: line {line}: unknown field `shots`")), "{err}");
-        let bad = text.replace("family = \"nli\"", "family = \"mcq\"");
-        let err = registry.add("w.toml", &bad).unwrap_err().to_string();
-        assert_eq!(err, "task file w.toml: unknown family `mcq`; known families: nli, qa");
+        let task =
+            "task: mine\ndataset_path: facebook/xnli\noutput_type: multiple_choice\nvalidation_split: validation\n\
+                    doc_to_text: ''\ndoc_to_target: label\ndoc_to_choice: ['a', 'b']\n";
+        std::fs::write(dir.path().join("a.yaml"), task).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), task).unwrap();
+        let registry = Registry::load(&[dir.path()]).unwrap();
+        let err = registry.get("mine").err().unwrap().to_string();
+        let first = dir.path().join("a.yaml").display().to_string();
+        assert!(err.ends_with(&format!("b.yaml: cannot run yet: defined twice, here and in {first}")), "{err}");
     }
 }

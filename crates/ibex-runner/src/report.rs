@@ -101,7 +101,7 @@ pub fn plan_tables(plan: &Plan) -> String {
         settings.add_row([name.to_owned(), value]);
     }
     let mut tasks = Table::new();
-    tasks.load_preset(UTF8_FULL_CONDENSED).set_header(["task", "family", "split", "data", "documents", "requests"]);
+    tasks.load_preset(UTF8_FULL_CONDENSED).set_header(["task", "benchmark", "split", "data", "documents", "requests"]);
     for task in &plan.tasks {
         let mut data = describe_source(&task.eval);
         if let Some(fewshot) = &task.fewshot {
@@ -109,7 +109,7 @@ pub fn plan_tables(plan: &Plan) -> String {
         }
         tasks.add_row([
             Cell::new(task.name()),
-            Cell::new(task.entry.family),
+            Cell::new(&task.entry.benchmark),
             Cell::new(&task.eval.split),
             Cell::new(data),
             Cell::new(task.docs.len()).set_alignment(CellAlignment::Right),
@@ -154,10 +154,10 @@ pub fn check_tables(registry: &Registry, dirs: &[std::path::PathBuf]) -> String 
     };
     // (name, folder, None = runs | Some(reason))
     let mut rows: Vec<(String, String, Option<String>)> = Vec::new();
-    for entry in registry.entries().filter(|e| e.family == "yaml" && under(&e.source).is_some()) {
+    for entry in registry.entries().filter(|e| under(&e.source).is_some()) {
         rows.push((entry.task.name().to_owned(), folder(&entry.source), None));
     }
-    for group in registry.groups().filter(|g| g.source.ends_with(".yaml") && under(&g.source).is_some()) {
+    for group in registry.groups().filter(|g| under(&g.source).is_some()) {
         rows.push((format!("{} (group)", group.group), folder(&group.source), None));
     }
     for (name, (source, reason)) in registry.unsupported().filter(|(_, (s, _))| under(s).is_some()) {

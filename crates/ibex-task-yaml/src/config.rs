@@ -15,7 +15,13 @@ pub enum Value {
     /// Anything YAML writes, as JSON.
     Plain(serde_json::Value),
     /// `!function module.name`: a Python hook, which ibex resolves to a Rust function of that name.
-    Function(String),
+    Function {
+        /// `module.name` as the file writes it.
+        name: String,
+        /// The folder of the file that holds the tag, where lm-eval looks for the module: its name (`catalan_bench`)
+        /// qualifies the function ibex looks up.
+        folder: String,
+    },
 }
 
 impl Value {
@@ -28,19 +34,22 @@ impl Value {
     }
 }
 
-/// A file's keys after merging its includes, and every file read, the including file first.
+/// A file's keys after merging its includes, and every file read with its text, the including file first.
 #[derive(Debug)]
 pub struct Merged {
     /// The keys.
     pub keys: BTreeMap<String, Value>,
-    /// The files read.
-    pub files: Vec<PathBuf>,
+    /// The files read, with their texts.
+    pub files: Vec<(PathBuf, String)>,
 }
 
-/// Reads `path` and its includes. Errors name the file.
-pub fn load(path: &Path) -> Result<Merged, String> {
+/// Reads a file's text: from disk, or from the task files compiled into ibex.
+pub type Read<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
+/// Reads `path` and its includes with `read`. Errors name the file.
+pub fn load(path: &Path, read: Read) -> Result<Merged, String> {
     let mut files = Vec::new();
-    let keys = load_into(path, &mut files, 0)?;
+    let keys = load_into(path, read, &mut files, 0)?;
     Ok(Merged { keys, files })
 }
 
@@ -50,24 +59,30 @@ pub fn parse(text: &str, path: &Path) -> Result<BTreeMap<String, Value>, String>
     let Yaml::Mapping(mapping) = yaml else {
         return Err(format!("{}: a task file is a mapping of keys (task:, dataset_path:, …)", path.display()));
     };
+    let folder = path.parent().and_then(Path::file_name).map_or(String::new(), |f| f.to_string_lossy().into_owned());
     mapping
         .into_iter()
         .map(|(key, value)| {
             let key =
                 key.as_str().map(str::to_owned).ok_or_else(|| format!("{}: a key is not text", path.display()))?;
-            let value = convert(value).map_err(|e| format!("{}: `{key}`: {e}", path.display()))?;
+            let value = convert(value, &folder).map_err(|e| format!("{}: `{key}`: {e}", path.display()))?;
             Ok((key, value))
         })
         .collect()
 }
 
-fn load_into(path: &Path, files: &mut Vec<PathBuf>, depth: usize) -> Result<BTreeMap<String, Value>, String> {
+fn load_into(
+    path: &Path,
+    read: Read,
+    files: &mut Vec<(PathBuf, String)>,
+    depth: usize,
+) -> Result<BTreeMap<String, Value>, String> {
     if depth > 16 {
         return Err(format!("{}: includes nest more than 16 deep (a cycle?)", path.display()));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    files.push(path.to_owned());
+    let text = read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut own = parse(&text, path)?;
+    files.push((path.to_owned(), text));
     let Some(include) = own.remove("include") else { return Ok(own) };
     let includes: Vec<String> = match include {
         Value::Plain(serde_json::Value::String(one)) => vec![one],
@@ -83,16 +98,16 @@ fn load_into(path: &Path, files: &mut Vec<PathBuf>, depth: usize) -> Result<BTre
     // path is the including file's folder's.
     for include in &includes {
         let included = if Path::new(include).is_absolute() { PathBuf::from(include) } else { folder.join(include) };
-        merged.extend(load_into(&included, files, depth + 1)?);
+        merged.extend(load_into(&included, read, files, depth + 1)?);
     }
     merged.extend(own);
     Ok(merged)
 }
 
-fn convert(value: Yaml) -> Result<Value, String> {
+fn convert(value: Yaml, folder: &str) -> Result<Value, String> {
     match value {
         Yaml::Tagged(tagged) if tagged.tag == "function" => match tagged.value {
-            Yaml::String(name) => Ok(Value::Function(name)),
+            Yaml::String(name) => Ok(Value::Function { name, folder: folder.to_owned() }),
             _ => Err("`!function` names a function (module.name)".into()),
         },
         Yaml::Tagged(tagged) => Err(format!("the YAML tag {} is not one lm-eval reads", tagged.tag)),
@@ -149,12 +164,13 @@ mod tests {
             "include: [_common_yaml, other_yaml]\ntask: t\ndoc_to_text: mine\nprocess_docs: !function utils.f\n",
         )
         .unwrap();
-        let merged = load(&dir.path().join("t.yaml")).unwrap();
+        let merged = load(&dir.path().join("t.yaml"), &|p| std::fs::read_to_string(p)).unwrap();
         assert_eq!(merged.keys["doc_to_text"].as_str(), Some("mine"));
         assert_eq!(merged.keys["description"].as_str(), Some("d"));
         // The later include wins.
         assert_eq!(merged.keys["target_delimiter"].as_str(), Some("-"));
-        assert_eq!(merged.keys["process_docs"], Value::Function("utils.f".into()));
+        let folder = dir.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(merged.keys["process_docs"], Value::Function { name: "utils.f".into(), folder });
         assert_eq!(merged.files.len(), 3);
         assert!(!merged.keys.contains_key("include"));
     }

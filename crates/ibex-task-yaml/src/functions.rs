@@ -31,6 +31,74 @@ pub fn process_docs(qualified: &str) -> Option<ProcessDocs> {
     PROCESS_DOCS.iter().find(|(name, _)| *name == qualified).map(|(_, f)| *f)
 }
 
+/// A `generate_until` task's `process_results` hook: the document's fields and the generated text (after the
+/// `take_first` filter) in, each metric's value out, in the order of the dict lm-eval's function returns. Errors name
+/// the field that does not have the shape the function reads.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessResults {
+    /// The metrics the function returns, in its dict's order.
+    pub metrics: &'static [&'static str],
+    /// The function.
+    pub function: ResultsFn,
+}
+
+/// The document's fields and the generation in, the metric values out (in [`ProcessResults::metrics`]' order).
+pub type ResultsFn = fn(&Map<String, Value>, &str) -> Result<Vec<f64>, String>;
+
+/// Every `process_results` hook ibex has, by qualified name.
+pub const PROCESS_RESULTS: &[(&str, ProcessResults)] = &[
+    ("catalan_bench/utils.process_results_qa", ProcessResults { metrics: &["f1", "exact_match"], function: qa_list }),
+    ("xquad/utils.process_results_qa", ProcessResults { metrics: &["f1", "exact_match"], function: qa_struct }),
+    ("squad_en/utils.process_results_squad", ProcessResults { metrics: &["f1", "exact_match"], function: squad_v1 }),
+];
+
+/// The `process_results` hook registered as `qualified`.
+pub fn process_results(qualified: &str) -> Option<ProcessResults> {
+    PROCESS_RESULTS.iter().find(|(name, _)| *name == qualified).map(|(_, f)| *f)
+}
+
+/// SQuAD's F1 and exact match of `prediction` against one reference (`squad_metrics.compute_f1`, `compute_exact`).
+fn squad_pair(reference: &str, prediction: &str) -> Vec<f64> {
+    vec![crate::squad::f1(reference, prediction), crate::squad::exact_match(reference, prediction)]
+}
+
+/// catalan_bench's `process_results_qa`: the reference is `doc["answers"][0]["text"]` (a list of answer structs,
+/// as projecte-aina's datasets store them).
+fn qa_list(doc: &Map<String, Value>, prediction: &str) -> Result<Vec<f64>, String> {
+    match doc.get("answers").and_then(|a| a.get(0)).and_then(|a| a.get("text")).and_then(Value::as_str) {
+        Some(reference) => Ok(squad_pair(reference, prediction)),
+        None => Err(answers_shape(doc, "a list of {text, answer_start} whose first entry has a `text`")),
+    }
+}
+
+/// xquad's `process_results_qa`: the reference is `doc["answers"]["text"][0]` (a struct of lists, as google/xquad
+/// and SQuAD store them).
+fn qa_struct(doc: &Map<String, Value>, prediction: &str) -> Result<Vec<f64>, String> {
+    match doc.get("answers").and_then(|a| a.get("text")).and_then(|t| t.get(0)).and_then(Value::as_str) {
+        Some(reference) => Ok(squad_pair(reference, prediction)),
+        None => Err(answers_shape(doc, "{text: [...], answer_start: [...]} with at least one text")),
+    }
+}
+
+/// ibex's own SQuAD v1.1 scoring (`squad_en`): the official script's best F1 and best exact match over every gold
+/// answer in `doc["answers"]["text"]`, where lm-eval's xquad tasks take the first only.
+fn squad_v1(doc: &Map<String, Value>, prediction: &str) -> Result<Vec<f64>, String> {
+    let texts = doc.get("answers").and_then(|a| a.get("text")).and_then(Value::as_array);
+    let references: Vec<&str> = texts.map(|t| t.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    if references.is_empty() {
+        return Err(answers_shape(doc, "{text: [...], answer_start: [...]} with at least one text"));
+    }
+    let best = |metric: fn(&str, &str) -> f64| references.iter().map(|r| metric(r, prediction)).fold(0.0, f64::max);
+    Ok(vec![best(crate::squad::f1), best(crate::squad::exact_match)])
+}
+
+fn answers_shape(doc: &Map<String, Value>, expected: &str) -> String {
+    match doc.get("answers") {
+        Some(found) => format!("field `answers`: expected {expected}, found {found}"),
+        None => "field `answers`: missing".to_owned(),
+    }
+}
+
 /// Python's `str.strip()`.
 fn strip(text: &str) -> String {
     text.trim_matches(is_space).to_owned()
@@ -155,6 +223,21 @@ mod tests {
             assert!(process_docs(name).is_some());
         }
         assert!(process_docs("catalan_bench/utils.nothing").is_none());
+    }
+
+    #[test]
+    fn qa_hooks_read_the_answers_where_their_benchmark_keeps_them() {
+        let list = rows(&[json!({"answers": [{"text": "the Blue house", "answer_start": 3}, {"text": "x"}]})]);
+        assert_eq!(qa_list(&list[0], "blue house").unwrap(), [1.0, 1.0]);
+        assert!(qa_struct(&list[0], "blue").unwrap_err().starts_with("field `answers`: expected {text: [...]"));
+        let structs = rows(&[json!({"answers": {"text": ["red door", "a door"], "answer_start": [0, 4]}})]);
+        assert_eq!(qa_struct(&structs[0], "door").unwrap(), [2.0 * 1.0 * 0.5 / 1.5, 0.0]);
+        // squad_en takes the best over every gold answer: "door" equals "a door" once articles go.
+        assert_eq!(squad_v1(&structs[0], "door").unwrap(), [1.0, 1.0]);
+        assert_eq!(qa_list(&structs[0], "door").unwrap_err(), "field `answers`: expected a list of {text, answer_start} whose first entry has a `text`, found {\"text\":[\"red door\",\"a door\"],\"answer_start\":[0,4]}");
+        for (name, hook) in PROCESS_RESULTS {
+            assert_eq!(process_results(name).unwrap().metrics, hook.metrics);
+        }
     }
 
     #[test]

@@ -7,26 +7,28 @@
 mod config;
 pub mod functions;
 mod literal;
+pub mod squad;
 mod task;
 
-pub use config::Value;
+pub use config::{Read, Value};
 pub use literal::literal_eval;
 pub use task::YamlTask;
 
+use ibex_core::metrics::Aggregation;
 use ibex_core::metrics::Metric;
 use ibex_core::{DataSpec, FewshotSampler, Task, TaskError, TaskHeader, DEFAULT_FEWSHOT_DELIMITER};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use task::{environment, Spec, TEMPLATES};
+use task::{environment, ExactMatch, OutputType, Scoring, Spec, TEMPLATES};
 
 /// The `datasets` builders that read local files (`dataset_path: json` with `dataset_kwargs.data_files`).
 pub const LOCAL_BUILDERS: [&str; 3] = ["json", "csv", "parquet"];
 
 /// What a task YAML file defines.
 pub enum Loaded {
-    /// A task, and every file it was read from (the file first, then its includes).
-    Task(Arc<dyn Task>, Vec<std::path::PathBuf>),
+    /// A task, and every file it was read from with its text (the file first, then its includes).
+    Task(Arc<dyn Task>, Vec<(std::path::PathBuf, String)>),
     /// A group of tasks (`group:` with a `task:` list), aggregated by size as its `aggregate_metric_list` asks.
     Group {
         /// The group's name.
@@ -48,9 +50,10 @@ pub enum Loaded {
     Fragment,
 }
 
-/// Reads the task YAML file `path` (and what it includes). Errors name the file and what to do.
-pub fn load(path: &Path) -> Result<Loaded, TaskError> {
-    let merged = config::load(path).map_err(TaskError::spec)?;
+/// Reads the task YAML file `path` (and what it includes) with `read`: from disk, or from the files compiled into
+/// ibex. Errors name the file and what to do.
+pub fn load(path: &Path, read: Read) -> Result<Loaded, TaskError> {
+    let merged = config::load(path, read).map_err(TaskError::spec)?;
     let (keys, files) = (merged.keys, merged.files);
     let text = |key: &str| keys.get(key).and_then(Value::as_str).map(str::to_owned);
     if let Some(group) = text("group") {
@@ -109,16 +112,21 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path) -> Result<Yaml
     };
     let text = |key: &str| plain(key).and_then(Value::as_str).map(str::to_owned);
     let output_type = text("output_type").unwrap_or_else(|| "generate_until".into());
-    if output_type != "multiple_choice" {
-        return Err(TaskError::spec(format!(
-            "task {name}: output_type `{output_type}` is not run from YAML yet; ibex runs multiple_choice tasks"
-        )));
-    }
-    // A hook's module sits beside the task file: `utils.f` in catalan_bench/ is `catalan_bench/utils.f`.
+    let generates = match output_type.as_str() {
+        "multiple_choice" => false,
+        "generate_until" => true,
+        other => {
+            return Err(TaskError::spec(format!(
+                "task {name}: output_type `{other}` is not run from YAML yet; ibex runs multiple_choice and \
+                 generate_until tasks"
+            )))
+        }
+    };
     let folder = path.parent().and_then(Path::file_name).map_or(String::new(), |f| f.to_string_lossy().into_owned());
+    // A hook's module sits beside the file that names it: `utils.f` in catalan_bench/ is `catalan_bench/utils.f`.
     let process_docs = match plain("process_docs") {
         None => None,
-        Some(Value::Function(function)) => {
+        Some(Value::Function { name: function, folder }) => {
             let qualified = format!("{folder}/{function}");
             match functions::process_docs(&qualified) {
                 Some(hook) => Some(hook),
@@ -134,9 +142,30 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path) -> Result<Yaml
         }
         Some(_) => return Err(TaskError::spec(format!("task {name}: `process_docs` names a function (!function)"))),
     };
-    for key in ["process_results", "use_prompt", "gen_prefix", "filter_list"] {
+    let process_results = match plain("process_results") {
+        Some(Value::Function { name: function, folder }) if generates => {
+            let qualified = format!("{folder}/{function}");
+            match functions::process_results(&qualified) {
+                Some(hook) => Some(hook),
+                None => {
+                    let known: Vec<&str> = functions::PROCESS_RESULTS.iter().map(|(n, _)| *n).collect();
+                    return Err(TaskError::spec(format!(
+                        "task {name}: `process_results: !function {function}` ({qualified}) has no Rust \
+                         implementation in ibex, which runs no Python; it has {}",
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        _ => None,
+    };
+    let mut checked = vec!["use_prompt", "gen_prefix", "filter_list"];
+    if process_results.is_none() {
+        checked.push("process_results");
+    }
+    for key in checked {
         match plain(key) {
-            Some(Value::Function(function)) => {
+            Some(Value::Function { name: function, .. }) => {
                 return Err(TaskError::spec(format!(
                     "task {name}: `{key}: !function {function}` has no Rust implementation in ibex (it has none \
                      for `{key}` yet); ibex runs no Python"
@@ -176,21 +205,25 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path) -> Result<Yaml
     let spec = |key: &str| -> Result<Spec, TaskError> {
         match plain(key) {
             Some(value) => Spec::from_config(key, value),
-            None => Err(TaskError::spec(format!("task {name}: a multiple_choice task needs `{key}`"))),
+            None => Err(TaskError::spec(format!("task {name}: needs `{key}`"))),
         }
     };
-    let (doc_to_text, doc_to_target, doc_to_choice) =
-        (spec("doc_to_text")?, spec("doc_to_target")?, spec("doc_to_choice")?);
+    let (doc_to_text, doc_to_target) = (spec("doc_to_text")?, spec("doc_to_target")?);
+    let doc_to_choice = match plain("doc_to_choice") {
+        Some(value) => Some(Spec::from_config("doc_to_choice", value)?),
+        None if generates => None,
+        None => return Err(TaskError::spec(format!("task {name}: a multiple_choice task needs `doc_to_choice`"))),
+    };
     let mut env = environment();
     let description = text("description").filter(|d| !d.is_empty());
     for (key, template) in TEMPLATES
         .iter()
-        .zip([&doc_to_text, &doc_to_target, &doc_to_choice])
+        .zip([Some(&doc_to_text), Some(&doc_to_target), doc_to_choice.as_ref()])
         .map(|(k, s)| {
             (
                 *k,
                 match s {
-                    Spec::Text(t) => Some(t.clone()),
+                    Some(Spec::Text(t)) => Some(t.clone()),
                     _ => None,
                 },
             )
@@ -206,6 +239,42 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path) -> Result<Yaml
             })?;
         }
     }
+    let fewshot_delimiter = text("fewshot_delimiter").unwrap_or_else(|| DEFAULT_FEWSHOT_DELIMITER.into());
+    let (output_type, metrics) = if generates {
+        generation(name, keys, &fewshot_delimiter, process_results)?
+    } else {
+        (OutputType::MultipleChoice, choice_metrics(name, keys)?)
+    };
+    let header = TaskHeader {
+        name: name.to_owned(),
+        language: language(name, &folder),
+        target_delimiter: text("target_delimiter").unwrap_or_else(|| " ".into()),
+        fewshot_delimiter,
+        data: DataSpec { fewshot_sampler: sampler, ..data_spec(name, keys)? },
+    };
+    if header.data.eval_split().is_none() {
+        return Err(TaskError::spec(format!("task {name}: needs a test_split or a validation_split to evaluate")));
+    }
+    Ok(YamlTask {
+        header,
+        env,
+        process_docs,
+        doc_to_text,
+        doc_to_target,
+        doc_to_choice,
+        output_type,
+        has_description: description.is_some(),
+        metrics,
+    })
+}
+
+/// A `multiple_choice` task's metrics, in the order lm-eval's `process_results` builds its result (the sample
+/// logs' order).
+fn choice_metrics(name: &str, keys: &BTreeMap<String, Value>) -> Result<Vec<Metric>, TaskError> {
+    let plain = |key: &str| match keys.get(key) {
+        Some(Value::Plain(serde_json::Value::Null)) | None => None,
+        Some(value) => Some(value),
+    };
     let mut metrics: Vec<Metric> = match plain("metric_list") {
         None => vec![Metric::ACC, Metric::ACC_NORM],
         Some(Value::Plain(serde_json::Value::Array(entries))) => entries
@@ -230,33 +299,162 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path) -> Result<Yaml
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(TaskError::spec(format!("task {name}: metric_list is a list of {{metric: …}}"))),
     };
-    // Sample logs list metrics in the order lm-eval's `process_results` builds its result for multiple_choice.
     metrics.sort_by_key(|m| ["acc", "f1", "mcc", "acc_norm", "acc_bytes"].iter().position(|n| *n == m.name));
-    let header = TaskHeader {
-        name: name.to_owned(),
-        family: "yaml".into(),
-        language: language(name),
-        target_delimiter: text("target_delimiter").unwrap_or_else(|| " ".into()),
-        fewshot_delimiter: text("fewshot_delimiter").unwrap_or_else(|| DEFAULT_FEWSHOT_DELIMITER.into()),
-        data: DataSpec { fewshot_sampler: sampler, ..data_spec(name, keys)? },
-    };
-    if header.data.eval_split().is_none() {
-        return Err(TaskError::spec(format!("task {name}: needs a test_split or a validation_split to evaluate")));
-    }
-    Ok(YamlTask {
-        header,
-        env,
-        process_docs,
-        doc_to_text,
-        doc_to_target,
-        doc_to_choice,
-        has_description: description.is_some(),
-        metrics,
-    })
+    Ok(metrics)
 }
 
-/// The language a task name ends with (`copa_ca` → `ca`), for listings; empty when the name does not say.
-fn language(name: &str) -> String {
+/// A `generate_until` task's settings (`generation_kwargs`, as `TaskConfig.__post_init__` completes them: `until`
+/// defaults to the few-shot delimiter) and metrics: the `process_results` hook's, or `exact_match` with its options.
+/// Sampling is refused: ibex decodes greedily, as every lm-eval task it mirrors does.
+fn generation(
+    name: &str,
+    keys: &BTreeMap<String, Value>,
+    fewshot_delimiter: &str,
+    hook: Option<functions::ProcessResults>,
+) -> Result<(OutputType, Vec<Metric>), TaskError> {
+    use serde_json::Value as Json;
+    let error = |message: String| TaskError::spec(format!("task {name}: {message}"));
+    let (mut until, mut max_gen_toks) = (vec![fewshot_delimiter.to_owned()], None);
+    match keys.get("generation_kwargs") {
+        // `default_gen_kwargs` (`lm_eval/defaults.py`) writes lm-eval's default budget into the task's settings.
+        None | Some(Value::Plain(Json::Null)) => max_gen_toks = Some(ibex_core::DEFAULT_MAX_GEN_TOKS),
+        Some(Value::Plain(Json::Object(kwargs))) => {
+            for (key, value) in kwargs {
+                match (key.as_str(), value) {
+                    ("until", Json::String(one)) => until = vec![one.clone()],
+                    ("until", Json::Array(many)) => {
+                        until = many
+                            .iter()
+                            .map(|s| s.as_str().map(str::to_owned))
+                            .collect::<Option<_>>()
+                            .ok_or_else(|| error("generation_kwargs.until lists strings".into()))?;
+                    }
+                    ("max_gen_toks", Json::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => {
+                        max_gen_toks = n.as_u64().map(|n| n as usize);
+                    }
+                    ("do_sample", Json::Bool(false)) => {}
+                    ("temperature", Json::Number(t)) if t.as_f64() == Some(0.0) => {}
+                    // Without sampling these change nothing.
+                    ("top_p" | "top_k", _) if kwargs.get("do_sample") == Some(&Json::Bool(false)) => {}
+                    ("num_beams", Json::Number(n)) if n.as_u64() == Some(1) => {}
+                    (key, value) => {
+                        return Err(error(format!(
+                            "generation_kwargs.{key}: {value} is not run: ibex generates greedily (do_sample: false, \
+                             temperature: 0.0), with until and max_gen_toks"
+                        )))
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(error("generation_kwargs is a mapping (until:, max_gen_toks:, …)".into())),
+    }
+    let entries = match keys.get("metric_list") {
+        None | Some(Value::Plain(Json::Null)) => Vec::new(),
+        Some(Value::Plain(Json::Array(entries))) => entries.clone(),
+        Some(_) => return Err(error("metric_list is a list of {metric: …}".into())),
+    };
+    let metric_name = |entry: &Json| -> Result<String, TaskError> {
+        match entry.get("metric") {
+            Some(Json::String(metric)) => Ok(metric.clone()),
+            Some(other) => match other.get(config::FUNCTION_KEY) {
+                Some(function) => Err(error(format!(
+                    "metric `!function {}` has no Rust implementation in ibex yet",
+                    function.as_str().unwrap_or_default()
+                ))),
+                None => Err(error(format!("metric {other} is not a name"))),
+            },
+            None => Err(error("a metric_list entry names no `metric`".into())),
+        }
+    };
+    let higher_is_better = |entry: &Json| entry.get("higher_is_better").and_then(Json::as_bool).unwrap_or(true);
+    let mean = |entry: &Json, metric: &str| match entry.get("aggregation") {
+        None | Some(Json::Null) => Ok(()),
+        Some(Json::String(a)) if a == "mean" => Ok(()),
+        Some(other) => Err(error(format!("{metric}'s aggregation {other} is not computed; ibex averages (`mean`)"))),
+    };
+    let (scoring, metrics) = match hook {
+        Some(hook) => {
+            // lm-eval aggregates what the hook returns; metric_list gives each its aggregation and direction.
+            let mut metrics = Vec::new();
+            for &metric in hook.metrics {
+                let entry = entries.iter().find(|e| e.get("metric").and_then(Json::as_str) == Some(metric));
+                if let Some(entry) = entry {
+                    mean(entry, metric)?;
+                }
+                let better = entry.is_none_or(higher_is_better);
+                metrics.push(Metric { name: metric, higher_is_better: better, aggregation: Aggregation::Mean });
+            }
+            for entry in &entries {
+                let metric = metric_name(entry)?;
+                if !hook.metrics.contains(&metric.as_str()) {
+                    return Err(error(format!(
+                        "metric `{metric}` is not one its process_results returns ({})",
+                        hook.metrics.join(", ")
+                    )));
+                }
+            }
+            (Scoring::Hook(hook), metrics)
+        }
+        None => {
+            let mut options = ExactMatch::default();
+            let mut metric = Metric::EXACT_MATCH;
+            for entry in &entries {
+                let name = metric_name(entry)?;
+                if name != "exact_match" {
+                    return Err(error(format!(
+                        "metric `{name}` is not computed for generate_until yet; ibex has exact_match (and the \
+                         metrics of the process_results hooks it has)"
+                    )));
+                }
+                mean(entry, &name)?;
+                metric.higher_is_better = higher_is_better(entry);
+                for (key, value) in entry.as_object().into_iter().flatten() {
+                    let flag = || value.as_bool().ok_or_else(|| error(format!("exact_match's {key} is true or false")));
+                    match key.as_str() {
+                        "metric" | "aggregation" | "higher_is_better" => {}
+                        "ignore_case" => options.ignore_case = flag()?,
+                        "ignore_punctuation" => options.ignore_punctuation = flag()?,
+                        "ignore_numbers" => options.ignore_numbers = flag()?,
+                        "regexes_to_ignore" => {
+                            let patterns: Vec<&str> = value
+                                .as_array()
+                                .and_then(|items| items.iter().map(Json::as_str).collect())
+                                .ok_or_else(|| error("exact_match's regexes_to_ignore lists patterns".into()))?;
+                            options.regexes_to_ignore = patterns
+                                .iter()
+                                .map(|p| {
+                                    regex::Regex::new(p).map_err(|e| {
+                                        error(format!(
+                                            "exact_match's regexes_to_ignore: `{p}` is not a regex ibex reads: {e}"
+                                        ))
+                                    })
+                                })
+                                .collect::<Result<_, _>>()?;
+                        }
+                        other => return Err(error(format!("exact_match's option `{other}` is not supported"))),
+                    }
+                }
+            }
+            (Scoring::ExactMatch(options), vec![metric])
+        }
+    };
+    Ok((OutputType::GenerateUntil { until, max_gen_toks, scoring }, metrics))
+}
+
+/// The language of a task, for listings: its benchmark folder's (IberoBench's `catalan_bench` → `ca`), else the code
+/// its name ends with (`xnli_de` → `de`); empty when neither says.
+fn language(name: &str, folder: &str) -> String {
+    let benchmark = [
+        ("catalan_bench", "ca"),
+        ("spanish_bench", "es"),
+        ("galician_bench", "gl"),
+        ("basque_bench", "eu"),
+        ("portuguese_bench", "pt"),
+        ("xnli_eu", "eu"),
+    ];
+    if let Some((_, code)) = benchmark.iter().find(|(f, _)| *f == folder) {
+        return (*code).to_owned();
+    }
     match name.rsplit_once('_') {
         Some((_, code)) if (2..=3).contains(&code.len()) && code.chars().all(|c| c.is_ascii_lowercase()) => code.into(),
         _ => String::new(),
@@ -265,19 +463,20 @@ fn language(name: &str) -> String {
 
 /// Where the task's data lives: local files for `json`, `csv` and `parquet` with `dataset_kwargs.data_files`
 /// (paths as the `datasets` library reads them, relative to the working folder; a single path or list is the `train`
-/// split); for a hub dataset, its parquet files under the usual names (`<config>/<split>-00000-of-00001.parquet`,
-/// `data/<split>-00000-of-00001.parquet`).
+/// split); for a hub dataset, the files `dataset_kwargs.data_files` names inside the repository, else its parquet
+/// files under the usual names (`<config>/<split>-00000-of-00001.parquet`, `data/<split>-00000-of-00001.parquet`).
 fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, TaskError> {
     let text = |key: &str| keys.get(key).and_then(Value::as_str).map(str::to_owned);
     let dataset = text("dataset_path").ok_or_else(|| TaskError::spec(format!("task {name}: needs `dataset_path`")))?;
     let splits: Vec<String> =
         ["training_split", "validation_split", "test_split", "fewshot_split"].iter().filter_map(|k| text(k)).collect();
     let mut files = BTreeMap::new();
-    if LOCAL_BUILDERS.contains(&dataset.as_str()) {
-        let data_files = match keys.get("dataset_kwargs") {
-            Some(Value::Plain(kwargs)) => kwargs.get("data_files").cloned(),
-            _ => None,
-        };
+    let data_files = match keys.get("dataset_kwargs") {
+        Some(Value::Plain(kwargs)) => kwargs.get("data_files").cloned(),
+        _ => None,
+    };
+    let local = LOCAL_BUILDERS.contains(&dataset.as_str());
+    if local || data_files.is_some() {
         let as_list = |v: &serde_json::Value| match v {
             serde_json::Value::String(s) => Ok(vec![s.clone()]),
             serde_json::Value::Array(items) => {
@@ -299,11 +498,12 @@ fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, Tas
             Some(other) => {
                 files.insert("train".to_owned(), as_list(&other).map_err(|()| bad())?);
             }
-            None => {
+            None if local => {
                 return Err(TaskError::spec(format!(
                     "task {name}: dataset_path {dataset} needs dataset_kwargs.data_files"
                 )))
             }
+            None => {}
         }
     } else {
         let config = text("dataset_name");
@@ -327,4 +527,77 @@ fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, Tas
         fewshot_sampler: FewshotSampler::Default,
         files,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ibex_core::prompt::Output;
+
+    /// Loads a task from YAML text written to `<tmp>/<folder>/t.yaml`; the reason when it cannot run.
+    fn load_text(folder: &str, text: &str) -> Result<Arc<dyn Task>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(folder)).unwrap();
+        let path = dir.path().join(folder).join("t.yaml");
+        std::fs::write(&path, text).unwrap();
+        match load(&path, &|p| std::fs::read_to_string(p)).map_err(|e| e.to_string())? {
+            Loaded::Task(task, _) => Ok(task),
+            Loaded::Unsupported { reason, .. } => Err(reason),
+            _ => Err("not a task".into()),
+        }
+    }
+
+    const GENERATION: &str = "task: g\ndataset_path: some/dataset\ntest_split: test\noutput_type: generate_until\n\
+                              doc_to_text: \"{{q}}\"\ndoc_to_target: a\n";
+
+    #[test]
+    fn generation_settings_default_as_lm_evals_task_config() {
+        let task = load_text("bench", GENERATION).unwrap();
+        let doc = task.doc(0, serde_json::json!({"q": "Q?", "a": "A"}).as_object().unwrap()).unwrap();
+        // No generation_kwargs: until the few-shot delimiter, lm-eval's 256-token budget.
+        assert_eq!(task.output(&doc), Output::GenerateUntil { until: vec!["\n\n".into()], max_gen_toks: Some(256) });
+        assert_eq!(task.metrics().iter().map(|m| m.name).collect::<Vec<_>>(), ["exact_match"]);
+        let task = load_text(
+            "bench",
+            &format!("{GENERATION}fewshot_delimiter: '###'\ngeneration_kwargs:\n  max_gen_toks: 5\n"),
+        )
+        .unwrap();
+        assert_eq!(task.output(&doc), Output::GenerateUntil { until: vec!["###".into()], max_gen_toks: Some(5) });
+    }
+
+    #[test]
+    fn sampling_unknown_metrics_and_hooks_are_refused_with_the_reason() {
+        let sampled =
+            load_text("bench", &format!("{GENERATION}generation_kwargs:\n  do_sample: true\n")).err().expect("refused");
+        assert!(sampled.contains("generation_kwargs.do_sample: true is not run: ibex generates greedily"), "{sampled}");
+        let bleu = load_text("bench", &format!("{GENERATION}metric_list:\n  - metric: bleu\n")).err().expect("refused");
+        assert!(bleu.contains("metric `bleu` is not computed for generate_until yet"), "{bleu}");
+        let hook = format!("{GENERATION}process_results: !function utils.process_results_qa\n");
+        let unknown = load_text("bench", &hook).err().expect("refused");
+        assert!(unknown.contains("(bench/utils.process_results_qa) has no Rust implementation"), "{unknown}");
+        assert!(unknown.contains("xquad/utils.process_results_qa"), "{unknown}");
+        let extra = format!("{hook}metric_list:\n  - metric: bleu\n");
+        let extra = load_text("xquad", &extra).err().expect("refused");
+        assert!(extra.contains("metric `bleu` is not one its process_results returns (f1, exact_match)"), "{extra}");
+        let task = load_text("xquad", &hook).unwrap();
+        assert_eq!(task.metrics().iter().map(|m| m.name).collect::<Vec<_>>(), ["f1", "exact_match"]);
+        // The hook reads the row when its document is built.
+        let err = task.doc(3, serde_json::json!({"q": "Q?", "a": "A"}).as_object().unwrap()).unwrap_err();
+        assert_eq!(err.to_string(), "row 3, field `process_results`: field `answers`: missing");
+    }
+
+    #[test]
+    fn exact_match_options_apply_in_lm_evals_order() {
+        let options = ExactMatch {
+            regexes_to_ignore: vec![regex::Regex::new("^The ").unwrap()],
+            ignore_case: true,
+            ignore_punctuation: true,
+            ignore_numbers: false,
+        };
+        // Regexes run before lowercasing: "the " at the start survives them, then differs.
+        assert!(options.matches("The cat.", "cat"));
+        assert!(!options.matches("the cat", "cat"));
+        assert!(!options.matches("cat 9", "cat"));
+        assert!(ExactMatch { ignore_numbers: true, ..ExactMatch::default() }.matches("cat 9", "cat "));
+    }
 }

@@ -1,9 +1,10 @@
-//! A `multiple_choice` task defined by lm-eval task YAML: lm-eval 0.4.13's `ConfigurableTask` (`lm_eval/api/task.py`)
-//! for that output type: `doc_to_text`, `doc_to_target` and `doc_to_choice` as a column name, a Jinja template, a
-//! literal list or an integer; `description`; the delimiters; `acc`, `acc_norm` and `mcc` as `process_results`
-//! computes them.
+//! A task defined by lm-eval task YAML: lm-eval 0.4.13's `ConfigurableTask` (`lm_eval/api/task.py`) for the output
+//! types `multiple_choice` and `generate_until`: `doc_to_text`, `doc_to_target` and `doc_to_choice` as a column
+//! name, a Jinja template, a literal list or an integer; `description`; the delimiters; the metrics as its
+//! `process_results` computes them, or as a `!function` hook ibex has in Rust computes them.
 
 use crate::config::Value as ConfigValue;
+use crate::functions::ProcessResults;
 use crate::literal::literal_eval;
 use ibex_core::metrics::Metric;
 use ibex_core::prompt::Output;
@@ -33,7 +34,7 @@ impl Spec {
             ConfigValue::Plain(Value::Array(items)) => Ok(Spec::List(items.clone())),
             // lm-eval takes a dict's values, in order.
             ConfigValue::Plain(Value::Object(map)) => Ok(Spec::List(map.values().cloned().collect())),
-            ConfigValue::Function(name) => Err(TaskError::spec(format!(
+            ConfigValue::Function { name, .. } => Err(TaskError::spec(format!(
                 "`{key}: !function {name}`: ibex runs no Python; write the prompt as a Jinja template, or add a Rust \
                  function for it (see the README's task section)"
             ))),
@@ -69,14 +70,74 @@ struct Rendered {
     choices: Vec<String>,
 }
 
-/// A `multiple_choice` task read from lm-eval task YAML.
+/// What a task asks of the model (lm-eval's `output_type`) and how it scores the answer.
+pub(crate) enum OutputType {
+    /// `multiple_choice`: a log-likelihood per choice.
+    MultipleChoice,
+    /// `generate_until`: one greedy generation.
+    GenerateUntil {
+        /// `generation_kwargs.until`.
+        until: Vec<String>,
+        /// `generation_kwargs.max_gen_toks`.
+        max_gen_toks: Option<usize>,
+        /// How the generation is scored.
+        scoring: Scoring,
+    },
+}
+
+/// How a generation is scored.
+pub(crate) enum Scoring {
+    /// A `process_results: !function` hook ibex has in Rust.
+    Hook(ProcessResults),
+    /// lm-eval's `exact_match` (`exact_match_hf_evaluate`) against the target, with the metric's options.
+    ExactMatch(ExactMatch),
+}
+
+/// The options of lm-eval's `exact_match_hf_evaluate` (`lm_eval/api/metrics.py`), given in the metric's
+/// `metric_list` entry.
+#[derive(Default)]
+pub(crate) struct ExactMatch {
+    /// `regexes_to_ignore`: each match removed from both strings, in order.
+    pub(crate) regexes_to_ignore: Vec<regex::Regex>,
+    /// `ignore_case`: both strings lowercased.
+    pub(crate) ignore_case: bool,
+    /// `ignore_punctuation`: Python's `string.punctuation` (ASCII) removed.
+    pub(crate) ignore_punctuation: bool,
+    /// `ignore_numbers`: ASCII digits removed.
+    pub(crate) ignore_numbers: bool,
+}
+
+impl ExactMatch {
+    fn normalize(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for regex in &self.regexes_to_ignore {
+            text = regex.replace_all(&text, "").into_owned();
+        }
+        if self.ignore_case {
+            text = text.to_lowercase();
+        }
+        text.chars()
+            .filter(|c| !(self.ignore_punctuation && c.is_ascii_punctuation()))
+            .filter(|c| !(self.ignore_numbers && c.is_ascii_digit()))
+            .collect()
+    }
+
+    /// Whether `prediction` equals `reference` once both are normalised.
+    pub(crate) fn matches(&self, reference: &str, prediction: &str) -> bool {
+        self.normalize(reference) == self.normalize(prediction)
+    }
+}
+
+/// A task read from lm-eval task YAML.
 pub struct YamlTask {
     pub(crate) header: TaskHeader,
     pub(crate) env: Environment<'static>,
     pub(crate) process_docs: Option<crate::functions::ProcessDocs>,
     pub(crate) doc_to_text: Spec,
     pub(crate) doc_to_target: Spec,
-    pub(crate) doc_to_choice: Spec,
+    /// Required for `multiple_choice`; for `generate_until` it turns an index target into the choice's text.
+    pub(crate) doc_to_choice: Option<Spec>,
+    pub(crate) output_type: OutputType,
     pub(crate) has_description: bool,
     pub(crate) metrics: Vec<Metric>,
 }
@@ -86,13 +147,32 @@ pub(crate) const TEMPLATES: [&str; 4] = ["doc_to_text", "doc_to_target", "doc_to
 
 impl YamlTask {
     /// lm-eval's `utils.apply_template`: the template registered as `key`, rendered with the document's fields.
-    fn render(&self, key: &str, doc: &Map<String, Value>) -> Result<String, String> {
-        let template = self.env.get_template(key).map_err(|e| e.to_string())?;
-        template.render(minijinja::Value::from_serialize(doc)).map_err(|e| describe(&e))
+    /// Errors are (field, message): a field the template reads that the row lacks is named as missing, any other
+    /// failure is the template's.
+    fn render(&self, key: &str, doc: &Map<String, Value>) -> Result<String, (String, String)> {
+        let template = self.env.get_template(key).map_err(|e| (key.to_owned(), e.to_string()))?;
+        template.render(minijinja::Value::from_serialize(doc)).map_err(|e| {
+            let globals: Vec<&str> = self.env.globals().map(|(name, _)| name).collect();
+            let mut missing: Vec<String> = template
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|v| !doc.contains_key(v) && !globals.contains(&v.as_str()))
+                .collect();
+            missing.sort();
+            match missing.first() {
+                Some(field) => (field.clone(), format!("missing (`{key}` reads it)")),
+                None => (key.to_owned(), describe(&e)),
+            }
+        })
     }
 
     /// A column's value when `spec` names one, else the rendered template.
-    fn resolve(&self, key: &str, spec: &str, doc: &Map<String, Value>) -> Result<Result<Value, String>, String> {
+    fn resolve(
+        &self,
+        key: &str,
+        spec: &str,
+        doc: &Map<String, Value>,
+    ) -> Result<Result<Value, String>, (String, String)> {
         match doc.get(spec) {
             Some(value) => Ok(Ok(value.clone())),
             None => self.render(key, doc).map(Err),
@@ -104,7 +184,7 @@ impl YamlTask {
             move |message| (key.to_owned(), message)
         }
         let text = match &self.doc_to_text {
-            Spec::Text(spec) => match self.resolve("doc_to_text", spec, doc).map_err(fail("doc_to_text"))? {
+            Spec::Text(spec) => match self.resolve("doc_to_text", spec, doc)? {
                 Ok(value) => python_str(&value),
                 Err(text) if is_digits(&text) => {
                     return Err(fail("doc_to_text")(
@@ -121,9 +201,10 @@ impl YamlTask {
             }
         };
         let choices: Vec<Value> = match &self.doc_to_choice {
-            Spec::List(items) => items.clone(),
-            Spec::Int(_) => return Err(fail("doc_to_choice")("an integer is not a list of choices".into())),
-            Spec::Text(spec) => match self.resolve("doc_to_choice", spec, doc).map_err(fail("doc_to_choice"))? {
+            None => Vec::new(),
+            Some(Spec::List(items)) => items.clone(),
+            Some(Spec::Int(_)) => return Err(fail("doc_to_choice")("an integer is not a list of choices".into())),
+            Some(Spec::Text(spec)) => match self.resolve("doc_to_choice", spec, doc)? {
                 Ok(Value::Array(items)) => items,
                 Ok(other) => return Err(fail("doc_to_choice")(format!("the column holds {other}, not a list"))),
                 Err(text) => match literal_eval(&text).map_err(fail("doc_to_choice"))? {
@@ -136,7 +217,7 @@ impl YamlTask {
         let target = match &self.doc_to_target {
             Spec::Int(i) => Target::Index(*i),
             Spec::List(items) => Target::List(items.clone()),
-            Spec::Text(spec) => match self.resolve("doc_to_target", spec, doc).map_err(fail("doc_to_target"))? {
+            Spec::Text(spec) => match self.resolve("doc_to_target", spec, doc)? {
                 Ok(Value::Number(n)) if n.is_i64() => Target::Index(n.as_i64().expect("checked")),
                 // Python's bool is an int: True indexes choice 1.
                 Ok(Value::Bool(b)) => Target::Index(i64::from(b)),
@@ -173,6 +254,41 @@ impl YamlTask {
             Target::List(items) => items.iter().map(index).collect(),
             other => vec![index(&other.to_value())],
         }
+    }
+}
+
+impl YamlTask {
+    /// lm-eval's `process_results` for `generate_until`: the hook's values, or `exact_match` of the generation
+    /// against the target (an index target names a choice; a list target matches when any entry does).
+    fn score_generation(&self, doc: &Doc, parts: Rendered, scoring: &Scoring, responses: &[Response]) -> SampleScore {
+        let prediction = responses.first().and_then(Response::generation).unwrap_or_default();
+        let values: Vec<(&str, f64)> = match scoring {
+            Scoring::Hook(hook) => {
+                let values = (hook.function)(&doc.fields, prediction)
+                    .unwrap_or_else(|_| unreachable!("the hook read the document when it was built"));
+                hook.metrics.iter().copied().zip(values).collect()
+            }
+            Scoring::ExactMatch(options) => {
+                let references: Vec<String> = match &parts.target {
+                    Target::Index(i) if !parts.choices.is_empty() => {
+                        python_index(*i, parts.choices.len()).map(|i| parts.choices[i].clone()).into_iter().collect()
+                    }
+                    Target::Index(i) => vec![i.to_string()],
+                    Target::Text(text) => vec![text.clone()],
+                    Target::List(items) => items.iter().map(python_str).collect(),
+                };
+                let hit = references.iter().any(|reference| options.matches(reference, prediction));
+                vec![("exact_match", f64::from(u8::from(hit)))]
+            }
+        };
+        let metrics = self
+            .metrics
+            .iter()
+            .filter_map(|m| {
+                values.iter().find(|(name, _)| *name == m.name).map(|(_, v)| (m.name.to_owned(), Value::from(*v)))
+            })
+            .collect();
+        SampleScore { target: parts.target.to_value(), metrics }
     }
 }
 
@@ -230,12 +346,18 @@ impl Task for YamlTask {
     /// The processed row, checked by rendering its prompt, target and choices.
     fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
         let rendered = self.rendered(fields).map_err(|(key, message)| TaskError::row(row, &key, message))?;
-        if rendered.choices.is_empty() {
+        let generates = matches!(self.output_type, OutputType::GenerateUntil { .. });
+        if rendered.choices.is_empty() && !generates {
             return Err(TaskError::row(row, "doc_to_choice", "gives no choices"));
         }
+        if let OutputType::GenerateUntil { scoring: Scoring::Hook(hook), .. } = &self.output_type {
+            // The hook reads the document's gold answers: a row it cannot read fails here, before any weight loads.
+            (hook.function)(fields, "").map_err(|message| TaskError::row(row, "process_results", message))?;
+        }
         if let Target::Index(i) = rendered.target {
-            // A few-shot example shows `choices[target]`: Python counts a negative index from the end and fails past it.
-            if python_index(i, rendered.choices.len()).is_none() {
+            // A few-shot example shows `choices[target]`: Python counts a negative index from the end and fails past
+            // it. (A generation without choices shows the index itself.)
+            if !rendered.choices.is_empty() && python_index(i, rendered.choices.len()).is_none() {
                 return Err(TaskError::row(
                     row,
                     "doc_to_target",
@@ -244,7 +366,7 @@ impl Task for YamlTask {
             }
         }
         if self.has_description {
-            self.render("description", fields).map_err(|message| TaskError::row(row, "description", message))?;
+            self.render("description", fields).map_err(|(field, message)| TaskError::row(row, &field, message))?;
         }
         Ok(Doc { id: row, fields: fields.clone() })
     }
@@ -253,10 +375,12 @@ impl Task for YamlTask {
         self.parts(doc).text
     }
 
-    /// lm-eval's `build_qa_turn` answer: the choice an index names, a list's first entry, or the text.
+    /// lm-eval's `build_qa_turn` answer: the choice an index names (the index itself without choices), a list's
+    /// first entry, or the text.
     fn doc_to_target(&self, doc: &Doc) -> String {
         let parts = self.parts(doc);
         match parts.target {
+            Target::Index(i) if parts.choices.is_empty() => i.to_string(),
             Target::Index(i) => {
                 python_index(i, parts.choices.len()).map(|i| parts.choices[i].clone()).unwrap_or_default()
             }
@@ -273,7 +397,12 @@ impl Task for YamlTask {
     }
 
     fn output(&self, doc: &Doc) -> Output {
-        Output::MultipleChoice(self.parts(doc).choices)
+        match &self.output_type {
+            OutputType::MultipleChoice => Output::MultipleChoice(self.parts(doc).choices),
+            OutputType::GenerateUntil { until, max_gen_toks, .. } => {
+                Output::GenerateUntil { until: until.clone(), max_gen_toks: *max_gen_toks }
+            }
+        }
     }
 
     /// lm-eval's `process_results` for `multiple_choice`: the argmax of the log-likelihoods (`acc`), of the
@@ -282,6 +411,9 @@ impl Task for YamlTask {
     /// ties go to the first choice, as numpy's argmax.
     fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore {
         let parts = self.parts(doc);
+        if let OutputType::GenerateUntil { scoring, .. } = &self.output_type {
+            return self.score_generation(doc, parts, scoring, responses);
+        }
         let lls: Vec<f64> = responses.iter().map(|r| r.loglikelihood().unwrap_or(f64::NEG_INFINITY)).collect();
         let argmax = |values: &[f64]| {
             values
