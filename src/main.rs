@@ -406,8 +406,25 @@ fn run(cli: Cli) -> Result<()> {
             for group in registry.groups() {
                 groups.add_row([group.group.as_str(), &group.tasks.join(", "), &group.source]);
             }
-            println!("{groups}");
+            println!("{}", wrapped(groups));
+            let mut tags = comfy_table::Table::new();
+            tags.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            tags.set_header(["tag (selects, no aggregate)", "tasks"]);
+            for (tag, tasks) in registry.tags() {
+                let names: Vec<&str> = tasks.iter().map(|t| t.as_str()).collect();
+                tags.add_row([tag.as_str(), &names.join(", ")]);
+            }
+            println!("{}", wrapped(tags));
         }
     }
     Ok(())
+}
+
+/// A table whose long cells wrap to the terminal's width, or to 120 columns when stdout is not a terminal.
+fn wrapped(mut table: comfy_table::Table) -> comfy_table::Table {
+    table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    if table.width().is_none() {
+        table.set_width(120);
+    }
+    table
 }

@@ -144,6 +144,36 @@ pub fn matthews_corrcoef(items: &[Value]) -> Result<f64, String> {
     Ok(if denominator == 0.0 { 0.0 } else { covariance / denominator })
 }
 
+/// scikit-learn's `f1_score(golds, preds, average="macro")` over `[gold, prediction]` items: the unweighted mean over
+/// every label seen (gold or predicted) of that label's F1, 0 for a label never predicted nor gold-correct (its
+/// `zero_division`). portuguese_bench's `assin2_utils.macro_f1` aggregates `f1` items with it.
+pub fn macro_f1(items: &[Value]) -> Result<f64, String> {
+    let pairs = items
+        .iter()
+        .map(|item| match item.as_array().map(Vec::as_slice) {
+            Some([gold, predicted]) => Ok((gold.to_string(), predicted.to_string())),
+            _ => Err(format!("`f1` item {item} is not [gold, prediction]")),
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut labels: Vec<&String> = pairs.iter().flat_map(|(g, p)| [g, p]).collect();
+    labels.sort();
+    labels.dedup();
+    if labels.is_empty() {
+        return Ok(0.0);
+    }
+    let f1 = |label: &String| {
+        let tp = pairs.iter().filter(|(g, p)| g == label && p == label).count() as f64;
+        let predicted = pairs.iter().filter(|(_, p)| p == label).count() as f64;
+        let gold = pairs.iter().filter(|(g, _)| g == label).count() as f64;
+        if predicted + gold == 0.0 {
+            0.0
+        } else {
+            2.0 * tp / (predicted + gold)
+        }
+    };
+    Ok(labels.iter().map(|l| f1(l)).sum::<f64>() / labels.len() as f64)
+}
+
 /// scikit-learn's `f1_score(golds, preds)` (binary, positive class 1) over `[gold, prediction]` items; 0 when no item
 /// is positive in either (its `zero_division`); an error for labels other than 0 and 1, as scikit-learn refuses them.
 pub fn binary_f1(items: &[Value]) -> Result<f64, String> {
@@ -209,6 +239,15 @@ mod tests {
     fn a_non_numeric_mean_item_is_an_error_not_a_panic() {
         let err = Metric::ACC.aggregate(&[json!(1.0), json!("yes")]).unwrap_err();
         assert_eq!(err, "`acc` item \"yes\" is not a number");
+    }
+
+    #[test]
+    fn macro_f1_equals_scikit_learns() {
+        // sklearn.metrics.f1_score([0, 1, 1, 2, 0], [0, 1, 0, 1, 1], average="macro") = 0.3: label 0 F1 1/2,
+        // label 1 2/5, label 2 0 (never predicted).
+        let items: Vec<Value> = [(0, 0), (1, 1), (1, 0), (2, 1), (0, 1)].iter().map(|(g, p)| json!([g, p])).collect();
+        assert!((macro_f1(&items).unwrap() - 0.3).abs() < 1e-12);
+        assert_eq!(macro_f1(&[json!(1)]).unwrap_err(), "`f1` item 1 is not [gold, prediction]");
     }
 
     #[test]

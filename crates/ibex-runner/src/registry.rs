@@ -76,24 +76,46 @@ pub struct Registry {
     unsupported: BTreeMap<String, (String, String)>,
     /// lm-eval YAML files that cannot be read at all: (file, reason).
     unreadable: Vec<(String, String)>,
+    /// lm-eval's tags: a name that selects every task carrying it, with no aggregate.
+    tags: BTreeMap<String, Vec<String>>,
+    /// The names defined by the shipped files, until a `--tasks-dir` file replaces them.
+    shipped: std::collections::BTreeSet<String>,
 }
 
 impl Registry {
     fn empty() -> Self {
-        Self { entries: BTreeMap::new(), groups: BTreeMap::new(), unsupported: BTreeMap::new(), unreadable: Vec::new() }
+        Self {
+            entries: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            unsupported: BTreeMap::new(),
+            unreadable: Vec::new(),
+            tags: BTreeMap::new(),
+            shipped: std::collections::BTreeSet::new(),
+        }
     }
 
     /// The shipped tasks plus every lm-eval `*.yaml` under each of `dirs`.
     pub fn load(dirs: &[impl AsRef<Path>]) -> Result<Self, RegistryError> {
         let mut registry = Self::empty();
         let embedded = |path: &Path| {
-            let path = path.to_string_lossy();
+            // `a/../b` as the file system would resolve it: includes may climb to a sibling benchmark's folder.
+            let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+            for component in path.components() {
+                match component {
+                    std::path::Component::ParentDir => {
+                        parts.pop();
+                    }
+                    std::path::Component::CurDir => {}
+                    other => parts.push(other.as_os_str()),
+                }
+            }
+            let path = parts.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>().join("/");
             BUILTIN.iter().find(|(file, _)| *file == path).map(|(_, text)| (*text).to_owned()).ok_or_else(|| {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such file among the shipped task files")
             })
         };
         for (source, text) in BUILTIN {
-            registry.add_yaml(Path::new(source), source, text, &embedded)?;
+            registry.add_yaml(Path::new(source), source, text, &embedded, true)?;
         }
         for dir in dirs {
             let dir = dir.as_ref();
@@ -107,7 +129,7 @@ impl Registry {
                 let source = file.display().to_string();
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| RegistryError::File { file: source.clone(), message: e.to_string() })?;
-                registry.add_yaml(&file, &source, &text, &|path| std::fs::read_to_string(path))?;
+                registry.add_yaml(&file, &source, &text, &|path| std::fs::read_to_string(path), false)?;
             }
         }
         // An lm-eval group whose tasks are not all here (defined in another folder, or not runnable) cannot run.
@@ -155,8 +177,8 @@ impl Registry {
         source: &str,
         text: &str,
         read: ibex_task_yaml::Read,
+        shipping: bool,
     ) -> Result<(), RegistryError> {
-        let shipping = BUILTIN.iter().any(|(path, _)| *path == source);
         let loaded = match ibex_task_yaml::load(file, read) {
             Ok(loaded) => loaded,
             Err(e) if shipping => return Err(RegistryError::File { file: source.to_owned(), message: e.to_string() }),
@@ -166,7 +188,7 @@ impl Registry {
             }
         };
         let name = match &loaded {
-            Loaded::Task(task, _) => task.name().to_owned(),
+            Loaded::Task(task, ..) => task.name().to_owned(),
             Loaded::Group { name, .. } => name.clone(),
             Loaded::Unsupported { name, reason } if shipping => {
                 return Err(RegistryError::File { file: source.to_owned(), message: format!("{name}: {reason}") })
@@ -188,8 +210,9 @@ impl Registry {
             if shipping {
                 return Err(RegistryError::Duplicate { name, first, second: source.to_owned() });
             }
-            let shipped = BUILTIN.iter().any(|(file, _)| *file == first);
+            let shipped = self.shipped.remove(&name);
             if shipped && !runs {
+                self.shipped.insert(name);
                 return Ok(());
             }
             self.entries.remove(&name);
@@ -200,8 +223,14 @@ impl Registry {
                 return Ok(());
             }
         }
+        if shipping {
+            self.shipped.insert(name.clone());
+        }
         match loaded {
-            Loaded::Task(task, files) => {
+            Loaded::Task(task, files, tags) => {
+                for tag in tags {
+                    self.tags.entry(tag).or_default().push(name.clone());
+                }
                 // The file and its includes: a changed include changes the task.
                 let mut digest = Sha256::new();
                 digest.update(text.as_bytes());
@@ -239,6 +268,11 @@ impl Registry {
         &self.unreadable
     }
 
+    /// Every tag with the runnable tasks carrying it, by name.
+    pub fn tags(&self) -> impl Iterator<Item = (&String, Vec<&String>)> {
+        self.tags.iter().map(|(tag, tasks)| (tag, tasks.iter().filter(|t| self.entries.contains_key(*t)).collect()))
+    }
+
     /// Every group, by name.
     pub fn groups(&self) -> impl Iterator<Item = &Group> {
         self.groups.values()
@@ -249,12 +283,15 @@ impl Registry {
         let mut tasks: Vec<&Entry> = Vec::new();
         let mut groups = Vec::new();
         for name in names {
-            let members = match self.groups.get(name) {
-                Some(group) => {
+            let members = match (self.groups.get(name), self.tags.get(name)) {
+                (Some(group), _) => {
                     groups.push(group);
                     group.tasks.iter().map(|t| self.get(t)).collect::<Result<Vec<_>, _>>()?
                 }
-                None => vec![self.get(name)?],
+                (None, Some(tagged)) if !self.entries.contains_key(name) => {
+                    tagged.iter().filter_map(|t| self.entries.get(t)).collect()
+                }
+                _ => vec![self.get(name)?],
             };
             for entry in members {
                 if !tasks.iter().any(|t| t.task.name() == entry.task.name()) {
@@ -313,6 +350,11 @@ mod tests {
     fn shipped_tasks_load_and_unknown_names_get_a_suggestion() {
         let registry = Registry::load(&[] as &[&Path]).unwrap();
         assert_eq!(registry.unsupported().count() + registry.unreadable().len(), 0);
+        // IberoBench's multiple-choice and extractive QA tasks, xnli_va, the 15 XNLI languages, XNLIeu, squad_en.
+        assert_eq!(registry.entries().count(), 99);
+        let tagged = registry.tags().find(|(tag, _)| *tag == "eus_exams_eu").map(|(_, tasks)| tasks.len());
+        assert_eq!(tagged, Some(29));
+        assert_eq!(registry.select(&["eus_exams_eu".to_owned()]).unwrap().0.len(), 29);
         assert_eq!(registry.get("xnli_en").unwrap().benchmark, "xnli");
         assert_eq!(registry.get("teca").unwrap().source, "tasks/catalan_bench/teca.yaml");
         let err = registry.get("xnli_enn").err().unwrap().to_string();

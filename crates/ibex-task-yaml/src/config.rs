@@ -6,8 +6,11 @@ use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The key under which a `!function` inside a value is kept: `{"!function": "utils.f"}`.
+/// The key under which a `!function` inside a value is kept: `{"!function": "utils.f", "!folder": "catalan_bench"}`.
 pub const FUNCTION_KEY: &str = "!function";
+
+/// Beside [`FUNCTION_KEY`]: the folder of the file that holds the tag.
+pub const FOLDER_KEY: &str = "!folder";
 
 /// A task file's value, YAML's plain values plus lm-eval's `!function` tag.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,17 +114,19 @@ fn convert(value: Yaml, folder: &str) -> Result<Value, String> {
             _ => Err("`!function` names a function (module.name)".into()),
         },
         Yaml::Tagged(tagged) => Err(format!("the YAML tag {} is not one lm-eval reads", tagged.tag)),
-        other => Ok(Value::Plain(to_json(other)?)),
+        other => Ok(Value::Plain(to_json(other, folder)?)),
     }
 }
 
-fn to_json(value: Yaml) -> Result<serde_json::Value, String> {
+fn to_json(value: Yaml, folder: &str) -> Result<serde_json::Value, String> {
     Ok(match value {
         Yaml::Null => serde_json::Value::Null,
         Yaml::Bool(b) => serde_json::Value::Bool(b),
         Yaml::Number(n) => serde_json::to_value(&n).map_err(|e| e.to_string())?,
         Yaml::String(s) => serde_json::Value::String(s),
-        Yaml::Sequence(items) => serde_json::Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?),
+        Yaml::Sequence(items) => {
+            serde_json::Value::Array(items.into_iter().map(|i| to_json(i, folder)).collect::<Result<_, _>>()?)
+        }
         Yaml::Mapping(map) => serde_json::Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
@@ -131,14 +136,14 @@ fn to_json(value: Yaml) -> Result<serde_json::Value, String> {
                         Yaml::Bool(b) => if b { "True" } else { "False" }.to_owned(),
                         _ => return Err("a mapping key is not text".to_owned()),
                     };
-                    Ok((key, to_json(v)?))
+                    Ok((key, to_json(v, folder)?))
                 })
                 .collect::<Result<_, String>>()?,
         ),
         // A hook inside a value (a metric's function, a filter's): kept as `{"!function": name}` so whoever reads
         // the value can name it.
         Yaml::Tagged(tagged) if tagged.tag == "function" => match tagged.value {
-            Yaml::String(name) => serde_json::json!({ FUNCTION_KEY: name }),
+            Yaml::String(name) => serde_json::json!({ FUNCTION_KEY: name, FOLDER_KEY: folder }),
             _ => return Err("`!function` names a function (module.name)".into()),
         },
         Yaml::Tagged(tagged) => return Err(format!("the YAML tag {} is not one lm-eval reads", tagged.tag)),

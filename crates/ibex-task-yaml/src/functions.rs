@@ -3,7 +3,8 @@
 //! may give one name different bodies. Each mirrors the function of lm-eval 0.4.13 named in its key; IberoBench's
 //! `process_docs` hooks come first (the NLI and paraphrase preprocessing, COPA's choices).
 
-use ibex_core::python::{general_detokenize, is_space, lowercase_first_letter};
+use ibex_core::metrics::Aggregation;
+use ibex_core::python::{general_detokenize, is_space, lowercase_first_letter, python_str};
 use serde_json::{Map, Value};
 
 /// A data split's rows, as `process_docs` sees and returns them.
@@ -24,11 +25,111 @@ pub const PROCESS_DOCS: &[(&str, ProcessDocs)] = &[
     ("basque_bench/utils.paws_process_docs", paws_basque),
     ("catalan_bench/utils.process_docs_copa_ca", copa_choices),
     ("spanish_bench/utils.process_docs_copa_es", copa_choices),
+    ("eus_exams/utils.process_docs", eus_exams_answered),
 ];
 
 /// The hook registered as `qualified`.
 pub fn process_docs(qualified: &str) -> Option<ProcessDocs> {
     PROCESS_DOCS.iter().find(|(name, _)| *name == qualified).map(|(_, f)| *f)
+}
+
+/// A `doc_to_text`, `doc_to_target` or `doc_to_choice` hook: the document's fields in, the value lm-eval's function
+/// returns out (text, an index, a list of choices); errors say what the row lacks.
+pub type DocFunction = fn(&Map<String, Value>) -> Result<Value, String>;
+
+/// Every `doc_to_*` hook ibex has, by qualified name.
+pub const DOC_FUNCTIONS: &[(&str, DocFunction)] = &[
+    ("basque_bench/utils.xcopa_doc_to_text", xcopa_text),
+    ("basque_bench/utils.xcopa_doc_to_choice", xcopa_choices),
+    ("eus_trivia/utils.doc_to_text", eus_question),
+    ("eus_trivia/utils.doc_to_choice", eus_letters),
+    ("eus_reading/utils.doc_to_text_context", eus_passage_question),
+    ("eus_reading/utils.doc_to_choice", eus_letters),
+];
+
+/// The `doc_to_*` hook registered as `qualified`.
+pub fn doc_function(qualified: &str) -> Option<DocFunction> {
+    DOC_FUNCTIONS.iter().find(|(name, _)| *name == qualified).map(|(_, f)| *f)
+}
+
+/// A metric's `aggregation: !function` hooks ibex has, by qualified name: lm-eval's corpus-level functions over every
+/// document's item.
+pub const AGGREGATIONS: &[(&str, Aggregation)] = &[(
+    "portuguese_bench/assin2_utils.macro_f1",
+    Aggregation::Corpus { name: "macro_f1", function: ibex_core::metrics::macro_f1 },
+)];
+
+/// The aggregation hook registered as `qualified`.
+pub fn aggregation(qualified: &str) -> Option<Aggregation> {
+    AGGREGATIONS.iter().find(|(name, _)| *name == qualified).map(|(_, a)| *a)
+}
+
+/// basque_bench's `xcopa_doc_to_text`: the stripped premise, then " Izan ere," (cause) or " Beraz," (effect).
+fn xcopa_text(doc: &Map<String, Value>) -> Result<Value, String> {
+    let connector = match text(doc, 0, "question")?.as_str() {
+        "cause" => " Izan ere,",
+        "effect" => " Beraz,",
+        other => return Err(format!("field `question`: `{other}` is neither cause nor effect")),
+    };
+    Ok(Value::from(format!("{}{connector}", strip(&text(doc, 0, "premise")?))))
+}
+
+/// basque_bench's `xcopa_doc_to_choice`: both choices lowercased at their first character.
+fn xcopa_choices(doc: &Map<String, Value>) -> Result<Value, String> {
+    let lower = |field: &str| -> Result<Value, String> {
+        let choice = text(doc, 0, field)?;
+        let mut chars = choice.chars();
+        let first = chars.next().ok_or_else(|| format!("field `{field}`: empty"))?;
+        Ok(Value::from(first.to_lowercase().chain(chars).collect::<String>()))
+    };
+    Ok(Value::Array(vec![lower("choice1")?, lower("choice2")?]))
+}
+
+/// The letters of an EusTrivia / EusReading question's candidates (`A`, `B`, … one per candidate, two to four).
+fn candidates(doc: &Map<String, Value>) -> Result<(Vec<String>, Vec<&'static str>), String> {
+    let list = match doc.get("candidates") {
+        Some(Value::Array(items)) => items.iter().map(python_str).collect::<Vec<_>>(),
+        Some(other) => return Err(format!("field `candidates`: expected a list, found {other}")),
+        None => return Err("field `candidates`: missing".into()),
+    };
+    if !(2..=4).contains(&list.len()) {
+        return Err(format!("field `candidates`: {} candidates; the hook takes two to four", list.len()));
+    }
+    let letters = ["A", "B", "C", "D"][..list.len()].to_vec();
+    Ok((list, letters))
+}
+
+/// The candidates as lines `A: …`.
+fn lettered(candidates: &[String], letters: &[&str]) -> String {
+    letters.iter().zip(candidates).map(|(l, c)| format!("{l}: {c}")).collect::<Vec<_>>().join("\n")
+}
+
+/// eus_trivia's `doc_to_text`: the question, the lettered candidates, then "Erantzuna:".
+fn eus_question(doc: &Map<String, Value>) -> Result<Value, String> {
+    let (list, letters) = candidates(doc)?;
+    let question = python_str(doc.get("question").ok_or("field `question`: missing")?);
+    Ok(Value::from(format!("Galdera: {question}\n{}\nErantzuna:", lettered(&list, &letters))))
+}
+
+/// eus_reading's `doc_to_text_context`: the passage, then the question as eus_trivia writes it.
+fn eus_passage_question(doc: &Map<String, Value>) -> Result<Value, String> {
+    let (list, letters) = candidates(doc)?;
+    let context = python_str(doc.get("context").ok_or("field `context`: missing")?);
+    let question = python_str(doc.get("question").ok_or("field `question`: missing")?);
+    Ok(Value::from(format!("Pasartea: {context}\n\nGaldera: {question}\n{}\nErantzuna:", lettered(&list, &letters))))
+}
+
+/// eus_trivia's and eus_reading's `doc_to_choice`: one letter per candidate.
+fn eus_letters(doc: &Map<String, Value>) -> Result<Value, String> {
+    Ok(Value::from(candidates(doc)?.1))
+}
+
+/// eus_exams' `process_docs`: the rows whose `answer` is 0–3 and whose candidates are not all empty.
+fn eus_exams_answered(rows: Rows) -> Result<Rows, String> {
+    let answered =
+        |row: &Map<String, Value>| row.get("answer").and_then(Value::as_i64).is_some_and(|a| (0..4).contains(&a));
+    let blank = Value::from(vec![""; 4]);
+    Ok(rows.into_iter().filter(|row| answered(row) && row.get("candidates") != Some(&blank)).collect())
 }
 
 /// A `generate_until` task's `process_results` hook: the document's fields and the generated text (after the
@@ -223,6 +324,33 @@ mod tests {
             assert!(process_docs(name).is_some());
         }
         assert!(process_docs("catalan_bench/utils.nothing").is_none());
+    }
+
+    #[test]
+    fn basque_prompt_hooks_write_lm_evals_text() {
+        let doc =
+            rows(&[json!({"premise": " Euria ari zuen. ", "question": "effect", "choice1": "Aterkia hartu nuen.",
+                                "choice2": "Éguzkia atera zen."})]);
+        assert_eq!(xcopa_text(&doc[0]).unwrap(), "Euria ari zuen. Beraz,");
+        assert_eq!(xcopa_choices(&doc[0]).unwrap(), json!(["aterkia hartu nuen.", "éguzkia atera zen."]));
+        let doc = rows(&[json!({"question": "Zenbat?", "context": "Testua.", "candidates": ["bat", "bi", "hiru"]})]);
+        assert_eq!(eus_question(&doc[0]).unwrap(), "Galdera: Zenbat?\nA: bat\nB: bi\nC: hiru\nErantzuna:");
+        assert_eq!(
+            eus_passage_question(&doc[0]).unwrap(),
+            "Pasartea: Testua.\n\nGaldera: Zenbat?\nA: bat\nB: bi\nC: hiru\nErantzuna:"
+        );
+        assert_eq!(eus_letters(&doc[0]).unwrap(), json!(["A", "B", "C"]));
+        let one = rows(&[json!({"question": "?", "candidates": ["bat"]})]);
+        assert_eq!(eus_letters(&one[0]).unwrap_err(), "field `candidates`: 1 candidates; the hook takes two to four");
+        let exams = rows(&[
+            json!({"answer": 2, "candidates": ["a", "b", "c", "d"]}),
+            json!({"answer": -1, "candidates": ["a", "b", "c", "d"]}),
+            json!({"answer": 0, "candidates": ["", "", "", ""]}),
+        ]);
+        assert_eq!(eus_exams_answered(exams.clone()).unwrap(), exams[..1]);
+        for (name, _) in DOC_FUNCTIONS {
+            assert!(doc_function(name).is_some());
+        }
     }
 
     #[test]

@@ -27,8 +27,9 @@ pub const LOCAL_BUILDERS: [&str; 3] = ["json", "csv", "parquet"];
 
 /// What a task YAML file defines.
 pub enum Loaded {
-    /// A task, and every file it was read from with its text (the file first, then its includes).
-    Task(Arc<dyn Task>, Vec<(std::path::PathBuf, String)>),
+    /// A task, every file it was read from with its text (the file first, then its includes), and its tags (lm-eval's
+    /// `tag`: names that select it among others, with no aggregate).
+    Task(Arc<dyn Task>, Vec<(std::path::PathBuf, String)>, Vec<String>),
     /// A group of tasks (`group:` with a `task:` list), aggregated by size as its `aggregate_metric_list` asks.
     Group {
         /// The group's name.
@@ -78,8 +79,15 @@ pub fn load(path: &Path, read: Read) -> Result<Loaded, TaskError> {
         });
     }
     let Some(name) = text("task") else { return Ok(Loaded::Fragment) };
+    let tags = match keys.get("tag") {
+        Some(Value::Plain(serde_json::Value::String(tag))) => vec![tag.clone()],
+        Some(Value::Plain(serde_json::Value::Array(tags))) => {
+            tags.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect()
+        }
+        _ => Vec::new(),
+    };
     match build(&name, &keys, path) {
-        Ok(task) => Ok(Loaded::Task(Arc::new(task), files)),
+        Ok(task) => Ok(Loaded::Task(Arc::new(task), files, tags)),
         Err(reason) => Ok(Loaded::Unsupported { name, reason: reason.to_string() }),
     }
 }
@@ -280,11 +288,11 @@ fn choice_metrics(name: &str, keys: &BTreeMap<String, Value>) -> Result<Vec<Metr
         Some(Value::Plain(serde_json::Value::Array(entries))) => entries
             .iter()
             .map(|entry| match entry.get("metric").and_then(serde_json::Value::as_str) {
-                Some("acc") => Ok(Metric::ACC),
-                Some("acc_norm") => Ok(Metric::ACC_NORM),
-                Some("mcc") => Ok(Metric::MCC),
-                Some("f1") => Ok(Metric::F1_CHOICE),
-                Some("acc_bytes") => Ok(Metric::ACC_BYTES),
+                Some("acc") => aggregated(name, Metric::ACC, entry),
+                Some("acc_norm") => aggregated(name, Metric::ACC_NORM, entry),
+                Some("mcc") => aggregated(name, Metric::MCC, entry),
+                Some("f1") => aggregated(name, Metric::F1_CHOICE, entry),
+                Some("acc_bytes") => aggregated(name, Metric::ACC_BYTES, entry),
                 Some(other) => Err(TaskError::spec(format!(
                     "task {name}: metric `{other}` is not computed for multiple_choice yet; ibex has acc, acc_norm, acc_bytes, mcc, f1"
                 ))),
@@ -301,6 +309,36 @@ fn choice_metrics(name: &str, keys: &BTreeMap<String, Value>) -> Result<Vec<Metr
     };
     metrics.sort_by_key(|m| ["acc", "f1", "mcc", "acc_norm", "acc_bytes"].iter().position(|n| *n == m.name));
     Ok(metrics)
+}
+
+/// `metric` with the aggregation its `metric_list` entry names: its own (by name), or an `aggregation: !function`
+/// hook ibex has in Rust ([`functions::AGGREGATIONS`]); any other is refused, since the score would differ.
+fn aggregated(name: &str, mut metric: Metric, entry: &serde_json::Value) -> Result<Metric, TaskError> {
+    use serde_json::Value as Json;
+    match entry.get("aggregation") {
+        None | Some(Json::Null) => Ok(metric),
+        Some(Json::String(given)) if given == metric.aggregation_name() => Ok(metric),
+        Some(hook @ Json::Object(_)) if hook.get(config::FUNCTION_KEY).is_some() => {
+            let text = |key: &str| hook.get(key).and_then(Json::as_str).unwrap_or_default();
+            let qualified = format!("{}/{}", text(config::FOLDER_KEY), text(config::FUNCTION_KEY));
+            metric.aggregation = functions::aggregation(&qualified).ok_or_else(|| {
+                let known: Vec<&str> = functions::AGGREGATIONS.iter().map(|(n, _)| *n).collect();
+                TaskError::spec(format!(
+                    "task {name}: `{}`'s aggregation `!function {}` ({qualified}) has no Rust implementation in ibex; \
+                     it has {}",
+                    metric.name,
+                    text(config::FUNCTION_KEY),
+                    known.join(", ")
+                ))
+            })?;
+            Ok(metric)
+        }
+        Some(other) => Err(TaskError::spec(format!(
+            "task {name}: `{}`'s aggregation {other} is not computed; ibex aggregates it with {}",
+            metric.name,
+            metric.aggregation_name()
+        ))),
+    }
 }
 
 /// A `generate_until` task's settings (`generation_kwargs`, as `TaskConfig.__post_init__` completes them: `until`
@@ -467,7 +505,8 @@ fn language(name: &str, folder: &str) -> String {
 /// files under the usual names (`<config>/<split>-00000-of-00001.parquet`, `data/<split>-00000-of-00001.parquet`).
 fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, TaskError> {
     let text = |key: &str| keys.get(key).and_then(Value::as_str).map(str::to_owned);
-    let dataset = text("dataset_path").ok_or_else(|| TaskError::spec(format!("task {name}: needs `dataset_path`")))?;
+    let mut dataset =
+        text("dataset_path").ok_or_else(|| TaskError::spec(format!("task {name}: needs `dataset_path`")))?;
     let splits: Vec<String> =
         ["training_split", "validation_split", "test_split", "fewshot_split"].iter().filter_map(|k| text(k)).collect();
     let mut files = BTreeMap::new();
@@ -505,6 +544,19 @@ fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, Tas
             }
             None => {}
         }
+        // `hf://datasets/OWNER/NAME/PATH` (huggingface_hub's file system, which `datasets` reads): files of a hub
+        // dataset, fetched and cached as its other files are.
+        let repos: Vec<Option<(String, String)>> = files.values().flatten().map(|f| hf_path(f)).collect();
+        if local && !repos.is_empty() && repos.iter().all(Option::is_some) {
+            let repo = repos[0].as_ref().map(|(repo, _)| repo.clone()).expect("checked");
+            if repos.iter().flatten().any(|(other, _)| *other != repo) {
+                return Err(TaskError::spec(format!("task {name}: its hf:// data_files name more than one dataset")));
+            }
+            for paths in files.values_mut() {
+                *paths = paths.iter().filter_map(|p| hf_path(p)).map(|(_, path)| path).collect();
+            }
+            dataset = repo;
+        }
     } else {
         let config = text("dataset_name");
         for split in &splits {
@@ -529,6 +581,15 @@ fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, Tas
     })
 }
 
+/// The dataset repository and the path inside it of an `hf://datasets/OWNER/NAME/PATH` file.
+fn hf_path(file: &str) -> Option<(String, String)> {
+    let rest = file.strip_prefix("hf://datasets/")?;
+    let mut parts = rest.splitn(3, '/');
+    let (owner, name, path) = (parts.next()?, parts.next()?, parts.next()?);
+    (!owner.is_empty() && !name.is_empty() && !path.is_empty() && !name.contains('@'))
+        .then(|| (format!("{owner}/{name}"), path.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,7 +602,7 @@ mod tests {
         let path = dir.path().join(folder).join("t.yaml");
         std::fs::write(&path, text).unwrap();
         match load(&path, &|p| std::fs::read_to_string(p)).map_err(|e| e.to_string())? {
-            Loaded::Task(task, _) => Ok(task),
+            Loaded::Task(task, ..) => Ok(task),
             Loaded::Unsupported { reason, .. } => Err(reason),
             _ => Err("not a task".into()),
         }
@@ -584,6 +645,17 @@ mod tests {
         // The hook reads the row when its document is built.
         let err = task.doc(3, serde_json::json!({"q": "Q?", "a": "A"}).as_object().unwrap()).unwrap_err();
         assert_eq!(err.to_string(), "row 3, field `process_results`: field `answers`: missing");
+    }
+
+    #[test]
+    fn hf_data_files_name_a_hub_dataset() {
+        let text = "task: w\ndataset_path: csv\ndataset_kwargs:\n  data_files:\n    train: hf://datasets/org/w-es/train.csv\n    \
+                    validation: hf://datasets/org/w-es/dev.csv\noutput_type: multiple_choice\nvalidation_split: validation\n\
+                    doc_to_text: s\ndoc_to_target: label\ndoc_to_choice: ['a', 'b']\n";
+        let task = load_text("bench", text).unwrap();
+        assert_eq!(task.data().dataset, "org/w-es");
+        assert_eq!(task.data().files["validation"], ["dev.csv"]);
+        assert_eq!(hf_path("hf://datasets/org/name@main/x.csv"), None);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub(crate) enum Spec {
     Int(i64),
     /// A fixed list (choices, or several targets).
     List(Vec<Value>),
+    /// A `!function` hook ibex has in Rust: the document's value, as a column's.
+    Function(crate::functions::DocFunction),
 }
 
 impl Spec {
@@ -34,10 +36,17 @@ impl Spec {
             ConfigValue::Plain(Value::Array(items)) => Ok(Spec::List(items.clone())),
             // lm-eval takes a dict's values, in order.
             ConfigValue::Plain(Value::Object(map)) => Ok(Spec::List(map.values().cloned().collect())),
-            ConfigValue::Function { name, .. } => Err(TaskError::spec(format!(
-                "`{key}: !function {name}`: ibex runs no Python; write the prompt as a Jinja template, or add a Rust \
-                 function for it (see the README's task section)"
-            ))),
+            ConfigValue::Function { name, folder } => {
+                let qualified = format!("{folder}/{name}");
+                crate::functions::doc_function(&qualified).map(Spec::Function).ok_or_else(|| {
+                    let known: Vec<&str> = crate::functions::DOC_FUNCTIONS.iter().map(|(n, _)| *n).collect();
+                    TaskError::spec(format!(
+                        "`{key}: !function {name}` ({qualified}) has no Rust implementation in ibex, which runs no \
+                         Python; write it as a Jinja template, or use one ibex has: {}",
+                        known.join(", ")
+                    ))
+                })
+            }
             other => {
                 Err(TaskError::spec(format!("`{key}` is {other:?}; give a column, a template, a list or an integer")))
             }
@@ -166,16 +175,22 @@ impl YamlTask {
         })
     }
 
-    /// A column's value when `spec` names one, else the rendered template.
+    /// What `spec` gives for `key`: a value (a column's, a hook's, a literal) as `Ok`, or a template's text as
+    /// `Err`.
     fn resolve(
         &self,
         key: &str,
-        spec: &str,
+        spec: &Spec,
         doc: &Map<String, Value>,
     ) -> Result<Result<Value, String>, (String, String)> {
-        match doc.get(spec) {
-            Some(value) => Ok(Ok(value.clone())),
-            None => self.render(key, doc).map(Err),
+        match spec {
+            Spec::Text(column) => match doc.get(column) {
+                Some(value) => Ok(Ok(value.clone())),
+                None => self.render(key, doc).map(Err),
+            },
+            Spec::Int(i) => Ok(Ok(Value::from(*i))),
+            Spec::List(items) => Ok(Ok(Value::Array(items.clone()))),
+            Spec::Function(function) => function(doc).map(Ok).map_err(|message| (key.to_owned(), message)),
         }
     }
 
@@ -183,28 +198,24 @@ impl YamlTask {
         fn fail(key: &'static str) -> impl Fn(String) -> (String, String) {
             move |message| (key.to_owned(), message)
         }
-        let text = match &self.doc_to_text {
-            Spec::Text(spec) => match self.resolve("doc_to_text", spec, doc)? {
-                Ok(value) => python_str(&value),
-                Err(text) if is_digits(&text) => {
-                    return Err(fail("doc_to_text")(
-                        "renders a number: a choice index (lm-eval's multiple inputs), which ibex does not run yet"
-                            .into(),
-                    ))
-                }
-                Err(text) => text,
-            },
-            _ => {
+        let text = match self.resolve("doc_to_text", &self.doc_to_text, doc)? {
+            Ok(Value::Number(_)) => {
                 return Err(fail("doc_to_text")(
                     "a multiple-input task (an integer), which ibex does not run yet".into(),
                 ))
             }
+            Ok(value) => python_str(&value),
+            Err(text) if is_digits(&text) => {
+                return Err(fail("doc_to_text")(
+                    "renders a number: a choice index (lm-eval's multiple inputs), which ibex does not run yet".into(),
+                ))
+            }
+            Err(text) => text,
         };
         let choices: Vec<Value> = match &self.doc_to_choice {
             None => Vec::new(),
-            Some(Spec::List(items)) => items.clone(),
             Some(Spec::Int(_)) => return Err(fail("doc_to_choice")("an integer is not a list of choices".into())),
-            Some(Spec::Text(spec)) => match self.resolve("doc_to_choice", spec, doc)? {
+            Some(spec) => match self.resolve("doc_to_choice", spec, doc)? {
                 Ok(Value::Array(items)) => items,
                 Ok(other) => return Err(fail("doc_to_choice")(format!("the column holds {other}, not a list"))),
                 Err(text) => match literal_eval(&text).map_err(fail("doc_to_choice"))? {
@@ -214,27 +225,21 @@ impl YamlTask {
             },
         };
         let choices: Vec<String> = choices.iter().map(python_str).collect();
-        let target = match &self.doc_to_target {
-            Spec::Int(i) => Target::Index(*i),
-            Spec::List(items) => Target::List(items.clone()),
-            Spec::Text(spec) => match self.resolve("doc_to_target", spec, doc)? {
-                Ok(Value::Number(n)) if n.is_i64() => Target::Index(n.as_i64().expect("checked")),
-                // Python's bool is an int: True indexes choice 1.
-                Ok(Value::Bool(b)) => Target::Index(i64::from(b)),
-                Ok(Value::String(s)) => Target::Text(s),
+        let target = match self.resolve("doc_to_target", &self.doc_to_target, doc)? {
+            Ok(Value::Number(n)) if n.is_i64() => Target::Index(n.as_i64().expect("checked")),
+            // Python's bool is an int: True indexes choice 1.
+            Ok(Value::Bool(b)) => Target::Index(i64::from(b)),
+            Ok(Value::String(s)) => Target::Text(s),
+            Ok(Value::Array(items)) => Target::List(items),
+            Ok(other) => return Err(fail("doc_to_target")(format!("the column holds {other}"))),
+            Err(text) if is_digits(&text) => Target::Index(
+                text.parse().map_err(|_| fail("doc_to_target")(format!("`{text}` is too large an index")))?,
+            ),
+            Err(text) if text.len() >= 2 && text.starts_with('[') && text.ends_with(']') => match literal_eval(&text) {
                 Ok(Value::Array(items)) => Target::List(items),
-                Ok(other) => return Err(fail("doc_to_target")(format!("the column holds {other}"))),
-                Err(text) if is_digits(&text) => Target::Index(
-                    text.parse().map_err(|_| fail("doc_to_target")(format!("`{text}` is too large an index")))?,
-                ),
-                Err(text) if text.len() >= 2 && text.starts_with('[') && text.ends_with(']') => {
-                    match literal_eval(&text) {
-                        Ok(Value::Array(items)) => Target::List(items),
-                        _ => Target::Text(text),
-                    }
-                }
-                Err(text) => Target::Text(text),
+                _ => Target::Text(text),
             },
+            Err(text) => Target::Text(text),
         };
         Ok(Rendered { text, target, choices })
     }
