@@ -6,7 +6,10 @@ Jinja syntax trees, so spacing inside `{{ }}` does not count; keys that change n
 decontamination) are skipped. Usage, with lm-eval 0.4.13 installed (`pip install --no-deps lm-eval==0.4.13` is
 enough):
 
-    python scripts/check_shipped_tasks.py [LM_EVAL_TASKS_DIR]
+    python scripts/check_shipped_tasks.py [LM_EVAL_TASKS_DIR] [--bsc FORK_TASKS_DIR]
+
+BSC's recipe set (tasks/bsc/) is compared with the fork's `lm_eval/tasks` when `--bsc` names a checkout of
+langtech-bsc/mlops-lm-evaluation-harness (branch `production`), and skipped otherwise.
 
 Prints one line per shipped task (same, differs: keys, or no lm-eval counterpart) and exits 1 when any differs.
 """
@@ -74,24 +77,45 @@ def effective(config: dict) -> dict:
     return {k: normal(k, v) for k, v in out.items()}
 
 
-def main():
-    root = pathlib.Path(__file__).resolve().parent.parent
-    if len(sys.argv) > 1:
-        theirs_root = pathlib.Path(sys.argv[1])
-    else:
-        import lm_eval
-
-        theirs_root = pathlib.Path(lm_eval.__file__).parent / "tasks"
+def index(tree: pathlib.Path) -> dict:
+    """Every task name of a tasks tree, with its file."""
     theirs = {}
-    for path in theirs_root.rglob("*.yaml"):
+    for path in tree.rglob("*.yaml"):
         try:
             config = yaml.load(path.read_text(), Loader=Loader)
         except yaml.YAMLError:
             continue
         if isinstance(config, dict) and isinstance(config.get("task"), str):
             theirs.setdefault(config["task"], path)
+    return theirs
+
+
+def main():
+    root = pathlib.Path(__file__).resolve().parent.parent
+    args = sys.argv[1:]
+    fork = None
+    if "--bsc" in args:
+        i = args.index("--bsc")
+        fork = pathlib.Path(args[i + 1])
+        del args[i : i + 2]
+    if args:
+        mainline = pathlib.Path(args[0])
+    else:
+        import lm_eval
+
+        mainline = pathlib.Path(lm_eval.__file__).parent / "tasks"
+    trees = [(root / "tasks", index(mainline), lambda p: "bsc" not in p.relative_to(root / "tasks").parts)]
+    if fork is not None:
+        trees.append((root / "tasks" / "bsc", index(fork), lambda p: True))
     failures = 0
-    for path in sorted((root / "tasks").rglob("*.yaml")):
+    for folder, theirs, wanted in trees:
+        failures += compare(root, folder, theirs, wanted)
+    sys.exit(1 if failures else 0)
+
+
+def compare(root: pathlib.Path, folder: pathlib.Path, theirs: dict, wanted) -> int:
+    failures = 0
+    for path in sorted(p for p in folder.rglob("*.yaml") if wanted(p)):
         config = load(path)
         name = config.get("task")
         if not isinstance(name, str):
@@ -112,7 +136,7 @@ def main():
             print(f"{name}: same but {', '.join(f'{k} ({KNOWN[name, k]})' for k in known)}")
         else:
             print(f"{name}: same")
-    sys.exit(1 if failures else 0)
+    return failures
 
 
 if __name__ == "__main__":

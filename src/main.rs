@@ -68,6 +68,9 @@ enum Command {
         /// key, template and hook one ibex has) or why not, with counts per folder and the commonest reasons.
         #[arg(long, requires = "tasks_dirs")]
         check: bool,
+        /// The recipe set to list: lm-eval or bsc (BSC's fork).
+        #[arg(long, default_value = "lm-eval")]
+        recipes: ibex_runner::Recipes,
     },
 }
 
@@ -88,6 +91,10 @@ struct RunArgs {
     /// Also read task files from this folder (repeatable).
     #[arg(long = "tasks-dir")]
     tasks_dirs: Vec<PathBuf>,
+    /// Whose task definitions to mirror: lm-eval (lm-eval 0.4.13's) or bsc (BSC's fork of lm-eval, whose NLI tasks
+    /// filter and normalise documents differently and which BSC's numbers since 2025-04-08 come from).
+    #[arg(long, default_value = "lm-eval")]
+    recipes: ibex_runner::Recipes,
     /// Replace a task's data: TASK[:SPLIT]=PATH (jsonl, json, csv, tsv or parquet; repeatable).
     #[arg(long)]
     data: Vec<DataOverride>,
@@ -183,6 +190,7 @@ impl RunArgs {
             suite: self.suite,
             tasks: self.tasks,
             tasks_dirs: self.tasks_dirs,
+            recipes: self.recipes,
             data: self.data,
             devices: self.device,
             max_memory: self.max_memory.unwrap_or_default(),
@@ -377,8 +385,8 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", results_table(&results));
             println!("{} shard(s) merged into {}", shards.len(), path.display());
         }
-        Command::Tasks { tasks_dirs, check } => {
-            let registry = Registry::load(&tasks_dirs)?;
+        Command::Tasks { tasks_dirs, check, recipes } => {
+            let registry = Registry::load(&tasks_dirs, recipes)?;
             if check {
                 println!("{}", check_tables(&registry, &tasks_dirs));
                 return Ok(());

@@ -36,8 +36,21 @@ fn essay_suite_then_compare_gives_verdicts_table_json_and_chart() {
     let data = |name: &str| fixtures().join("data").join(name).display().to_string();
     let xnli = format!("xnli_en={}", data("xnli_en.validation.jsonl"));
     let squad = format!("squad_en={}", data("squad_v1.1.dev.json"));
-    let run =
-        run_ok(&["--suite", "essay", "--model", HUB_MODEL, "--data", &xnli, "--data", &squad, "--max-gen-toks", "16"]);
+    let xquad = format!("xquad_en={}", data("qa_en.validation.jsonl"));
+    let run = run_ok(&[
+        "--suite",
+        "essay",
+        "--model",
+        HUB_MODEL,
+        "--data",
+        &xnli,
+        "--data",
+        &squad,
+        "--data",
+        &xquad,
+        "--max-gen-toks",
+        "16",
+    ]);
     let results = read_results(run.path());
     assert_eq!(results["results"]["xnli_en"]["sample_len"], 24);
     assert_eq!(results["results"]["squad_en"]["sample_len"], 3);
@@ -86,12 +99,12 @@ fn essay_suite_then_compare_gives_verdicts_table_json_and_chart() {
 fn shipped_published_numbers_and_suites_load() {
     let files = ibex_compare::load(&fixtures().join("../../configs/published")).unwrap();
     let rows: usize = files.iter().map(|f| f.rows.len()).sum();
-    assert_eq!(rows, 16);
+    assert_eq!(rows, 18);
     let essay = files.iter().find(|f| f.source.name == "essay").unwrap();
     let llama_squad = essay.rows.iter().find(|r| r.task == "squad_en" && r.model.contains("Llama-2")).unwrap();
     assert_eq!(llama_squad.interval(), Some((0.925, 0.945)));
     assert!(!llama_squad.verified);
-    let registry = ibex_runner::Registry::load(&[] as &[&std::path::Path]).unwrap();
+    let registry = ibex_runner::Registry::load(&[] as &[&std::path::Path], ibex_runner::Recipes::LmEval).unwrap();
     for suite in ["essay", "iberian"] {
         let tasks = ibex_runner::suite_tasks(suite).unwrap();
         assert!(registry.select(&tasks).is_ok(), "suite {suite} names a task that does not exist");
@@ -105,8 +118,22 @@ fn suite_and_compare_work_outside_the_repository() {
     let data = |name: &str| fixtures().join("data").join(name).display().to_string();
     let xnli = format!("xnli_en={}", data("xnli_en.validation.jsonl"));
     let squad = format!("squad_en={}", data("squad_v1.1.dev.json"));
-    let args =
-        ["run", "--suite", "essay", "--model", HUB_MODEL, "--data", &xnli, "--data", &squad, "--max-gen-toks", "16"];
+    let xquad = format!("xquad_en={}", data("qa_en.validation.jsonl"));
+    let args = [
+        "run",
+        "--suite",
+        "essay",
+        "--model",
+        HUB_MODEL,
+        "--data",
+        &xnli,
+        "--data",
+        &squad,
+        "--data",
+        &xquad,
+        "--max-gen-toks",
+        "16",
+    ];
     let output = ibex_in(cwd.path(), &[&args[..], &["--output", "mine"]].concat());
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let results = read_results(&cwd.path().join("mine"));
@@ -144,14 +171,14 @@ fn runs_at_other_shots_or_limited_get_no_verdict() {
         (
             HUB_MODEL,
             vec!["--limit", "4", "--num-fewshot", "3"],
-            "3-shot, --limit 4",
+            "3-shot, lm-eval recipes, BOS on, --limit 4",
             "the run evaluated only the first 4",
         ),
-        (HUB_MODEL, vec![], "0-shot", "published at 3 shots, measured at 0"),
+        (HUB_MODEL, vec![], "0-shot, lm-eval recipes, BOS on", "published at 3 shots, measured at 0"),
         (
             ibex_path_arg(&instruct),
             vec!["--num-fewshot", "3", "--apply-chat-template"],
-            "3-shot, chat template",
+            "3-shot, lm-eval recipes, BOS on, chat template",
             "published without the chat template, measured with it",
         ),
     ] {
@@ -168,4 +195,39 @@ fn runs_at_other_shots_or_limited_get_no_verdict() {
         let markdown = std::fs::read_to_string(out.path().join("comparison.md")).unwrap();
         assert!(markdown.contains(mismatch), "{markdown}");
     }
+}
+
+/// A published number made with BSC's recipe, or with the other BOS policy, gets no verdict from a run made
+/// otherwise, and the comparison says which flag reproduces it.
+#[test]
+fn a_row_published_with_other_recipes_or_bos_says_how_to_measure_it() {
+    let published = tempfile::tempdir().unwrap();
+    let file = published.path().join("bsc.toml");
+    std::fs::write(
+        &file,
+        "[source]\nname = \"bsc\"\ntitle = \"Numbers written for this test\"\n\n\
+         [[row]]\ntask = \"xnli_es_spanish_bench\"\nmetric = \"acc\"\nmodel = \"ibex-fixtures/tiny-salamandra\"\n\
+         value = 0.3\ndecimals = 0\nrecipes = \"bsc\"\nlm_eval_version = \"0.4.8\"\nadd_bos_token = false\n",
+    )
+    .unwrap();
+    let data = format!("xnli_es_spanish_bench={}", fixtures().join("data/xnli_es.validation.jsonl").display());
+    let judged = |extra: &[&str]| {
+        let mut args = vec!["--model", HUB_MODEL, "--tasks", "xnli_es_spanish_bench", "--data", &data];
+        args.extend(extra);
+        let out = run_ok(&args);
+        let output = ibex(&["compare", ibex_path_arg(out.path()), "--published", ibex_path_arg(&file)]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let rows = read_json(&out.path().join("comparison.json"));
+        rows.as_array().unwrap().iter().find(|r| r["measured"].is_number()).unwrap().clone()
+    };
+    let row = judged(&[]);
+    assert_eq!(row["verdict"], "not_comparable");
+    assert_eq!(row["needs"], "bsc recipes, lm-eval 0.4.8, BOS off");
+    let expected = "published with BSC's recipe for xnli_es_spanish_bench; measure it with `ibex run --recipes bsc`";
+    assert_eq!(row["mismatch"], expected);
+    let row = judged(&["--recipes", "bsc"]);
+    assert_eq!(row["mismatch"], "published with BOS off, measured with BOS on (`--add-bos-token false`)");
+    let row = judged(&["--recipes", "bsc", "--add-bos-token", "false"]);
+    assert!(row["mismatch"].is_null(), "{row}");
+    assert_ne!(row["verdict"], "not_comparable");
 }

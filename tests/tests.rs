@@ -12,6 +12,7 @@ mod files;
 mod generation;
 mod parity;
 mod plugins;
+mod recipes;
 mod resume;
 mod shards;
 mod transforms;

@@ -18,7 +18,8 @@ fn yaml_multiple_choice_tasks_match_lm_eval() {
             "--tasks-dir",
             TASKS_DIR,
             "--tasks",
-            "yaml_copa_like,yaml_yesno,yaml_paws_ca,yaml_nli_group",
+            "yaml_copa_like,yaml_yesno,yaml_paws_ca,yaml_nli_group,yaml_xcopa_eu,yaml_eus_trivia,yaml_eus_exams,\
+             yaml_assin_macro",
             "--num-fewshot",
             shots,
         ]);
@@ -31,7 +32,18 @@ fn yaml_multiple_choice_tasks_match_lm_eval() {
         }
         let keys: Vec<&String> = group.as_object().unwrap().keys().filter(|k| k.contains(",none")).collect();
         assert_eq!(keys, ["acc,none", "acc_stderr,none"]);
-        for task in ["yaml_copa_like", "yaml_yesno", "yaml_nli_ca", "yaml_paws_ca", "yaml_nli_gl"] {
+        let tasks = [
+            "yaml_copa_like",
+            "yaml_yesno",
+            "yaml_nli_ca",
+            "yaml_paws_ca",
+            "yaml_nli_gl",
+            "yaml_xcopa_eu",
+            "yaml_eus_trivia",
+            "yaml_eus_exams",
+            "yaml_assin_macro",
+        ];
+        for task in tasks {
             let reference = fixtures().join(format!("lm_eval/yaml/samples_{task}_{shots}shot.jsonl"));
             let ours = samples_path(run.path(), task);
             let delta = assert_samples_match(&ours, &reference);
@@ -51,6 +63,18 @@ fn yaml_multiple_choice_tasks_match_lm_eval() {
                         (got.as_f64().unwrap() - want.as_f64().unwrap()).abs() < 1e-12,
                         "{task} {metric}: {got} vs {want}"
                     );
+                }
+            }
+            // Corpus metrics' standard errors: lm-eval's bootstrap (CPython's draws), or "N/A" where it has none
+            // (a custom aggregation such as assin2's macro F1).
+            for metric in ["mcc_stderr,none", "f1_stderr,none"] {
+                let (got, want) = (&results["results"][task][metric], &expected[metric]);
+                match want.as_f64() {
+                    Some(want) => {
+                        let got = got.as_f64().unwrap_or(f64::NAN);
+                        assert!((got - want).abs() < 1e-9, "{task} {metric}: {got} vs {want}");
+                    }
+                    None => assert_eq!(got, want, "{task} {metric}"),
                 }
             }
         }

@@ -89,6 +89,39 @@ pub struct ComparisonRow {
     pub run: String,
     /// Why measured and published cannot be compared, when they cannot.
     pub mismatch: Option<String>,
+    /// What reproducing the published number needs (recipe set, lm-eval version, BOS), from its row.
+    pub needs: String,
+}
+
+/// Whether ibex ships BSC's own version of `task` (`tasks/bsc/…/<task>.yaml`): only then does the recipe set change
+/// what the task computes.
+fn bsc_redefines(task: &str) -> bool {
+    let file = format!("/{task}.yaml");
+    ibex_assets::TASKS.iter().any(|(path, _)| path.starts_with("tasks/bsc/") && path.ends_with(&file))
+}
+
+/// Why a run cannot reproduce `row` as far as recipes and BOS go, if it cannot: the task file of the wrong recipe set
+/// (`task_file`, as the results record it), or the other BOS policy.
+fn recipe_mismatch(row: &PublishedRow, task: &str, task_file: Option<&str>, bos: bool) -> Option<String> {
+    if let (Some(recipes), Some(file)) = (&row.recipes, task_file) {
+        let needs_bsc = recipes == "bsc" && bsc_redefines(task);
+        let measured_bsc = file.starts_with("tasks/bsc/");
+        if needs_bsc != measured_bsc {
+            return Some(if needs_bsc {
+                format!("published with BSC's recipe for {task}; measure it with `ibex run --recipes bsc`")
+            } else {
+                format!("published with lm-eval's recipe for {task}; measured with BSC's (run without --recipes bsc)")
+            });
+        }
+    }
+    match row.add_bos_token {
+        Some(published) if published != bos => Some(format!(
+            "published with BOS {}, measured with BOS {} (`--add-bos-token {published}`)",
+            if published { "on" } else { "off" },
+            if bos { "on" } else { "off" }
+        )),
+        _ => None,
+    }
 }
 
 /// Joins results with published rows on (task, metric, model); published rows no run measured are kept too.
@@ -127,7 +160,10 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                         if row.apply_chat_template { "with" } else { "without" },
                         if chat { "with" } else { "without" }
                     )),
-                    _ => None,
+                    _ => {
+                        let task_file = run.ibex.tasks.get(task).map(|t| t.task_file.as_str());
+                        recipe_mismatch(row, task, task_file, model.add_special_tokens)
+                    }
                 });
                 let verdict = match mismatch {
                     Some(_) => Verdict::NotComparable,
@@ -143,9 +179,12 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                     verdict,
                     delta,
                     source: found.as_ref().map(|(_, s)| s.clone()),
+                    needs: found.as_ref().map_or(String::new(), |(row, _)| row.needs()),
                     published: found.map(|(row, _)| row),
                     run: format!(
-                        "{shots}-shot{}{}",
+                        "{shots}-shot, {} recipes, BOS {}{}{}",
+                        model.recipes,
+                        if model.add_special_tokens { "on" } else { "off" },
                         if chat { ", chat template" } else { "" },
                         model.limit.map_or(String::new(), |limit| format!(", --limit {limit}"))
                     ),
@@ -171,6 +210,7 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                     verdict: Verdict::NotMeasured,
                     run: row.shots.map_or(String::new(), |s| format!("{s}-shot")),
                     mismatch: None,
+                    needs: row.needs(),
                 });
             }
         }
@@ -201,6 +241,10 @@ mod tests {
             shots: None,
             harness: None,
             apply_chat_template: false,
+            recipes: None,
+            lm_eval_version: None,
+            add_bos_token: None,
+            reading: None,
             verified: true,
             note: None,
         }

@@ -44,6 +44,20 @@ pub struct PublishedRow {
     /// prompts, lm-eval's default, when absent.
     #[serde(default)]
     pub apply_chat_template: bool,
+    /// The recipe set that produced the number: `lm-eval` (lm-eval's own task files) or `bsc` (BSC's fork, whose NLI
+    /// tasks filter and normalise documents differently since 2025-04-08); not stated when absent.
+    #[serde(default)]
+    pub recipes: Option<String>,
+    /// The lm-eval version that produced it (`0.4.4–0.4.7`, `0.4.9.2+`), as its source or its date says.
+    #[serde(default)]
+    pub lm_eval_version: Option<String>,
+    /// Whether a BOS token was put before every non-empty string: off in the lm-eval versions BSC used before its
+    /// 0.4.9.2 merge, the tokenizer's default (on, for Salamandra and ALIA) after it.
+    #[serde(default)]
+    pub add_bos_token: Option<bool>,
+    /// The reading of an ambiguous published name the row assumes (the essay's "SQuAD_en": SQuAD v1.1 or XQuAD).
+    #[serde(default)]
+    pub reading: Option<String>,
     /// False when the number cannot be traced to its origin.
     #[serde(default = "yes")]
     pub verified: bool,
@@ -57,6 +71,20 @@ fn yes() -> bool {
 }
 
 impl PublishedRow {
+    /// What reproducing the number needs, as a table shows it: recipe set, lm-eval version, BOS; `not stated` when
+    /// the source says none of them.
+    pub fn needs(&self) -> String {
+        let mut parts = Vec::new();
+        parts.extend(self.recipes.as_ref().map(|r| format!("{r} recipes")));
+        parts.extend(self.lm_eval_version.as_ref().map(|v| format!("lm-eval {v}")));
+        parts.extend(self.add_bos_token.map(|bos| format!("BOS {}", if bos { "on" } else { "off" })));
+        if parts.is_empty() {
+            "not stated".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+
     /// The published interval as fractions, widened by the rounding of the published percentage.
     pub fn interval(&self) -> Option<(f64, f64)> {
         let half_unit = 0.5 * 10f64.powi(-(self.decimals as i32)) / 100.0;

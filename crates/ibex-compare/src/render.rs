@@ -4,15 +4,26 @@
 use crate::{ComparisonRow, Verdict};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Color, Table};
 
-const HEADER: [&str; 10] =
-    ["task", "metric", "model", "measured (%)", "95% CI (%)", "published (%)", "Δ (pp)", "verdict", "source", "run"];
+const HEADER: [&str; 11] = [
+    "task",
+    "metric",
+    "model",
+    "measured (%)",
+    "95% CI (%)",
+    "published (%)",
+    "Δ (pp)",
+    "verdict",
+    "source",
+    "published with",
+    "run",
+];
 
 fn percent(value: f64) -> String {
     format!("{:.2}", value * 100.0)
 }
 
 /// The cells of a row, as text.
-fn cells(row: &ComparisonRow) -> [String; 10] {
+fn cells(row: &ComparisonRow) -> [String; 11] {
     let measured = match (row.measured, row.stderr) {
         (Some(m), Some(se)) => format!("{} ± {}", percent(m), percent(se)),
         (Some(m), None) => percent(m),
@@ -43,7 +54,11 @@ fn cells(row: &ComparisonRow) -> [String; 10] {
         published,
         delta,
         row.verdict.label().to_owned(),
-        row.source.clone().unwrap_or_default(),
+        match (&row.source, row.published.as_ref().and_then(|p| p.reading.as_ref())) {
+            (Some(source), Some(reading)) => format!("{source} (read as {reading})"),
+            (source, _) => source.clone().unwrap_or_default(),
+        },
+        row.needs.clone(),
         row.run.clone(),
     ]
 }
@@ -71,7 +86,7 @@ pub fn terminal_table(rows: &[ComparisonRow]) -> Table {
 
 /// The comparison as a Markdown table, with the notes of unverified or annotated published values below it.
 pub fn markdown(rows: &[ComparisonRow]) -> String {
-    let mut out = format!("| {} |\n|{}|\n", HEADER.join(" | "), ["---"; 10].join("|"));
+    let mut out = format!("| {} |\n|{}|\n", HEADER.join(" | "), ["---"; 11].join("|"));
     for row in rows {
         out.push_str(&format!("| {} |\n", cells(row).join(" | ")));
     }

@@ -4,18 +4,23 @@
 
 use serde_json::Value;
 
+/// Every document's item in, one number out (an error names an item of the wrong shape).
+pub type CorpusFn = fn(&[Value]) -> Result<f64, String>;
+
 /// How per-sample items become a task's value.
 #[derive(Clone, Copy, Debug)]
 pub enum Aggregation {
     /// lm-eval's `mean`, with `mean_stderr` (sample standard deviation over √n): items are numbers.
     Mean,
     /// A corpus-level metric (lm-eval's `matthews_corrcoef`, `f1`, `bleu`): the function sees every item at once.
-    /// lm-eval estimates these metrics' standard errors by bootstrap; ibex reports none ("N/A").
     Corpus {
         /// lm-eval's name for the aggregation (`matthews_corrcoef`).
         name: &'static str,
         /// The function.
-        function: fn(&[Value]) -> Result<f64, String>,
+        function: CorpusFn,
+        /// Its standard error as lm-eval estimates it (by bootstrap, for the aggregations its `stderr_for_metric`
+        /// lists); `None` where lm-eval reports "N/A".
+        stderr: Option<CorpusFn>,
     },
 }
 
@@ -47,13 +52,17 @@ impl Metric {
     pub const F1_CHOICE: Metric = Metric {
         name: "f1",
         higher_is_better: true,
-        aggregation: Aggregation::Corpus { name: "f1", function: binary_f1 },
+        aggregation: Aggregation::Corpus { name: "f1", function: binary_f1, stderr: Some(binary_f1_stderr) },
     };
     /// Matthews correlation over `[gold, prediction]` items (lm-eval's `mcc`, as scikit-learn's `matthews_corrcoef`).
     pub const MCC: Metric = Metric {
         name: "mcc",
         higher_is_better: true,
-        aggregation: Aggregation::Corpus { name: "matthews_corrcoef", function: matthews_corrcoef },
+        aggregation: Aggregation::Corpus {
+            name: "matthews_corrcoef",
+            function: matthews_corrcoef,
+            stderr: Some(matthews_corrcoef_stderr),
+        },
     };
 
     /// Aggregates one task's items: the value and, for means of two or more items, the standard error.
@@ -66,7 +75,14 @@ impl Metric {
                     .collect::<Result<Vec<f64>, String>>()?;
                 Ok(mean_stderr(&values))
             }
-            Aggregation::Corpus { function, .. } => Ok(Aggregate { value: function(items)?, stderr: None }),
+            Aggregation::Corpus { function, stderr, .. } => {
+                // lm-eval bootstraps only when there are at least two items.
+                let stderr = match stderr.filter(|_| items.len() > 1) {
+                    Some(stderr) => Some(stderr(items)?),
+                    None => None,
+                };
+                Ok(Aggregate { value: function(items)?, stderr })
+            }
         }
     }
 
@@ -115,91 +131,153 @@ pub fn group_aggregate(members: &[(usize, Aggregate)]) -> Aggregate {
     Aggregate { value, stderr }
 }
 
-/// scikit-learn's `matthews_corrcoef` over `[gold, prediction]` items of any number of classes; 0 when undefined.
-pub fn matthews_corrcoef(items: &[Value]) -> Result<f64, String> {
-    let pairs = items
+/// `[gold, prediction]` items as pairs of class ids (the labels as printed, sorted), with the number of classes.
+fn class_pairs(items: &[Value], metric: &str) -> Result<(Vec<(usize, usize)>, usize), String> {
+    let labels = items
         .iter()
         .map(|item| match item.as_array().map(Vec::as_slice) {
             Some([gold, predicted]) => Ok((gold.to_string(), predicted.to_string())),
-            _ => Err(format!("`mcc` item {item} is not [gold, prediction]")),
+            _ => Err(format!("`{metric}` item {item} is not [gold, prediction]")),
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let mut classes: Vec<&String> = pairs.iter().flat_map(|(g, p)| [g, p]).collect();
+    let mut classes: Vec<&String> = labels.iter().flat_map(|(g, p)| [g, p]).collect();
     classes.sort();
     classes.dedup();
-    let k = classes.len();
     let index = |label: &String| classes.binary_search(&label).expect("every label is a class");
-    let mut confusion = vec![vec![0.0_f64; k]; k];
-    for (gold, predicted) in &pairs {
-        confusion[index(gold)][index(predicted)] += 1.0;
+    Ok((labels.iter().map(|(g, p)| (index(g), index(p))).collect(), classes.len()))
+}
+
+/// Matthews correlation of class-id pairs over `k` classes (scikit-learn's multiclass formula); 0 when undefined.
+fn mcc_of(pairs: &[(usize, usize)], k: usize) -> f64 {
+    let mut confusion = vec![0.0_f64; k * k];
+    for &(gold, predicted) in pairs {
+        confusion[gold * k + predicted] += 1.0;
     }
-    let true_counts: Vec<f64> = confusion.iter().map(|row| row.iter().sum()).collect();
-    let predicted_counts: Vec<f64> = (0..k).map(|j| confusion.iter().map(|row| row[j]).sum()).collect();
-    let correct: f64 = (0..k).map(|i| confusion[i][i]).sum();
+    let true_counts: Vec<f64> = (0..k).map(|i| confusion[i * k..(i + 1) * k].iter().sum()).collect();
+    let predicted_counts: Vec<f64> = (0..k).map(|j| (0..k).map(|i| confusion[i * k + j]).sum()).collect();
+    let correct: f64 = (0..k).map(|i| confusion[i * k + i]).sum();
     let total = pairs.len() as f64;
     let covariance = correct * total - predicted_counts.iter().zip(&true_counts).map(|(p, t)| p * t).sum::<f64>();
     let predicted_spread = total * total - predicted_counts.iter().map(|p| p * p).sum::<f64>();
     let true_spread = total * total - true_counts.iter().map(|t| t * t).sum::<f64>();
     let denominator = (predicted_spread * true_spread).sqrt();
-    Ok(if denominator == 0.0 { 0.0 } else { covariance / denominator })
+    if denominator == 0.0 {
+        0.0
+    } else {
+        covariance / denominator
+    }
+}
+
+/// scikit-learn's `matthews_corrcoef` over `[gold, prediction]` items of any number of classes; 0 when undefined.
+pub fn matthews_corrcoef(items: &[Value]) -> Result<f64, String> {
+    let (pairs, k) = class_pairs(items, "mcc")?;
+    Ok(mcc_of(&pairs, k))
+}
+
+/// lm-eval's bootstrap standard error of `matthews_corrcoef`.
+pub fn matthews_corrcoef_stderr(items: &[Value]) -> Result<f64, String> {
+    let (pairs, k) = class_pairs(items, "mcc")?;
+    Ok(bootstrap_stderr(&pairs, |resample| mcc_of(resample, k)))
 }
 
 /// scikit-learn's `f1_score(golds, preds, average="macro")` over `[gold, prediction]` items: the unweighted mean over
 /// every label seen (gold or predicted) of that label's F1, 0 for a label never predicted nor gold-correct (its
-/// `zero_division`). portuguese_bench's `assin2_utils.macro_f1` aggregates `f1` items with it.
+/// `zero_division`). portuguese_bench's `assin2_utils.macro_f1` aggregates `f1` items with it (lm-eval reports no
+/// standard error for it).
 pub fn macro_f1(items: &[Value]) -> Result<f64, String> {
-    let pairs = items
-        .iter()
-        .map(|item| match item.as_array().map(Vec::as_slice) {
-            Some([gold, predicted]) => Ok((gold.to_string(), predicted.to_string())),
-            _ => Err(format!("`f1` item {item} is not [gold, prediction]")),
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let mut labels: Vec<&String> = pairs.iter().flat_map(|(g, p)| [g, p]).collect();
-    labels.sort();
-    labels.dedup();
-    if labels.is_empty() {
+    let (pairs, k) = class_pairs(items, "f1")?;
+    if k == 0 {
         return Ok(0.0);
     }
-    let f1 = |label: &String| {
-        let tp = pairs.iter().filter(|(g, p)| g == label && p == label).count() as f64;
-        let predicted = pairs.iter().filter(|(_, p)| p == label).count() as f64;
-        let gold = pairs.iter().filter(|(g, _)| g == label).count() as f64;
+    let f1 = |label: usize| {
+        let tp = pairs.iter().filter(|&&(g, p)| g == label && p == label).count() as f64;
+        let predicted = pairs.iter().filter(|&&(_, p)| p == label).count() as f64;
+        let gold = pairs.iter().filter(|&&(g, _)| g == label).count() as f64;
         if predicted + gold == 0.0 {
             0.0
         } else {
             2.0 * tp / (predicted + gold)
         }
     };
-    Ok(labels.iter().map(|l| f1(l)).sum::<f64>() / labels.len() as f64)
+    Ok((0..k).map(f1).sum::<f64>() / k as f64)
+}
+
+/// `[gold, prediction]` items as (gold is 1, prediction is 1); an error for labels other than 0 and 1, as
+/// scikit-learn's binary F1 refuses them.
+fn binary_pairs(items: &[Value]) -> Result<Vec<(usize, usize)>, String> {
+    items
+        .iter()
+        .map(|item| {
+            let pair = item.as_array().map(Vec::as_slice);
+            match pair {
+                Some([g, p]) => match (g.as_i64(), p.as_i64()) {
+                    (Some(g @ (0 | 1)), Some(p @ (0 | 1))) => Ok((g as usize, p as usize)),
+                    _ => Err(format!(
+                        "`f1` item {item}: binary F1 needs labels 0 and 1 (scikit-learn's average='binary')"
+                    )),
+                },
+                _ => Err(format!("`f1` item {item} is not [gold, prediction]")),
+            }
+        })
+        .collect()
+}
+
+/// Binary F1 of class 1 over (gold, prediction) pairs of 0 and 1; 0 when no pair is positive in either.
+fn f1_of(pairs: &[(usize, usize)]) -> f64 {
+    let (mut tp, mut fp, mut fn_) = (0.0, 0.0, 0.0);
+    for &pair in pairs {
+        match pair {
+            (1, 1) => tp += 1.0,
+            (0, 1) => fp += 1.0,
+            (1, 0) => fn_ += 1.0,
+            _ => {}
+        }
+    }
+    let denominator = 2.0 * tp + fp + fn_;
+    if denominator == 0.0 {
+        0.0
+    } else {
+        2.0 * tp / denominator
+    }
 }
 
 /// scikit-learn's `f1_score(golds, preds)` (binary, positive class 1) over `[gold, prediction]` items; 0 when no item
 /// is positive in either (its `zero_division`); an error for labels other than 0 and 1, as scikit-learn refuses them.
 pub fn binary_f1(items: &[Value]) -> Result<f64, String> {
-    let (mut tp, mut fp, mut fn_) = (0.0, 0.0, 0.0);
-    for item in items {
-        let pair = item.as_array().map(Vec::as_slice);
-        let (gold, predicted) = match pair {
-            Some([g, p]) => (g.as_i64(), p.as_i64()),
-            _ => return Err(format!("`f1` item {item} is not [gold, prediction]")),
-        };
-        match (gold, predicted) {
-            (Some(g @ (0 | 1)), Some(p @ (0 | 1))) => match (g, p) {
-                (1, 1) => tp += 1.0,
-                (0, 1) => fp += 1.0,
-                (1, 0) => fn_ += 1.0,
-                _ => {}
-            },
-            _ => {
-                return Err(format!(
-                    "`f1` item {item}: binary F1 needs labels 0 and 1 (scikit-learn's average='binary')"
-                ))
-            }
-        }
-    }
-    let denominator = 2.0 * tp + fp + fn_;
-    Ok(if denominator == 0.0 { 0.0 } else { 2.0 * tp / denominator })
+    Ok(f1_of(&binary_pairs(items)?))
+}
+
+/// lm-eval's bootstrap standard error of the binary `f1`.
+pub fn binary_f1_stderr(items: &[Value]) -> Result<f64, String> {
+    Ok(bootstrap_stderr(&binary_pairs(items)?, f1_of))
+}
+
+/// lm-eval's `bootstrap_stderr` (`lm_eval/api/metrics.py`) at its default 100,000 iterations: 100 chunks of 1,000
+/// resamples, chunk `i` drawn by `random.Random(i).choices(items, k=len(items))`, then the sample standard deviation
+/// of the 100,000 statistics. The draws are CPython's, so the value is lm-eval's up to float rounding. Chunks run on
+/// every core and are joined in order.
+fn bootstrap_stderr(pairs: &[(usize, usize)], statistic: impl Fn(&[(usize, usize)]) -> f64 + Sync) -> f64 {
+    use rayon::prelude::*;
+    const ITERATIONS: u64 = 100_000;
+    const CHUNK: u64 = 1_000;
+    let chunks: Vec<Vec<f64>> = (0..ITERATIONS / CHUNK)
+        .into_par_iter()
+        .map(|seed| {
+            let mut rng = crate::PyRandom::new(seed);
+            let mut resample = Vec::with_capacity(pairs.len());
+            (0..CHUNK)
+                .map(|_| {
+                    resample.clear();
+                    resample.extend((0..pairs.len()).map(|_| pairs[rng.choice_index(pairs.len())]));
+                    statistic(&resample)
+                })
+                .collect()
+        })
+        .collect();
+    let values: Vec<f64> = chunks.into_iter().flatten().collect();
+    // lm-eval's `sample_stddev`: Python's sequential sums.
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    (values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (values.len() - 1) as f64).sqrt()
 }
 
 /// lm-eval's results key of a metric under a filter: `acc,none`.
@@ -257,7 +335,8 @@ mod tests {
             [(1, 1), (1, 0), (0, 0), (0, 0), (1, 1), (0, 1)].iter().map(|(g, p)| json!([g, p])).collect();
         let mcc = Metric::MCC.aggregate(&items).unwrap();
         assert!((mcc.value - 1.0 / 3.0).abs() < 1e-12, "{mcc:?}");
-        assert_eq!(mcc.stderr, None);
+        // lm-eval 0.4.13's bootstrap_stderr(matthews_corrcoef, items, 100000) = 0.41171055478744356
+        assert!((mcc.stderr.unwrap() - 0.411_710_554_787_443_56).abs() < 1e-12, "{mcc:?}");
         // Three classes: matthews_corrcoef([0, 1, 2, 2, 1], [0, 2, 2, 2, 1]) = 0.7349684152591671
         let items: Vec<Value> = [(0, 0), (1, 2), (2, 2), (2, 2), (1, 1)].iter().map(|(g, p)| json!([g, p])).collect();
         assert!((matthews_corrcoef(&items).unwrap() - 0.734_968_415_259_167_1).abs() < 1e-12);
@@ -270,6 +349,11 @@ mod tests {
         // sklearn.metrics.f1_score([1, 0, 1, 1, 0], [1, 1, 0, 1, 0]) = 0.6666666666666666
         let items: Vec<Value> = [(1, 1), (0, 1), (1, 0), (1, 1), (0, 0)].iter().map(|(g, p)| json!([g, p])).collect();
         assert!((binary_f1(&items).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        // lm-eval 0.4.13's bootstrap_stderr(f1_score, items, 100000) = 0.25707440309289226
+        let f1 = Metric::F1_CHOICE.aggregate(&items).unwrap();
+        assert!((f1.stderr.unwrap() - 0.257_074_403_092_892_26).abs() < 1e-12, "{f1:?}");
+        // One item: no bootstrap, as lm-eval's "N/A".
+        assert_eq!(Metric::F1_CHOICE.aggregate(&items[..1]).unwrap().stderr, None);
         assert_eq!(binary_f1(&[json!([0, 0])]).unwrap(), 0.0);
         assert!(binary_f1(&[json!([2, 0])]).unwrap_err().contains("labels 0 and 1"));
     }

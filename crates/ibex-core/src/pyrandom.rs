@@ -95,6 +95,18 @@ impl PyRandom {
         }
     }
 
+    /// `random.random()`: a float in [0, 1) from 53 random bits (two draws).
+    pub fn random(&mut self) -> f64 {
+        let a = f64::from(self.next_u32() >> 5);
+        let b = f64::from(self.next_u32() >> 6);
+        (a * 67_108_864.0 + b) * (1.0 / 9_007_199_254_740_992.0)
+    }
+
+    /// One index of `random.choices(range(n))` (no weights): `floor(random() * n)`.
+    pub fn choice_index(&mut self, n: usize) -> usize {
+        (self.random() * n as f64).floor() as usize
+    }
+
     /// `sample(range(n), k)`: `k` distinct indices below `n`, in draw order. Panics if `k > n`, as Python raises.
     pub fn sample(&mut self, n: usize, k: usize) -> Vec<usize> {
         assert!(k <= n, "sample larger than population");
@@ -131,6 +143,17 @@ mod tests {
     use super::*;
 
     // Expected values printed by CPython 3.11: `r = random.Random(seed); r.sample(range(n), k)`, repeated.
+    #[test]
+    fn random_and_choices_match_cpython() {
+        // random.Random(0).random() twice; random.Random(7).choices(range(10), k=5); Random(99).choices(range(3), k=4)
+        let mut rng = PyRandom::new(0);
+        assert_eq!([rng.random(), rng.random()], [0.8444218515250481, 0.7579544029403025]);
+        let mut rng = PyRandom::new(7);
+        assert_eq!((0..5).map(|_| rng.choice_index(10)).collect::<Vec<_>>(), [3, 1, 6, 0, 5]);
+        let mut rng = PyRandom::new(99);
+        assert_eq!((0..4).map(|_| rng.choice_index(3)).collect::<Vec<_>>(), [1, 0, 0, 0]);
+    }
+
     #[test]
     fn small_population_draws_match_cpython() {
         let mut rng = PyRandom::new(1234);

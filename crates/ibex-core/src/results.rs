@@ -307,6 +307,9 @@ pub struct ModelRecord {
     pub max_batch_size: Option<usize>,
     /// The BOS policy applied (`auto`, `true`, `false`).
     pub add_bos_token: String,
+    /// Whose task definitions the run mirrored: `lm-eval` or `bsc` (BSC's fork; `--recipes`).
+    #[serde(default = "lm_eval_recipes")]
+    pub recipes: String,
     /// Which 1/N of every task's documents this run evaluated (`--shard I/N`), if sharded.
     #[serde(default)]
     pub shard: Option<Shard>,
@@ -398,4 +401,9 @@ pub struct TaskRecord {
     /// Of those, the tokens the model ran: a prefix that several requests share counts once.
     #[serde(default)]
     pub tokens_computed: u64,
+}
+
+/// The recipe set of a results file written before `recipes` was recorded: lm-eval's, the only one there was.
+fn lm_eval_recipes() -> String {
+    "lm-eval".to_owned()
 }

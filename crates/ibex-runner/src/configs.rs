@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn shipped_suites_and_model_recipes_resolve_by_name() {
-        assert_eq!(suite_tasks("essay").unwrap(), ["xnli_en", "squad_en"]);
+        assert_eq!(suite_tasks("essay").unwrap(), ["xnli_en", "squad_en", "xquad_en"]);
         let err = suite_tasks("esay").unwrap_err().to_string();
         assert_eq!(err, "unknown suite `esay`; shipped suites: essay, iberian, or pass a suite file's path");
         let recipe = model_recipe("BSC-LT/salamandra-2b").unwrap().unwrap();

@@ -19,6 +19,7 @@ mod schedule;
 
 pub use configs::{model_recipe, suite_tasks, ModelRecipe};
 pub use error::RunError;
+pub use ibex_task_yaml::Recipes;
 pub use journal::journal_file_name;
 pub use merge::merge;
 pub use plan::{ChatSettings, DataOverride, Plan, PlannedTask, RunSettings, SplitSource};
@@ -281,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn corpus_metrics_aggregate_over_every_item_with_no_stderr() {
+    fn corpus_metrics_aggregate_over_every_item_with_lm_evals_bootstrap_stderr() {
         let task = planned(4);
         let pairs = [(1, 1), (0, 0), (1, 0), (0, 0)];
         let scores: Vec<SampleScore> =
@@ -291,7 +292,8 @@ mod tests {
         assert_eq!(entry.metrics["acc,none"], 0.75);
         // Confusion [[2, 0], [1, 1]]: (3·4 − (3·2 + 1·2)) / sqrt((16 − 10)(16 − 8)) = 4 / sqrt(48).
         assert!((entry.metrics["mcc,none"].as_f64().unwrap() - 4.0 / 48f64.sqrt()).abs() < 1e-12);
-        assert_eq!(entry.metrics["mcc_stderr,none"], "N/A");
+        // lm-eval 0.4.13's bootstrap_stderr(matthews_corrcoef, pairs, 100000) = 0.39717057877982126
+        assert!((entry.metrics["mcc_stderr,none"].as_f64().unwrap() - 0.397_170_578_779_821_26).abs() < 1e-12);
         assert_eq!(entry.sample_len, 4);
     }
 }

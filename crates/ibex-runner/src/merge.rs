@@ -82,7 +82,9 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
         return Err(merge_error(format!("shard {missing}/{count} is missing; pass all {count} shard folders")));
     }
 
-    let registry = Registry::load(tasks_dirs)?;
+    // The shards ran one recipe set (their models and settings agree); the merge reads the same task files.
+    let recipes = first.ibex.model.recipes.parse().map_err(merge_error)?;
+    let registry = Registry::load(tasks_dirs, recipes)?;
     let folder = target;
     std::fs::create_dir_all(&folder).map_err(|source| RunError::Write { path: folder.clone(), source })?;
     let date_id = files::now().id;

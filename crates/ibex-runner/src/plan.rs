@@ -33,6 +33,8 @@ pub struct RunSettings {
     pub tasks: Vec<String>,
     /// Extra task-file folders.
     pub tasks_dirs: Vec<PathBuf>,
+    /// Whose task definitions to mirror (`--recipes`): lm-eval's, or BSC's fork's.
+    pub recipes: ibex_task_yaml::Recipes,
     /// Data files replacing a task's data for a split.
     pub data: Vec<DataOverride>,
     /// The device handles the model is laid over (`--device`).
@@ -122,6 +124,8 @@ pub struct Plan {
     pub generation: GenerationConfig,
     /// The shipped model recipe that supplied settings the flags left open, and which ones.
     pub recipe: Option<(String, Vec<&'static str>)>,
+    /// Whose task definitions the run mirrors (`--recipes`).
+    pub recipes: ibex_task_yaml::Recipes,
     /// The device handles the model is laid over (`--device`).
     pub devices: Devices,
     /// How much memory each handle may use (`--max-memory`).
@@ -250,7 +254,7 @@ impl PlannedTask {
 impl Plan {
     /// Resolves `settings`: tasks and data first (cheap, and where mistakes are likeliest), then the model's files.
     pub fn resolve(settings: RunSettings) -> Result<Self, RunError> {
-        let registry = Registry::load(&settings.tasks_dirs)?;
+        let registry = Registry::load(&settings.tasks_dirs, settings.recipes)?;
         let mut names = match &settings.suite {
             Some(suite) => suite_tasks(suite)?,
             None => Vec::new(),
@@ -375,6 +379,7 @@ impl Plan {
         };
         let plan = Self {
             recipe: recipe.filter(|_| !applied.is_empty()).map(|r| (r.source, applied)),
+            recipes: settings.recipes,
             model: settings.model,
             revision: settings.revision.clone(),
             model_files,
@@ -418,6 +423,7 @@ impl Plan {
                 BatchSize::Fixed(_) => None,
             },
             add_bos_token: self.bos.to_string(),
+            recipes: self.recipes.name().to_owned(),
             recipe: self.recipe.as_ref().map(|(source, applied)| format!("{source}: {}", applied.join(", "))),
             add_special_tokens: self.encoder.adds_special_tokens(),
             special_tokens: Some(self.encoder.special_tokens().clone()),

@@ -2,7 +2,7 @@
 //! `--tasks-dir` folders.
 
 use ibex_core::Task;
-use ibex_task_yaml::Loaded;
+use ibex_task_yaml::{Loaded, Recipes};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,20 @@ use std::sync::Arc;
 
 /// The task files compiled into the binary: (path relative to the repository, content).
 const BUILTIN: &[(&str, &str)] = ibex_assets::TASKS;
+
+/// Where BSC's recipe set lives among them.
+const BSC_FOLDER: &str = "tasks/bsc/";
+
+/// Where a task file comes from, which decides what a second definition of its name means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// ibex's own lm-eval recipes: a second shipped definition is a defect of ibex.
+    Shipped,
+    /// BSC's recipe set under `--recipes bsc`: replaces the shipped lm-eval task of its name.
+    ShippedBsc,
+    /// A `--tasks-dir` folder.
+    Folder,
+}
 
 /// A task file is invalid, or a task name is unknown.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +94,8 @@ pub struct Registry {
     tags: BTreeMap<String, Vec<String>>,
     /// The names defined by the shipped files, until a `--tasks-dir` file replaces them.
     shipped: std::collections::BTreeSet<String>,
+    /// The recipe set loaded.
+    recipes: Recipes,
 }
 
 impl Registry {
@@ -91,11 +107,13 @@ impl Registry {
             unreadable: Vec::new(),
             tags: BTreeMap::new(),
             shipped: std::collections::BTreeSet::new(),
+            recipes: Recipes::LmEval,
         }
     }
 
-    /// The shipped tasks plus every lm-eval `*.yaml` under each of `dirs`.
-    pub fn load(dirs: &[impl AsRef<Path>]) -> Result<Self, RegistryError> {
+    /// The shipped tasks of `recipes` plus every lm-eval `*.yaml` under each of `dirs`, whose hooks run the bodies of
+    /// `recipes`.
+    pub fn load(dirs: &[impl AsRef<Path>], recipes: Recipes) -> Result<Self, RegistryError> {
         let mut registry = Self::empty();
         let embedded = |path: &Path| {
             // `a/../b` as the file system would resolve it: includes may climb to a sibling benchmark's folder.
@@ -114,9 +132,15 @@ impl Registry {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such file among the shipped task files")
             })
         };
-        for (source, text) in BUILTIN {
-            registry.add_yaml(Path::new(source), source, text, &embedded, true)?;
+        for (source, text) in BUILTIN.iter().filter(|(source, _)| !source.starts_with(BSC_FOLDER)) {
+            registry.add_yaml(Path::new(source), source, text, &embedded, recipes, Origin::Shipped)?;
         }
+        if recipes == Recipes::Bsc {
+            for (source, text) in BUILTIN.iter().filter(|(source, _)| source.starts_with(BSC_FOLDER)) {
+                registry.add_yaml(Path::new(source), source, text, &embedded, recipes, Origin::ShippedBsc)?;
+            }
+        }
+        registry.recipes = recipes;
         for dir in dirs {
             let dir = dir.as_ref();
             let mut files = Vec::new();
@@ -129,7 +153,14 @@ impl Registry {
                 let source = file.display().to_string();
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| RegistryError::File { file: source.clone(), message: e.to_string() })?;
-                registry.add_yaml(&file, &source, &text, &|path| std::fs::read_to_string(path), false)?;
+                registry.add_yaml(
+                    &file,
+                    &source,
+                    &text,
+                    &|path| std::fs::read_to_string(path),
+                    recipes,
+                    Origin::Folder,
+                )?;
             }
         }
         // An lm-eval group whose tasks are not all here (defined in another folder, or not runnable) cannot run.
@@ -177,9 +208,11 @@ impl Registry {
         source: &str,
         text: &str,
         read: ibex_task_yaml::Read,
-        shipping: bool,
+        recipes: Recipes,
+        origin: Origin,
     ) -> Result<(), RegistryError> {
-        let loaded = match ibex_task_yaml::load(file, read) {
+        let shipping = origin != Origin::Folder;
+        let loaded = match ibex_task_yaml::load(file, read, recipes) {
             Ok(loaded) => loaded,
             Err(e) if shipping => return Err(RegistryError::File { file: source.to_owned(), message: e.to_string() }),
             Err(e) => {
@@ -206,7 +239,7 @@ impl Registry {
             .map(|e| e.source.clone())
             .or_else(|| self.groups.get(&name).map(|g| g.source.clone()))
             .or_else(|| self.unsupported.get(&name).map(|(source, _)| source.clone()));
-        if let Some(first) = first {
+        if let Some(first) = first.filter(|_| origin != Origin::ShippedBsc) {
             if shipping {
                 return Err(RegistryError::Duplicate { name, first, second: source.to_owned() });
             }
@@ -308,6 +341,14 @@ impl Registry {
         if let Some((file, reason)) = self.unsupported.get(name) {
             return Err(RegistryError::File { file: file.clone(), message: format!("cannot run yet: {reason}") });
         }
+        let bsc_file = format!("/{name}.yaml");
+        let in_bsc = BUILTIN.iter().any(|(file, _)| file.starts_with(BSC_FOLDER) && file.ends_with(&bsc_file));
+        if self.recipes != Recipes::Bsc && in_bsc && !self.entries.contains_key(name) {
+            return Err(RegistryError::File {
+                file: format!("{BSC_FOLDER}…/{name}.yaml"),
+                message: format!("`{name}` is in BSC's recipe set only: pass --recipes bsc"),
+            });
+        }
         self.entries.get(name).ok_or_else(|| {
             let closest = self
                 .entries
@@ -348,7 +389,7 @@ mod tests {
 
     #[test]
     fn shipped_tasks_load_and_unknown_names_get_a_suggestion() {
-        let registry = Registry::load(&[] as &[&Path]).unwrap();
+        let registry = Registry::load(&[] as &[&Path], Recipes::LmEval).unwrap();
         assert_eq!(registry.unsupported().count() + registry.unreadable().len(), 0);
         // IberoBench's multiple-choice and extractive QA tasks, xnli_va, the 15 XNLI languages, XNLIeu, squad_en.
         assert_eq!(registry.entries().count(), 99);
@@ -365,7 +406,7 @@ mod tests {
 
     #[test]
     fn groups_expand_to_their_tasks_once() {
-        let registry = Registry::load(&[] as &[&Path]).unwrap();
+        let registry = Registry::load(&[] as &[&Path], Recipes::LmEval).unwrap();
         let names = ["xnli_ca".to_owned(), "nli_ca".to_owned()];
         let (tasks, groups) = registry.select(&names).unwrap();
         let tasks: Vec<_> = tasks.iter().map(|e| e.task.name()).collect();
@@ -382,7 +423,7 @@ mod tests {
                     doc_to_text: ''\ndoc_to_target: label\ndoc_to_choice: ['a', 'b']\n";
         std::fs::write(dir.path().join("a.yaml"), task).unwrap();
         std::fs::write(dir.path().join("b.yaml"), task).unwrap();
-        let registry = Registry::load(&[dir.path()]).unwrap();
+        let registry = Registry::load(&[dir.path()], Recipes::LmEval).unwrap();
         let err = registry.get("mine").err().unwrap().to_string();
         let first = dir.path().join("a.yaml").display().to_string();
         assert!(err.ends_with(&format!("b.yaml: cannot run yet: defined twice, here and in {first}")), "{err}");

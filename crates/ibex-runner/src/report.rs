@@ -82,6 +82,7 @@ pub fn plan_tables(plan: &Plan) -> String {
         ),
         ("dtype", format!("{}{}", plan.dtype, from_recipe("dtype"))),
         ("add_bos_token", format!("{}{}", plan.bos, from_recipe("add_bos_token"))),
+        ("recipes", format!("{} (task definitions mirrored)", plan.recipes)),
         (
             "batch size",
             match plan.batch_size {

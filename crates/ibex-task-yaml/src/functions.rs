@@ -28,9 +28,75 @@ pub const PROCESS_DOCS: &[(&str, ProcessDocs)] = &[
     ("eus_exams/utils.process_docs", eus_exams_answered),
 ];
 
-/// The hook registered as `qualified`.
-pub fn process_docs(qualified: &str) -> Option<ProcessDocs> {
-    PROCESS_DOCS.iter().find(|(name, _)| *name == qualified).map(|(_, f)| *f)
+/// BSC's fork of lm-eval (`langtech-bsc/mlops-lm-evaluation-harness`, branch `production`, since 2025-04-08) gives
+/// these hooks other bodies under lm-eval's names; `--recipes bsc` runs them instead.
+pub const BSC_PROCESS_DOCS: &[(&str, ProcessDocs)] = &[
+    ("catalan_bench/utils.process_doc_nli", bsc_nli_premise_hypothesis),
+    ("spanish_bench/utils.process_doc_nli", bsc_nli_premise_hypothesis),
+    ("xnli_eu/utils.process_doc_nli", bsc_nli_premise_hypothesis),
+    ("iberobench_english/utils.process_doc_nli", bsc_nli_premise_hypothesis),
+    ("galician_bench/utils.process_doc_nli", bsc_nli_galician),
+];
+
+/// The hook registered as `qualified`, BSC's body first under `--recipes bsc` (`bsc`).
+pub fn process_docs(qualified: &str, bsc: bool) -> Option<ProcessDocs> {
+    let find = |list: &[(&str, ProcessDocs)]| list.iter().find(|(name, _)| *name == qualified).map(|(_, f)| *f);
+    bsc.then(|| find(BSC_PROCESS_DOCS)).flatten().or_else(|| find(PROCESS_DOCS))
+}
+
+/// BSC's `process_doc_nli`: rows whose two sentences are not both non-blank text, or that hold `¡ ! ? ¿ ... : ;`,
+/// are dropped; both are detokenized and stripped; every final `.` leaves the first, whose first letter is
+/// uppercased (a first sentence of periods alone is dropped, the fork's "nothing is left"); the second is lowercased
+/// at its start and ends with exactly one `.`.
+fn bsc_nli_pair(rows: Rows, first: &str, second: &str) -> Rows {
+    const BANNED: [&str; 7] = ["¡", "!", "?", "¿", "...", ":", ";"];
+    let usable = |row: &Map<String, Value>| {
+        let text = |field: &str| row.get(field).and_then(Value::as_str).filter(|t| !strip(t).is_empty());
+        match (text(first), text(second)) {
+            (Some(a), Some(b)) => !BANNED.iter().any(|p| a.contains(p) || b.contains(p)),
+            _ => false,
+        }
+    };
+    rows.into_iter()
+        .filter(usable)
+        .filter_map(|mut row| {
+            let edit = |field: &str| strip(&general_detokenize(row[field].as_str().unwrap_or_default()));
+            let (a, b) = (edit(first), edit(second));
+            let a = a.trim_end_matches('.');
+            if a.is_empty() || b.is_empty() {
+                return None;
+            }
+            let mut chars = a.chars();
+            let a: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+            let b = format!("{}.", lowercase_first_letter(&b).trim_end_matches('.'));
+            row.insert(first.to_owned(), Value::String(a));
+            row.insert(second.to_owned(), Value::String(b));
+            Some(row)
+        })
+        .collect()
+}
+
+/// BSC's catalan_bench, spanish_bench, xnli_eu and iberobench_english `process_doc_nli` (`premise`, `hypothesis`).
+fn bsc_nli_premise_hypothesis(rows: Rows) -> Result<Rows, String> {
+    Ok(bsc_nli_pair(rows, "premise", "hypothesis"))
+}
+
+/// BSC's galician_bench `process_doc_nli`: the same on `sentence1`/`sentence2`, and `gold_label` mapped from its name.
+fn bsc_nli_galician(rows: Rows) -> Result<Rows, String> {
+    bsc_nli_pair(rows, "sentence1", "sentence2")
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut row)| {
+            let label = match text(&row, i, "gold_label")?.as_str() {
+                "entailment" => 0,
+                "neutral" => 1,
+                "contradiction" => 2,
+                other => return Err(format!("row {i}, field `gold_label`: `{other}` is not an NLI label")),
+            };
+            row.insert("gold_label".into(), Value::from(label));
+            Ok(row)
+        })
+        .collect()
 }
 
 /// A `doc_to_text`, `doc_to_target` or `doc_to_choice` hook: the document's fields in, the value lm-eval's function
@@ -56,7 +122,7 @@ pub fn doc_function(qualified: &str) -> Option<DocFunction> {
 /// document's item.
 pub const AGGREGATIONS: &[(&str, Aggregation)] = &[(
     "portuguese_bench/assin2_utils.macro_f1",
-    Aggregation::Corpus { name: "macro_f1", function: ibex_core::metrics::macro_f1 },
+    Aggregation::Corpus { name: "macro_f1", function: ibex_core::metrics::macro_f1, stderr: None },
 )];
 
 /// The aggregation hook registered as `qualified`.
@@ -321,9 +387,48 @@ mod tests {
     fn every_hook_is_registered_once() {
         for (i, (name, _)) in PROCESS_DOCS.iter().enumerate() {
             assert!(PROCESS_DOCS[..i].iter().all(|(n, _)| n != name), "{name}");
-            assert!(process_docs(name).is_some());
+            assert!(process_docs(name, false).is_some());
         }
-        assert!(process_docs("catalan_bench/utils.nothing").is_none());
+        assert!(process_docs("catalan_bench/utils.nothing", true).is_none());
+        // BSC's body under --recipes bsc, lm-eval's otherwise; hooks BSC did not change are lm-eval's in both.
+        let row = || rows(&[json!({"premise": "el gat.", "hypothesis": "Dorm", "sentence1": "a,", "sentence2": "B"})]);
+        let premise = |hook: ProcessDocs| hook(row()).unwrap()[0]["premise"].clone();
+        let nli = "catalan_bench/utils.process_doc_nli";
+        assert_eq!(premise(process_docs(nli, true).unwrap()), "El gat");
+        assert_eq!(premise(process_docs(nli, false).unwrap()), "el gat");
+        let paws = "catalan_bench/utils.process_docs_paraphrases";
+        assert_eq!(process_docs(paws, true).unwrap()(row()), process_docs(paws, false).unwrap()(row()));
+    }
+
+    /// Expected rows written by hand from the fork's `process_doc_nli` (b67372f7, catalan_bench/utils.py): filter,
+    /// then detokenize, strip, `rstrip(".")`, capitalise the premise, one final period on the hypothesis.
+    #[test]
+    fn bsc_nli_filters_and_normalises_as_the_fork() {
+        let got = bsc_nli_premise_hypothesis(rows(&[
+            json!({"premise": "el gat dorm al sofà ..", "hypothesis": "L' animal descansa..", "label": 0}),
+            json!({"premise": "Què fas?", "hypothesis": "res.", "label": 1}),
+            json!({"premise": "Avui plou: molt", "hypothesis": "plou.", "label": 1}),
+            json!({"premise": "Tres punts... i prou", "hypothesis": "prou.", "label": 2}),
+            json!({"premise": "   ", "hypothesis": "buit.", "label": 2}),
+            json!({"premise": "Falta la hipòtesi", "label": 2}),
+            json!({"premise": "...", "hypothesis": "x", "label": 0}),
+            json!({"premise": ".", "hypothesis": "Només punts", "label": 0}),
+            json!({"premise": "   la casa és blanca .  ", "hypothesis": "  És gran", "label": 1}),
+        ]))
+        .unwrap();
+        assert_eq!(
+            got,
+            rows(&[
+                json!({"premise": "El gat dorm al sofà", "hypothesis": "l' animal descansa.", "label": 0}),
+                json!({"premise": "La casa és blanca", "hypothesis": "és gran.", "label": 1}),
+            ])
+        );
+        let gl = bsc_nli_galician(rows(&[
+            json!({"sentence1": "a casa é branca.", "sentence2": "É grande", "gold_label": "neutral"}),
+            json!({"sentence1": "Que fas?", "sentence2": "nada", "gold_label": "neutral"}),
+        ]))
+        .unwrap();
+        assert_eq!(gl, rows(&[json!({"sentence1": "A casa é branca", "sentence2": "é grande.", "gold_label": 1})]));
     }
 
     #[test]

@@ -22,6 +22,46 @@ use std::path::Path;
 use std::sync::Arc;
 use task::{environment, ExactMatch, OutputType, Scoring, Spec, TEMPLATES};
 
+/// Whose task definitions a run mirrors: lm-eval's own, or BSC's fork of it (`langtech-bsc/mlops-lm-evaluation-harness`,
+/// branch `production`), whose NLI tasks keep lm-eval's names but filter and normalise documents differently since
+/// 2025-04-08. A published number is reproducible only with the recipes that produced it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recipes {
+    /// lm-eval 0.4.13's task files and hooks.
+    #[default]
+    LmEval,
+    /// BSC's: `tasks/bsc/` replaces the lm-eval tasks of its names, and hooks run BSC's bodies where they differ.
+    Bsc,
+}
+
+impl Recipes {
+    /// The name `--recipes` takes and results record: `lm-eval` or `bsc`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Recipes::LmEval => "lm-eval",
+            Recipes::Bsc => "bsc",
+        }
+    }
+}
+
+impl std::str::FromStr for Recipes {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "lm-eval" => Ok(Recipes::LmEval),
+            "bsc" => Ok(Recipes::Bsc),
+            other => Err(format!("unknown recipe set `{other}`; use lm-eval (the default) or bsc (BSC's fork)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Recipes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The `datasets` builders that read local files (`dataset_path: json` with `dataset_kwargs.data_files`).
 pub const LOCAL_BUILDERS: [&str; 3] = ["json", "csv", "parquet"];
 
@@ -52,8 +92,8 @@ pub enum Loaded {
 }
 
 /// Reads the task YAML file `path` (and what it includes) with `read`: from disk, or from the files compiled into
-/// ibex. Errors name the file and what to do.
-pub fn load(path: &Path, read: Read) -> Result<Loaded, TaskError> {
+/// ibex; its hooks run the bodies of `recipes`. Errors name the file and what to do.
+pub fn load(path: &Path, read: Read, recipes: Recipes) -> Result<Loaded, TaskError> {
     let merged = config::load(path, read).map_err(TaskError::spec)?;
     let (keys, files) = (merged.keys, merged.files);
     let text = |key: &str| keys.get(key).and_then(Value::as_str).map(str::to_owned);
@@ -86,7 +126,7 @@ pub fn load(path: &Path, read: Read) -> Result<Loaded, TaskError> {
         }
         _ => Vec::new(),
     };
-    match build(&name, &keys, path) {
+    match build(&name, &keys, path, recipes) {
         Ok(task) => Ok(Loaded::Task(Arc::new(task), files, tags)),
         Err(reason) => Ok(Loaded::Unsupported { name, reason: reason.to_string() }),
     }
@@ -113,7 +153,7 @@ fn group_metrics(keys: &BTreeMap<String, Value>) -> Result<Vec<String>, String> 
         .collect()
 }
 
-fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path) -> Result<YamlTask, TaskError> {
+fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recipes) -> Result<YamlTask, TaskError> {
     let plain = |key: &str| match keys.get(key) {
         Some(Value::Plain(serde_json::Value::Null)) | None => None,
         Some(value) => Some(value),
@@ -136,7 +176,7 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path) -> Result<Yaml
         None => None,
         Some(Value::Function { name: function, folder }) => {
             let qualified = format!("{folder}/{function}");
-            match functions::process_docs(&qualified) {
+            match functions::process_docs(&qualified, recipes == Recipes::Bsc) {
                 Some(hook) => Some(hook),
                 None => {
                     let known: Vec<&str> = functions::PROCESS_DOCS.iter().map(|(n, _)| *n).collect();
@@ -601,7 +641,7 @@ mod tests {
         std::fs::create_dir(dir.path().join(folder)).unwrap();
         let path = dir.path().join(folder).join("t.yaml");
         std::fs::write(&path, text).unwrap();
-        match load(&path, &|p| std::fs::read_to_string(p)).map_err(|e| e.to_string())? {
+        match load(&path, &|p| std::fs::read_to_string(p), Recipes::LmEval).map_err(|e| e.to_string())? {
             Loaded::Task(task, ..) => Ok(task),
             Loaded::Unsupported { reason, .. } => Err(reason),
             _ => Err("not a task".into()),
