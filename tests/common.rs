@@ -167,7 +167,7 @@ pub fn group_file(dir: &Path, group: &str, tasks: &[&str]) {
     let list: String = tasks.iter().map(|t| format!("  - {t}\n")).collect();
     let text = format!(
         "group: {group}\ntask:\n{list}aggregate_metric_list:\n  - metric: acc\n    aggregation: mean\n    \
-         weight_by_size: true\n"
+         weight_by_size: true\nmetadata:\n  version: 1.0\n"
     );
     std::fs::write(dir.join(format!("{group}.yaml")), text).unwrap();
 }

@@ -9,7 +9,7 @@ use crate::common::{
 use serde_json::Value;
 
 /// Keys of lm-eval's results file that ibex does not write, or writes with another type, and why (`*`: any task).
-const NOT_COMPARED: [(&str, &str); 15] = [
+const NOT_COMPARED: [(&str, &str); 14] = [
     (
         "configs.*.dataset_kwargs.data_files.*",
         "lm-eval lists every file its YAML names; ibex the files it read (a few-shot split only with shots)",
@@ -17,7 +17,6 @@ const NOT_COMPARED: [(&str, &str); 15] = [
     ("git_hash", "the commit of lm-eval's own checkout; ibex records ibex.version"),
     ("transformers_version", "ibex runs no transformers; it reproduces 4.57.6's tokenizers (ibex.lm_eval_version)"),
     ("lm_eval_version", "ibex is not lm-eval; ibex.lm_eval_version names the version it reproduces"),
-    ("versions.*", "written as null (lm-eval's schema allows it): ibex does not copy metadata.version yet"),
     ("config.random_seed", "ibex draws random numbers only for few-shot examples (config.fewshot_seed)"),
     ("config.numpy_seed", "as config.random_seed"),
     ("config.torch_seed", "as config.random_seed"),

@@ -35,6 +35,8 @@ fn xnli_en_from_the_hub_cache_matches_lm_eval_at_batch_sizes_1_3_8() {
                 .unwrap();
         assert_eq!(model["revision"], commit.trim());
         assert_eq!(results["ibex"]["tasks"]["xnli_en"]["task_file"], "tasks/xnli/xnli_en.yaml");
+        // lm-eval's `versions`: the task file's metadata.version.
+        assert_eq!(results["versions"]["xnli_en"], 1.0);
         assert!(results["ibex"]["tasks"]["xnli_en"]["dataset"].as_str().unwrap().starts_with("facebook/xnli@"));
         accuracies.push(results["results"]["xnli_en"]["acc,none"].clone());
     }

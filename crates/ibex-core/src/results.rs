@@ -57,8 +57,9 @@ pub struct RunResults {
     pub group_subtasks: BTreeMap<String, Vec<String>>,
     /// Per task, its configuration in lm-eval's `TaskConfig` terms, as far as an ibex task has them.
     pub configs: BTreeMap<String, Value>,
-    /// Per task and group, its version: null, as ibex's task files carry none (lm-eval's schema allows null).
-    pub versions: BTreeMap<String, Option<f64>>,
+    /// Per task and group, its task file's `metadata.version` as lm-eval writes it (a task's as given, a group's as
+    /// text); null when the file gives none.
+    pub versions: BTreeMap<String, Value>,
     /// Per task and group, the few-shot count.
     #[serde(rename = "n-shot")]
     pub n_shot: BTreeMap<String, usize>,

@@ -203,4 +203,9 @@ pub trait Task: Send + Sync {
 
     /// The metrics [`Task::score`] reports, in display order.
     fn metrics(&self) -> &[Metric];
+
+    /// lm-eval's task version: the task file's `metadata.version`, as given; null when it gives none.
+    fn version(&self) -> Value {
+        Value::Null
+    }
 }

@@ -67,7 +67,7 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
         results.results.insert(name.clone(), result_entry(&name, &task_aggregates, task.docs.len()));
         results.configs.insert(name.clone(), files::task_config(task, plan.num_fewshot));
         results.n_shot.insert(name.clone(), plan.num_fewshot);
-        results.versions.insert(name.clone(), None);
+        results.versions.insert(name.clone(), task.entry.task.version());
         results.n_samples.insert(name.clone(), SampleCounts { original: task.split_rows, effective: task.docs.len() });
         results.ibex.tasks.insert(
             name.clone(),
@@ -169,7 +169,7 @@ fn aggregate_groups(
         results.groups.insert(group.group.clone(), entry);
         results.group_subtasks.insert(group.group.clone(), group.tasks.clone());
         results.n_shot.insert(group.group.clone(), num_fewshot);
-        results.versions.insert(group.group.clone(), None);
+        results.versions.insert(group.group.clone(), group.version.clone());
         let directions = results.higher_is_better.get(&group.tasks[0]).cloned().unwrap_or_default();
         results.higher_is_better.insert(group.group.clone(), directions);
     }

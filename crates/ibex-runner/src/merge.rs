@@ -137,7 +137,8 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
             let metrics = first.groups.get(group).map_or_else(Vec::new, |entry| {
                 entry.metrics.keys().filter_map(|k| parse_metric_key(k)).map(|(m, _)| m.to_owned()).collect()
             });
-            Group { group: group.clone(), tasks: tasks.clone(), source: String::new(), metrics }
+            let version = first.versions.get(group).cloned().unwrap_or_default();
+            Group { group: group.clone(), tasks: tasks.clone(), source: String::new(), metrics, version }
         })
         .collect();
     aggregate_groups(&groups, &aggregates, first.ibex.model.num_fewshot, &mut merged)?;

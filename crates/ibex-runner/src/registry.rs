@@ -80,6 +80,8 @@ pub struct Group {
     pub source: String,
     /// The metrics aggregated (the group's `aggregate_metric_list`).
     pub metrics: Vec<String>,
+    /// Its version as lm-eval writes a group's (text), or null.
+    pub version: serde_json::Value,
 }
 
 /// Every known task and group by name.
@@ -274,8 +276,8 @@ impl Registry {
                 let benchmark = benchmark(file);
                 self.entries.insert(name, Entry { task, benchmark, source: source.to_owned(), sha256 });
             }
-            Loaded::Group { tasks, metrics, .. } => {
-                let group = Group { group: name.clone(), tasks, source: source.to_owned(), metrics };
+            Loaded::Group { tasks, metrics, version, .. } => {
+                let group = Group { group: name.clone(), tasks, source: source.to_owned(), metrics, version };
                 self.groups.insert(name, group);
             }
             Loaded::Unsupported { reason, .. } => {

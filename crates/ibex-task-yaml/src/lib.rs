@@ -78,6 +78,8 @@ pub enum Loaded {
         tasks: Vec<String>,
         /// The metrics its `aggregate_metric_list` names (each a size-weighted mean).
         metrics: Vec<String>,
+        /// Its `metadata.version` as lm-eval writes a group's: as text (`"1.0"`); null when it gives none.
+        version: serde_json::Value,
     },
     /// A task ibex cannot run yet (an output type, a hook or a metric it lacks), with the reason: selecting it is an
     /// error that says why, while the folder's other tasks load.
@@ -114,7 +116,13 @@ pub fn load(path: &Path, read: Read, recipes: Recipes) -> Result<Loaded, TaskErr
             return Ok(Loaded::Unsupported { name: group.clone(), reason: format!("group `{group}` lists no tasks") });
         }
         return Ok(match group_metrics(&keys) {
-            Ok(metrics) => Loaded::Group { name: group, tasks, metrics },
+            Ok(metrics) => {
+                let version = match metadata_version(&keys) {
+                    serde_json::Value::Null => serde_json::Value::Null,
+                    other => serde_json::Value::from(ibex_core::python::python_str(&other)),
+                };
+                Loaded::Group { name: group, tasks, metrics, version }
+            }
             Err(reason) => Loaded::Unsupported { name: group.clone(), reason: format!("group `{group}`: {reason}") },
         });
     }
@@ -129,6 +137,14 @@ pub fn load(path: &Path, read: Read, recipes: Recipes) -> Result<Loaded, TaskErr
     match build(&name, &keys, path, recipes) {
         Ok(task) => Ok(Loaded::Task(Arc::new(task), files, tags)),
         Err(reason) => Ok(Loaded::Unsupported { name, reason: reason.to_string() }),
+    }
+}
+
+/// A file's `metadata.version`; null when absent.
+fn metadata_version(keys: &BTreeMap<String, Value>) -> serde_json::Value {
+    match keys.get("metadata") {
+        Some(Value::Plain(metadata)) => metadata.get("version").cloned().unwrap_or_default(),
+        _ => serde_json::Value::Null,
     }
 }
 
@@ -313,6 +329,7 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
         output_type,
         has_description: description.is_some(),
         metrics,
+        version: metadata_version(keys),
     })
 }
 

@@ -149,6 +149,7 @@ pub struct YamlTask {
     pub(crate) output_type: OutputType,
     pub(crate) has_description: bool,
     pub(crate) metrics: Vec<Metric>,
+    pub(crate) version: Value,
 }
 
 /// The templates' names in the task's environment.
@@ -453,5 +454,9 @@ impl Task for YamlTask {
 
     fn metrics(&self) -> &[Metric] {
         &self.metrics
+    }
+
+    fn version(&self) -> Value {
+        self.version.clone()
     }
 }
