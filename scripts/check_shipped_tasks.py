@@ -27,11 +27,7 @@ DEFAULTS = {"target_delimiter": " ", "fewshot_delimiter": "\n\n", "dataset_name"
             "validation_split": None, "test_split": None, "fewshot_split": None, "output_type": "generate_until",
             "dataset_kwargs": None, "num_fewshot": None}
 # Differences made on purpose, with the reason.
-KNOWN = {
-    ("xnli_eu", "dataset_kwargs"): "the files the card's `configs:` names for the config, written out",
-    ("xnli_eu_mt", "dataset_kwargs"): "as xnli_eu",
-    ("xnli_eu_native", "dataset_kwargs"): "as xnli_eu",
-}
+KNOWN: dict = {}
 # Dataset repositories renamed on the hub since lm-eval's file was written: ibex names the current one.
 RENAMED = {"xnli": "facebook/xnli", "paws-x": "google-research-datasets/paws-x"}
 

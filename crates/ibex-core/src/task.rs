@@ -76,6 +76,9 @@ impl TaskError {
 pub struct DataSpec {
     /// The dataset repo (`facebook/xnli`).
     pub dataset: String,
+    /// lm-eval's `dataset_name`: the dataset's config (`en`), whose card entry and folder name its files.
+    #[serde(default)]
+    pub config: Option<String>,
     /// A branch, tag or commit of the dataset repo; the default branch when absent.
     #[serde(default)]
     pub revision: Option<String>,
@@ -94,7 +97,8 @@ pub struct DataSpec {
     /// How few-shot examples are chosen (lm-eval's `fewshot_config.sampler`).
     #[serde(default)]
     pub fewshot_sampler: FewshotSampler,
-    /// Per split, files inside the repo tried in order (hub layouts change; the first that exists is read).
+    /// Per split, files named by the task (`dataset_kwargs.data_files`), tried in order; a hub split the task names
+    /// no file for is found by the hub's own rules (`ibex_hub::resolve_dataset_split`).
     #[serde(default)]
     pub files: BTreeMap<String, Vec<String>>,
 }

@@ -5,6 +5,10 @@
 //! either tool serves both. `HF_HUB_OFFLINE=1` is honoured by resolving from the cache alone (hf-hub 1.0 ignores
 //! that variable; its local-files-only mode is the equivalent), which is how Slurm compute nodes without internet run.
 
+mod datasets;
+
+pub use datasets::{card_patterns, default_patterns, matching, resolve_dataset_split, PARQUET_BRANCH};
+
 use hf_hub::{HFClient, HFClientSync, HFError, HFRepositorySync, RepoType};
 use std::path::{Path, PathBuf};
 
@@ -370,13 +374,19 @@ impl<T: RepoType> Hub<T> {
 
     /// Whether the cache holds a snapshot for the revision, so a missing file there means the repo lacks it.
     fn cached_snapshot(&self) -> bool {
+        self.snapshot_dir().is_some()
+    }
+
+    /// The cached snapshot folder of the revision (`refs/<revision>` names its commit), if there is one.
+    fn snapshot_dir(&self) -> Option<PathBuf> {
         let folder = format!("{}--{}", self.repo.repo_type().plural(), self.id.replace('/', "--"));
         let revision = self.revision.as_deref().unwrap_or("main");
         let repo_dir = self.cache.join(folder);
         let commit = std::fs::read_to_string(repo_dir.join("refs").join(revision))
             .map(|c| c.trim().to_owned())
             .unwrap_or_else(|_| revision.to_owned());
-        repo_dir.join("snapshots").join(commit).is_dir()
+        let snapshot = repo_dir.join("snapshots").join(commit);
+        snapshot.is_dir().then_some(snapshot)
     }
 }
 

@@ -238,6 +238,7 @@ mod tests {
             fewshot_delimiter: "\n\n".into(),
             data: ibex_core::DataSpec {
                 dataset: "d".into(),
+                config: None,
                 revision: None,
                 training_split: None,
                 validation_split: None,

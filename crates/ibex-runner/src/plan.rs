@@ -663,16 +663,12 @@ fn split_source(entry: &Entry, data: &[DataOverride], split: &str) -> Result<Spl
             ))),
         };
     }
-    let Some(candidates) = spec.files.get(split).filter(|c| !c.is_empty()) else {
-        return Err(RunError::Plan(format!(
-            "task {} needs split `{split}`, and its task file {} names no file for it; pass --data {}:{split}=PATH",
-            entry.task.name(),
-            entry.source,
-            entry.task.name()
-        )));
-    };
-    let file = ibex_hub::resolve_dataset_file(&spec.dataset, spec.revision.as_deref(), candidates)
-        .map_err(|source| RunError::Dataset { task: entry.task.name().to_owned(), split: split.to_owned(), source })?;
+    let revision = spec.revision.as_deref();
+    let file = match spec.files.get(split).filter(|c| !c.is_empty()) {
+        Some(candidates) => ibex_hub::resolve_dataset_file(&spec.dataset, revision, candidates),
+        None => ibex_hub::resolve_dataset_split(&spec.dataset, revision, spec.config.as_deref(), split),
+    }
+    .map_err(|source| RunError::Dataset { task: entry.task.name().to_owned(), split: split.to_owned(), source })?;
     Ok(SplitSource {
         split: split.to_owned(),
         file: file.path,

@@ -558,14 +558,12 @@ fn language(name: &str, folder: &str) -> String {
 
 /// Where the task's data lives: local files for `json`, `csv` and `parquet` with `dataset_kwargs.data_files`
 /// (paths as the `datasets` library reads them, relative to the working folder; a single path or list is the `train`
-/// split); for a hub dataset, the files `dataset_kwargs.data_files` names inside the repository, else its parquet
-/// files under the usual names (`<config>/<split>-00000-of-00001.parquet`, `data/<split>-00000-of-00001.parquet`).
+/// split); for a hub dataset, the files `dataset_kwargs.data_files` names inside the repository, else none (the hub's
+/// own rules find them when the run is planned).
 fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, TaskError> {
     let text = |key: &str| keys.get(key).and_then(Value::as_str).map(str::to_owned);
     let mut dataset =
         text("dataset_path").ok_or_else(|| TaskError::spec(format!("task {name}: needs `dataset_path`")))?;
-    let splits: Vec<String> =
-        ["training_split", "validation_split", "test_split", "fewshot_split"].iter().filter_map(|k| text(k)).collect();
     let mut files = BTreeMap::new();
     let data_files = match keys.get("dataset_kwargs") {
         Some(Value::Plain(kwargs)) => kwargs.get("data_files").cloned(),
@@ -614,19 +612,9 @@ fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, Tas
             }
             dataset = repo;
         }
-    } else {
-        let config = text("dataset_name");
-        for split in &splits {
-            let mut candidates = Vec::new();
-            if let Some(config) = &config {
-                candidates.push(format!("{config}/{split}-00000-of-00001.parquet"));
-            }
-            candidates.push(format!("data/{split}-00000-of-00001.parquet"));
-            candidates.push(format!("{split}-00000-of-00001.parquet"));
-            files.insert(split.clone(), candidates);
-        }
     }
     Ok(DataSpec {
+        config: text("dataset_name").filter(|_| !LOCAL_BUILDERS.contains(&dataset.as_str())),
         dataset,
         revision: None,
         training_split: text("training_split"),
