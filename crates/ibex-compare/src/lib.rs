@@ -150,6 +150,8 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                 let delta = found.as_ref().and_then(|(row, _)| midpoint(row)).map(|p| measured - p);
                 let shots = model.num_fewshot;
                 let chat = model.chat_template_name.is_some();
+                // A BOS went before each string when special tokens were on and the tokenizer puts one first.
+                let bos = model.add_special_tokens && model.special_tokens.as_ref().is_none_or(|s| !s.first.is_empty());
                 let mismatch = found.as_ref().and_then(|(row, _)| match (model.limit, row.shots) {
                     (Some(limit), _) => Some(format!("the run evaluated only the first {limit} documents (--limit)")),
                     (None, Some(published)) if published as usize != shots => {
@@ -162,7 +164,7 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                     )),
                     _ => {
                         let task_file = run.ibex.tasks.get(task).map(|t| t.task_file.as_str());
-                        recipe_mismatch(row, task, task_file, model.add_special_tokens)
+                        recipe_mismatch(row, task, task_file, bos)
                     }
                 });
                 let verdict = match mismatch {
@@ -184,7 +186,7 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                     run: format!(
                         "{shots}-shot, {} recipes, BOS {}{}{}",
                         model.recipes,
-                        if model.add_special_tokens { "on" } else { "off" },
+                        if bos { "on" } else { "off" },
                         if chat { ", chat template" } else { "" },
                         model.limit.map_or(String::new(), |limit| format!(", --limit {limit}"))
                     ),

@@ -97,8 +97,9 @@ pub struct DataSpec {
     /// How few-shot examples are chosen (lm-eval's `fewshot_config.sampler`).
     #[serde(default)]
     pub fewshot_sampler: FewshotSampler,
-    /// Per split, files named by the task (`dataset_kwargs.data_files`), tried in order; a hub split the task names
-    /// no file for is found by the hub's own rules (`ibex_hub::resolve_dataset_split`).
+    /// Per split, the files the task names (`dataset_kwargs.data_files`: paths, or patterns inside a hub dataset),
+    /// which must come to one file; a hub split the task names no file for is found by the hub's own rules
+    /// (`ibex_hub::resolve_dataset_split`).
     #[serde(default)]
     pub files: BTreeMap<String, Vec<String>>,
 }

@@ -15,22 +15,51 @@ pub const PARQUET_BRANCH: &str = "refs/convert/parquet";
 /// The extensions ibex reads, as `datasets` picks data files by extension.
 const DATA_EXTENSIONS: [&str; 5] = ["parquet", "jsonl", "json", "csv", "tsv"];
 
-/// The file holding `split` of `dataset` (config `config`, lm-eval's `dataset_name`) at `revision`, by the rules
-/// above. A split spread over several files is an error naming them (ibex reads one file per split).
+/// The file holding `split` of `dataset` (config `config`, lm-eval's `dataset_name`) at `revision`: the files the
+/// task names (`named`, `dataset_kwargs.data_files` patterns) when it names some, else by the rules above. A split
+/// spread over several files is an error naming them (ibex reads one file per split).
 pub fn resolve_dataset_split(
     dataset: &str,
     revision: Option<&str>,
     config: Option<&str>,
     split: &str,
+    named: Option<&[String]>,
 ) -> Result<DatasetFile, HubError> {
     let hub = Hub::new(dataset, revision, " --repo-type dataset", |client, owner, name| client.dataset(owner, name))?;
     let listing = hub.listing().map_err(|e| hub.error(&e))?;
+    if let Some(named) = named {
+        let matched = matching(&listing, named);
+        return single(&hub, &matched, split, "the task's data_files")?.ok_or_else(|| HubError::Missing {
+            file: named.join(", "),
+            source_name: hub.describe(),
+            hint: missing_hint(&hub),
+        });
+    }
     let card = hub.get_optional("README.md")?.and_then(|path| std::fs::read_to_string(path).ok());
-    let (patterns, rule) = match card.as_deref().and_then(|text| card_patterns(text, config, split)) {
-        Some(patterns) => (patterns, "the dataset card's `configs:`"),
-        None => (default_patterns(config, split), "the files named after the split"),
+    let (matched, patterns, rule) = match card.as_deref().map(|text| card_patterns(text, config, split)) {
+        Some(CardSplit::Patterns(patterns)) => {
+            (matching(&listing, &patterns), patterns, "the dataset card's `configs:`")
+        }
+        Some(CardSplit::NoSuchSplit(config)) => {
+            return Err(HubError::Missing {
+                file: format!("split `{split}`"),
+                source_name: hub.describe(),
+                hint: format!("the dataset card's config `{config}` has no such split; check the task's split keys"),
+            })
+        }
+        _ => {
+            // Without card configs a config can only be a folder: ibex looks inside it (`datasets` would refuse).
+            let prefix = config.map(|c| format!("{c}/")).unwrap_or_default();
+            let inside: Vec<String> =
+                listing.iter().filter_map(|f| f.strip_prefix(&prefix)).map(str::to_owned).collect();
+            let found = default_files(&inside, split).into_iter().map(|f| format!("{prefix}{f}")).collect();
+            (
+                found,
+                vec![format!("{prefix}<the files `datasets` names after `{split}`>")],
+                "the files named after the split",
+            )
+        }
     };
-    let matched = matching(&listing, &patterns);
     if let Some(file) = single(&hub, &matched, split, rule)? {
         return Ok(file);
     }
@@ -48,17 +77,21 @@ pub fn resolve_dataset_split(
     if let Some(file) = single(&branch, &matched, split, "the parquet conversion")? {
         return Ok(file);
     }
-    let hint = if hub.offline {
-        "HF_HUB_OFFLINE=1 and the cache lacks it: run `ibex fetch` with the run's flags where the hub is reachable, \
-         or pass the split with --data TASK=PATH"
-    } else {
-        "download the split and pass it with --data TASK=PATH"
-    };
     Err(HubError::Missing {
         file: format!("split `{split}` ({} or {PARQUET_BRANCH}: {converted})", patterns.join(", ")),
         source_name: hub.describe(),
-        hint: hint.into(),
+        hint: missing_hint(&hub),
     })
+}
+
+fn missing_hint<T: RepoType>(hub: &Hub<T>) -> String {
+    if hub.offline {
+        "HF_HUB_OFFLINE=1 and the cache lacks it: run `ibex fetch` with the run's flags where the hub is reachable, \
+         or pass the split with --data TASK=PATH"
+            .into()
+    } else {
+        "download the split and pass it with --data TASK=PATH".into()
+    }
 }
 
 /// The one file of `matched`, fetched; `None` when nothing matched; an error for several.
@@ -87,10 +120,24 @@ fn single<T: RepoType>(
     }
 }
 
-/// The `data_files` patterns a dataset card's `configs:` front matter gives `split` of `config` (the config marked
-/// `default: true`, or named `default`, or the only one, when `config` is `None`); `None` when the card has no
-/// `configs:` or none for the config.
-pub fn card_patterns(card: &str, config: Option<&str>, split: &str) -> Option<Vec<String>> {
+/// What a dataset card says of a split.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CardSplit {
+    /// Its `data_files` patterns.
+    Patterns(Vec<String>),
+    /// The config exists but names no such split (`datasets` raises "unknown split").
+    NoSuchSplit(String),
+    /// The card has no `configs:`, or none of that name.
+    Silent,
+}
+
+/// What a dataset card's `configs:` front matter says of `split` of `config` (the config marked `default: true`, or
+/// named `default`, or the only one, when `config` is `None`).
+pub fn card_patterns(card: &str, config: Option<&str>, split: &str) -> CardSplit {
+    card_config(card, config, split).unwrap_or(CardSplit::Silent)
+}
+
+fn card_config(card: &str, config: Option<&str>, split: &str) -> Option<CardSplit> {
     let front = card.strip_prefix("---")?.split("\n---").next()?;
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(front).ok()?;
     let configs: Value = serde_json::to_value(yaml.get("configs")?).ok()?;
@@ -109,38 +156,60 @@ pub fn card_patterns(card: &str, config: Option<&str>, split: &str) -> Option<Ve
         Value::Array(many) => many.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     };
-    match chosen.get("data_files")? {
+    let missing = || CardSplit::NoSuchSplit(name(chosen));
+    Some(match chosen.get("data_files")? {
         Value::Array(entries) if entries.iter().all(Value::is_object) => entries
             .iter()
             .find(|e| e.get("split").and_then(Value::as_str) == Some(split))
-            .map(|e| e.get("path").map(as_list).unwrap_or_default()),
+            .map_or_else(missing, |e| CardSplit::Patterns(e.get("path").map(as_list).unwrap_or_default())),
         // A bare pattern or list is the `train` split.
-        other if split == "train" => Some(as_list(other)),
-        _ => None,
+        other if split == "train" => CardSplit::Patterns(as_list(other)),
+        _ => missing(),
+    })
+}
+
+/// `datasets`' split keywords (`data_files.py`, `SPLIT_KEYWORDS`): the names a file or folder may carry for a split.
+fn keywords(split: &str) -> &'static [&'static str] {
+    match split {
+        "train" => &["train", "training"],
+        "validation" => &["validation", "valid", "dev", "val"],
+        "test" => &["test", "testing", "eval", "evaluation"],
+        _ => &[],
     }
 }
 
-/// Where `datasets` looks for a split when the card says nothing (its `DEFAULT_PATTERNS_SPLIT_IN_FILENAME` and
-/// `…_IN_DIR_NAME`, narrowed to the config's folder when there is one): `<split>.*`, `<split>-*`, `*_<split>.*`,
-/// `*-<split>-*`, and the same under `data/` and in a folder named after the split.
-pub fn default_patterns(config: Option<&str>, split: &str) -> Vec<String> {
-    let prefixes: Vec<String> = match config {
-        Some(config) => vec![format!("{config}/")],
-        None => vec![String::new(), "data/".into()],
+/// The characters `datasets` accepts around a split keyword (`NON_WORDS_CHARS`), as a glob class.
+const SEP: &str = "[-._ 0-9]";
+
+/// The files `datasets` gives `split` when the card says nothing (`data_files.get_data_patterns` with fsspec ≥
+/// 2023.12): sharded `data/<split>-NNNNN-of-NNNNN*` names when the repository has any; else, when any of train,
+/// validation and test is named by a folder, the split's folders; else, when any is named in a file name, its
+/// file names; else every file is `train`.
+pub fn default_files(listing: &[String], split: &str) -> Vec<String> {
+    let sharded = |name: &str| format!("data/{name}-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]*.*");
+    if !matching(listing, &[sharded("*")]).is_empty() {
+        return matching(listing, &[sharded(split)]);
+    }
+    let in_dir = |keyword: &str| {
+        vec![
+            format!("**/{keyword}/**"),
+            format!("**/{keyword}{SEP}*/**"),
+            format!("**/*{SEP}{keyword}/**"),
+            format!("**/*{SEP}{keyword}{SEP}*/**"),
+        ]
     };
-    prefixes
-        .iter()
-        .flat_map(|prefix| {
-            [
-                format!("{prefix}{split}.*"),
-                format!("{prefix}{split}-*"),
-                format!("{prefix}*_{split}.*"),
-                format!("{prefix}*-{split}-*"),
-                format!("{prefix}*-{split}.*"),
-                format!("{prefix}{split}/*"),
-            ]
-        })
-        .collect()
+    let in_file = |keyword: &str| vec![format!("**/{keyword}{SEP}*"), format!("**/*{SEP}{keyword}{SEP}*")];
+    for rule in [&in_dir as &dyn Fn(&str) -> Vec<String>, &in_file] {
+        let patterns = |name: &str| keywords(name).iter().flat_map(|k| rule(k)).collect::<Vec<_>>();
+        if ["train", "validation", "test"].iter().any(|name| !matching(listing, &patterns(name)).is_empty()) {
+            return matching(listing, &patterns(split));
+        }
+    }
+    if split == "train" {
+        matching(listing, &["**".to_owned()])
+    } else {
+        Vec::new()
+    }
 }
 
 /// The files of `listing` that a pattern matches, with an extension ibex reads, each once, sorted (as `datasets`
@@ -156,6 +225,8 @@ pub fn matching(listing: &[String], patterns: &[String]) -> Vec<String> {
     files
 }
 
+/// fsspec's glob as a regex: `**/` is any number of folders (none included), `**` anything, `*` anything within a
+/// folder, `?` one character, `[...]` a class.
 fn glob_regex(pattern: &str) -> Option<regex::Regex> {
     let mut out = String::from("^");
     let mut chars = pattern.trim_start_matches('/').chars().peekable();
@@ -163,10 +234,28 @@ fn glob_regex(pattern: &str) -> Option<regex::Regex> {
         match c {
             '*' if chars.peek() == Some(&'*') => {
                 chars.next();
-                out.push_str(".*");
+                if chars.peek() == Some(&'/') {
+                    chars.next();
+                    out.push_str("(?:.*/)?");
+                } else {
+                    out.push_str(".*");
+                }
             }
             '*' => out.push_str("[^/]*"),
             '?' => out.push_str("[^/]"),
+            '[' => {
+                out.push('[');
+                for class in chars.by_ref() {
+                    if class == ']' {
+                        break;
+                    }
+                    if class == '\\' || class == '[' {
+                        out.push('\\');
+                    }
+                    out.push(class);
+                }
+                out.push(']');
+            }
             other => out.push_str(&regex::escape(&other.to_string())),
         }
     }
@@ -225,41 +314,54 @@ mod tests {
 
     #[test]
     fn the_cards_configs_name_each_splits_files() {
-        assert_eq!(card_patterns(CARD, Some("eu"), "test").unwrap(), ["xnli.test.eu.tsv"]);
-        assert_eq!(card_patterns(CARD, Some("eu"), "train").unwrap(), ["xnli.train.eu.mt.tsv"]);
-        assert_eq!(card_patterns(CARD, None, "test").unwrap(), ["native/*.tsv"]);
-        assert_eq!(card_patterns(CARD, Some("eu"), "validation"), None);
-        assert_eq!(card_patterns(CARD, Some("eu_mt"), "test"), None);
-        assert_eq!(card_patterns("# no front matter\n", None, "test"), None);
+        let patterns = |config, split| match card_patterns(CARD, config, split) {
+            CardSplit::Patterns(p) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(patterns(Some("eu"), "test"), ["xnli.test.eu.tsv"]);
+        assert_eq!(patterns(Some("eu"), "train"), ["xnli.train.eu.mt.tsv"]);
+        assert_eq!(patterns(None, "test"), ["native/*.tsv"]);
+        assert_eq!(card_patterns(CARD, Some("eu"), "validation"), CardSplit::NoSuchSplit("eu".into()));
+        assert_eq!(card_patterns(CARD, Some("eu_mt"), "test"), CardSplit::Silent);
+        assert_eq!(card_patterns("# no front matter\n", None, "test"), CardSplit::Silent);
         let bare = "---\nconfigs:\n- config_name: default\n  data_files: \"*.csv\"\n---\n";
-        assert_eq!(card_patterns(bare, None, "train").unwrap(), ["*.csv"]);
+        assert_eq!(card_patterns(bare, None, "train"), CardSplit::Patterns(vec!["*.csv".into()]));
+    }
+
+    fn list(files: &[&str]) -> Vec<String> {
+        files.iter().map(|f| (*f).to_owned()).collect()
     }
 
     #[test]
-    fn patterns_match_as_datasets_globs_do() {
-        let listing: Vec<String> = [
+    fn default_rules_follow_datasets_order() {
+        // Sharded names win over every other rule.
+        let sharded = list(&[
             "data/test-00000-of-00001.parquet",
             "data/train-00000-of-00002.parquet",
             "data/train-00001-of-00002.parquet",
-            "README.md",
-            "en/validation-00000-of-00001.parquet",
-            "native/a/b.tsv",
-            "native/c.tsv",
-            "xnli_gl_test.csv",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        assert_eq!(
-            matching(&listing, &default_patterns(None, "test")),
-            ["data/test-00000-of-00001.parquet", "xnli_gl_test.csv"]
-        );
-        assert_eq!(matching(&listing, &default_patterns(None, "train")).len(), 2);
-        assert_eq!(
-            matching(&listing, &default_patterns(Some("en"), "validation")),
-            ["en/validation-00000-of-00001.parquet"]
-        );
+            "test.jsonl",
+        ]);
+        assert_eq!(default_files(&sharded, "test"), ["data/test-00000-of-00001.parquet"]);
+        assert_eq!(default_files(&sharded, "train").len(), 2);
+        // File names: every keyword of the split (test.jsonl and test_hard.jsonl are both "test", dev is validation).
+        let names = list(&["test.jsonl", "test_hard.jsonl", "dev.csv", "README.md", "attest.jsonl"]);
+        assert_eq!(default_files(&names, "test"), ["test.jsonl", "test_hard.jsonl"]);
+        assert_eq!(default_files(&names, "validation"), ["dev.csv"]);
+        // A folder named after a split wins over file names.
+        let folders = list(&["eval/a.parquet", "eval/b.parquet", "train.jsonl"]);
+        assert_eq!(default_files(&folders, "test"), ["eval/a.parquet", "eval/b.parquet"]);
+        assert!(default_files(&folders, "train").is_empty());
+        // Nothing named: everything is train.
+        assert_eq!(default_files(&list(&["x.csv", "y/z.csv"]), "train"), ["x.csv", "y/z.csv"]);
+    }
+
+    #[test]
+    fn globs_match_as_fsspec_does() {
+        let listing = list(&["native/a/b.tsv", "native/c.tsv", "test.csv", "d/test.csv"]);
         assert_eq!(matching(&listing, &["native/*.tsv".to_owned()]), ["native/c.tsv"]);
         assert_eq!(matching(&listing, &["native/**.tsv".to_owned()]), ["native/a/b.tsv", "native/c.tsv"]);
+        assert_eq!(matching(&listing, &["**/test.csv".to_owned()]), ["d/test.csv", "test.csv"]);
+        assert_eq!(matching(&listing, &["[t]est.csv".to_owned()]), ["test.csv"]);
         assert!(matching(&listing, &["README.*".to_owned()]).is_empty());
     }
 }

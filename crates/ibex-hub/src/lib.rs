@@ -7,7 +7,7 @@
 
 mod datasets;
 
-pub use datasets::{card_patterns, default_patterns, matching, resolve_dataset_split, PARQUET_BRANCH};
+pub use datasets::{card_patterns, default_files, matching, resolve_dataset_split, CardSplit, PARQUET_BRANCH};
 
 use hf_hub::{HFClient, HFClientSync, HFError, HFRepositorySync, RepoType};
 use std::path::{Path, PathBuf};
@@ -170,28 +170,6 @@ pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<ModelFiles, 
         weights,
         origin: Origin::Hub { repo: model.into(), commit },
     })
-}
-
-/// Resolves the first of `candidates` that the dataset repo holds.
-pub fn resolve_dataset_file(
-    dataset: &str,
-    revision: Option<&str>,
-    candidates: &[String],
-) -> Result<DatasetFile, HubError> {
-    let hub = Hub::new(dataset, revision, " --repo-type dataset", |client, owner, name| client.dataset(owner, name))?;
-    for candidate in candidates {
-        if let Some(path) = hub.get_optional(candidate)? {
-            let commit = snapshot_commit(&path);
-            return Ok(DatasetFile { path, commit });
-        }
-    }
-    let hint = if hub.offline {
-        "HF_HUB_OFFLINE=1 and the cache lacks it: run `ibex fetch` with the run's flags where the hub is reachable, \
-         or pass the split with --data TASK=PATH"
-    } else {
-        "the dataset's layout may have changed; download the split and pass it with --data TASK=PATH"
-    };
-    Err(HubError::Missing { file: candidates.join(" or "), source_name: hub.describe(), hint: hint.into() })
 }
 
 fn resolve_folder(folder: &Path) -> Result<ModelFiles, HubError> {

@@ -57,7 +57,8 @@ pub(crate) fn empty_results(plan: &Plan, record: ModelRecord, date: f64) -> RunR
         device: record.device.clone(),
         use_cache: None,
         limit: record.limit,
-        bootstrap_iters: 0,
+        // lm-eval's default, which ibex's bootstrap standard errors (mcc, f1) use.
+        bootstrap_iters: 100_000,
         gen_kwargs: Map::new(),
         fewshot_seed: record.fewshot_seed,
     };

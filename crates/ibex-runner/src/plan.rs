@@ -663,12 +663,14 @@ fn split_source(entry: &Entry, data: &[DataOverride], split: &str) -> Result<Spl
             ))),
         };
     }
-    let revision = spec.revision.as_deref();
-    let file = match spec.files.get(split).filter(|c| !c.is_empty()) {
-        Some(candidates) => ibex_hub::resolve_dataset_file(&spec.dataset, revision, candidates),
-        None => ibex_hub::resolve_dataset_split(&spec.dataset, revision, spec.config.as_deref(), split),
-    }
-    .map_err(|source| RunError::Dataset { task: entry.task.name().to_owned(), split: split.to_owned(), source })?;
+    let named = spec.files.get(split).filter(|c| !c.is_empty()).map(Vec::as_slice);
+    let file =
+        ibex_hub::resolve_dataset_split(&spec.dataset, spec.revision.as_deref(), spec.config.as_deref(), split, named)
+            .map_err(|source| RunError::Dataset {
+                task: entry.task.name().to_owned(),
+                split: split.to_owned(),
+                source,
+            })?;
     Ok(SplitSource {
         split: split.to_owned(),
         file: file.path,

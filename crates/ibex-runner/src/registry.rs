@@ -241,7 +241,9 @@ impl Registry {
             .map(|e| e.source.clone())
             .or_else(|| self.groups.get(&name).map(|g| g.source.clone()))
             .or_else(|| self.unsupported.get(&name).map(|(source, _)| source.clone()));
-        if let Some(first) = first.filter(|_| origin != Origin::ShippedBsc) {
+        // BSC's files replace lm-eval's shipped tasks of their names, and only those.
+        let replaced = origin == Origin::ShippedBsc && first.as_ref().is_some_and(|f| !f.starts_with(BSC_FOLDER));
+        if let Some(first) = first.filter(|_| !replaced) {
             if shipping {
                 return Err(RegistryError::Duplicate { name, first, second: source.to_owned() });
             }
@@ -264,7 +266,10 @@ impl Registry {
         match loaded {
             Loaded::Task(task, files, tags) => {
                 for tag in tags {
-                    self.tags.entry(tag).or_default().push(name.clone());
+                    let tagged = self.tags.entry(tag).or_default();
+                    if !tagged.contains(&name) {
+                        tagged.push(name.clone());
+                    }
                 }
                 // The file and its includes: a changed include changes the task.
                 let mut digest = Sha256::new();

@@ -502,6 +502,8 @@ fn generation(
                     )));
                 }
                 mean(entry, &name)?;
+                // lm-eval keeps one set of options per metric name: a later entry replaces an earlier one.
+                options = ExactMatch::default();
                 metric.higher_is_better = higher_is_better(entry);
                 for (key, value) in entry.as_object().into_iter().flatten() {
                     let flag = || value.as_bool().ok_or_else(|| error(format!("exact_match's {key} is true or false")));
@@ -518,7 +520,7 @@ fn generation(
                             options.regexes_to_ignore = patterns
                                 .iter()
                                 .map(|p| {
-                                    regex::Regex::new(p).map_err(|e| {
+                                    task::python_regex(p).map_err(|e| {
                                         error(format!(
                                             "exact_match's regexes_to_ignore: `{p}` is not a regex ibex reads: {e}"
                                         ))
@@ -565,10 +567,26 @@ fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, Tas
     let mut dataset =
         text("dataset_path").ok_or_else(|| TaskError::spec(format!("task {name}: needs `dataset_path`")))?;
     let mut files = BTreeMap::new();
-    let data_files = match keys.get("dataset_kwargs") {
-        Some(Value::Plain(kwargs)) => kwargs.get("data_files").cloned(),
-        _ => None,
+    let kwargs = match keys.get("dataset_kwargs") {
+        Some(Value::Plain(serde_json::Value::Object(kwargs))) => kwargs.clone(),
+        Some(Value::Plain(serde_json::Value::Null)) | None => serde_json::Map::new(),
+        Some(_) => return Err(TaskError::spec(format!("task {name}: dataset_kwargs is a mapping"))),
     };
+    // `load_dataset`'s keyword arguments that change what is read: ibex reads `data_files` and `revision`; a loading
+    // script's trust changes nothing ibex reads; any other would be silently ignored, so it is refused.
+    if let Some(key) = kwargs.keys().find(|k| !["data_files", "revision", "trust_remote_code"].contains(&k.as_str())) {
+        return Err(TaskError::spec(format!(
+            "task {name}: dataset_kwargs.{key} is not read by ibex; name the split's files in data_files instead"
+        )));
+    }
+    let revision = match kwargs.get("revision") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(revision)) => Some(revision.clone()),
+        Some(other) => {
+            return Err(TaskError::spec(format!("task {name}: dataset_kwargs.revision is {other}, not text")))
+        }
+    };
+    let data_files = kwargs.get("data_files").cloned();
     let local = LOCAL_BUILDERS.contains(&dataset.as_str());
     if local || data_files.is_some() {
         let as_list = |v: &serde_json::Value| match v {
@@ -616,7 +634,7 @@ fn data_spec(name: &str, keys: &BTreeMap<String, Value>) -> Result<DataSpec, Tas
     Ok(DataSpec {
         config: text("dataset_name").filter(|_| !LOCAL_BUILDERS.contains(&dataset.as_str())),
         dataset,
-        revision: None,
+        revision,
         training_split: text("training_split"),
         validation_split: text("validation_split"),
         test_split: text("test_split"),
@@ -692,6 +710,28 @@ mod tests {
         assert_eq!(err.to_string(), "row 3, field `process_results`: field `answers`: missing");
     }
 
+    /// lm-eval reads digits as a choice index only when the task has choices: a generation's "007" stays text.
+    #[test]
+    fn digit_targets_of_a_generation_without_choices_stay_text() {
+        let task = load_text("bench", GENERATION).unwrap();
+        let doc = task.doc(0, serde_json::json!({"q": "Code?", "a": "007"}).as_object().unwrap()).unwrap();
+        assert_eq!(task.doc_to_target(&doc), "007");
+        let score = task.score(&doc, &[ibex_core::Response::Generation("007".into())]);
+        assert_eq!(score.metrics["exact_match"], 1.0);
+        assert_eq!(score.target, "007");
+        let flag = task.doc(0, serde_json::json!({"q": "Yes?", "a": true}).as_object().unwrap()).unwrap();
+        assert_eq!(task.doc_to_target(&flag), "True");
+    }
+
+    #[test]
+    fn dataset_kwargs_ibex_would_ignore_are_refused_and_revision_is_read() {
+        let with = |kwargs: &str| load_text("bench", &format!("{GENERATION}dataset_kwargs:\n{kwargs}"));
+        let err = with("  data_dir: sub\n").err().expect("refused");
+        assert!(err.contains("dataset_kwargs.data_dir is not read by ibex"), "{err}");
+        let task = with("  revision: refs/convert/parquet\n").unwrap();
+        assert_eq!(task.data().revision.as_deref(), Some("refs/convert/parquet"));
+    }
+
     #[test]
     fn hf_data_files_name_a_hub_dataset() {
         let text = "task: w\ndataset_path: csv\ndataset_kwargs:\n  data_files:\n    train: hf://datasets/org/w-es/train.csv\n    \
@@ -706,7 +746,7 @@ mod tests {
     #[test]
     fn exact_match_options_apply_in_lm_evals_order() {
         let options = ExactMatch {
-            regexes_to_ignore: vec![regex::Regex::new("^The ").unwrap()],
+            regexes_to_ignore: vec![task::python_regex("^The ").unwrap()],
             ignore_case: true,
             ignore_punctuation: true,
             ignore_numbers: false,
@@ -716,5 +756,13 @@ mod tests {
         assert!(!options.matches("the cat", "cat"));
         assert!(!options.matches("cat 9", "cat"));
         assert!(ExactMatch { ignore_numbers: true, ..ExactMatch::default() }.matches("cat 9", "cat "));
+        // Python's `$` also matches before a final newline: re.sub(r"\.$", "", "Paris.\n") == "Paris\n".
+        let dollar = ExactMatch {
+            regexes_to_ignore: vec![task::python_regex(r"\.$").unwrap(), task::python_regex(r"\s+$").unwrap()],
+            ..ExactMatch::default()
+        };
+        assert!(dollar.matches("Paris", "Paris.\n"));
+        assert!(!dollar.matches("Paris", "Par.is"));
+        assert_eq!(task::python_regex("[$]").unwrap().replace_all("a$b", "").into_owned(), "ab");
     }
 }

@@ -106,8 +106,9 @@ pub(crate) enum Scoring {
 /// `metric_list` entry.
 #[derive(Default)]
 pub(crate) struct ExactMatch {
-    /// `regexes_to_ignore`: each match removed from both strings, in order.
-    pub(crate) regexes_to_ignore: Vec<regex::Regex>,
+    /// `regexes_to_ignore`: each match removed from both strings, in order (Python's `re` syntax; see
+    /// [`python_regex`]).
+    pub(crate) regexes_to_ignore: Vec<fancy_regex::Regex>,
     /// `ignore_case`: both strings lowercased.
     pub(crate) ignore_case: bool,
     /// `ignore_punctuation`: Python's `string.punctuation` (ASCII) removed.
@@ -135,6 +136,36 @@ impl ExactMatch {
     pub(crate) fn matches(&self, reference: &str, prediction: &str) -> bool {
         self.normalize(reference) == self.normalize(prediction)
     }
+}
+
+/// A pattern of Python's `re` as fancy-regex reads it: an unescaped `$` outside a class matches, as Python's does, at
+/// the end or before a final newline (`(?=\n?\z)`). Errors carry the parser's message.
+pub(crate) fn python_regex(pattern: &str) -> Result<fancy_regex::Regex, String> {
+    let mut out = String::with_capacity(pattern.len());
+    let (mut escaped, mut in_class) = (false, false);
+    for c in pattern.chars() {
+        match c {
+            _ if escaped => {
+                escaped = false;
+                out.push(c);
+            }
+            '\\' => {
+                escaped = true;
+                out.push(c);
+            }
+            '[' => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' => {
+                in_class = false;
+                out.push(c);
+            }
+            '$' if !in_class => out.push_str(r"(?=\n?\z)"),
+            other => out.push(other),
+        }
+    }
+    fancy_regex::Regex::new(&out).map_err(|e| e.to_string())
 }
 
 /// A task read from lm-eval task YAML.
@@ -199,14 +230,16 @@ impl YamlTask {
         fn fail(key: &'static str) -> impl Fn(String) -> (String, String) {
             move |message| (key.to_owned(), message)
         }
+        // lm-eval reads a number as a choice index only when the task has choices (`doc_to_choice`).
+        let indexes = self.doc_to_choice.is_some();
         let text = match self.resolve("doc_to_text", &self.doc_to_text, doc)? {
-            Ok(Value::Number(_)) => {
+            Ok(Value::Number(_)) if indexes => {
                 return Err(fail("doc_to_text")(
                     "a multiple-input task (an integer), which ibex does not run yet".into(),
                 ))
             }
             Ok(value) => python_str(&value),
-            Err(text) if is_digits(&text) => {
+            Err(text) if indexes && is_digits(&text) => {
                 return Err(fail("doc_to_text")(
                     "renders a number: a choice index (lm-eval's multiple inputs), which ibex does not run yet".into(),
                 ))
@@ -228,12 +261,13 @@ impl YamlTask {
         let choices: Vec<String> = choices.iter().map(python_str).collect();
         let target = match self.resolve("doc_to_target", &self.doc_to_target, doc)? {
             Ok(Value::Number(n)) if n.is_i64() => Target::Index(n.as_i64().expect("checked")),
-            // Python's bool is an int: True indexes choice 1.
-            Ok(Value::Bool(b)) => Target::Index(i64::from(b)),
+            // Python's bool is an int: True indexes choice 1; without choices lm-eval casts it to text.
+            Ok(Value::Bool(b)) if indexes => Target::Index(i64::from(b)),
+            Ok(Value::Bool(b)) => Target::Text(if b { "True" } else { "False" }.into()),
             Ok(Value::String(s)) => Target::Text(s),
             Ok(Value::Array(items)) => Target::List(items),
             Ok(other) => return Err(fail("doc_to_target")(format!("the column holds {other}"))),
-            Err(text) if is_digits(&text) => Target::Index(
+            Err(text) if indexes && is_digits(&text) => Target::Index(
                 text.parse().map_err(|_| fail("doc_to_target")(format!("`{text}` is too large an index")))?,
             ),
             Err(text) if text.len() >= 2 && text.starts_with('[') && text.ends_with(']') => match literal_eval(&text) {
