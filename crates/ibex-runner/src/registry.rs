@@ -98,6 +98,8 @@ pub struct Registry {
     shipped: std::collections::BTreeSet<String>,
     /// The recipe set loaded.
     recipes: Recipes,
+    /// `--tasks-dir` definitions that cannot run, of names a shipped task runs under instead: (name, file, reason).
+    shadowed: Vec<(String, String, String)>,
 }
 
 impl Registry {
@@ -110,6 +112,7 @@ impl Registry {
             tags: BTreeMap::new(),
             shipped: std::collections::BTreeSet::new(),
             recipes: Recipes::LmEval,
+            shadowed: Vec::new(),
         }
     }
 
@@ -249,6 +252,10 @@ impl Registry {
             }
             let shipped = self.shipped.remove(&name);
             if shipped && !runs {
+                if let Loaded::Unsupported { reason, .. } = loaded {
+                    let reason = format!("{reason} (the shipped task of this name runs instead)");
+                    self.shadowed.push((name.clone(), source.to_owned(), reason));
+                }
                 self.shipped.insert(name);
                 return Ok(());
             }
@@ -306,6 +313,11 @@ impl Registry {
     /// lm-eval YAML files that could not be read: (file, reason).
     pub fn unreadable(&self) -> &[(String, String)] {
         &self.unreadable
+    }
+
+    /// `--tasks-dir` definitions that cannot run, of names a shipped task runs under instead: (name, file, reason).
+    pub fn shadowed(&self) -> &[(String, String, String)] {
+        &self.shadowed
     }
 
     /// Every tag with the runnable tasks carrying it, by name.

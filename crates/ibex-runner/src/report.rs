@@ -166,6 +166,10 @@ pub fn check_tables(registry: &Registry, dirs: &[std::path::PathBuf]) -> String 
         let reason = reason.split("; it has ").next().unwrap_or(reason);
         rows.push((name.clone(), folder(source), Some(reason.to_owned())));
     }
+    for (name, source, reason) in registry.shadowed().iter().filter(|(_, s, _)| under(s).is_some()) {
+        let reason = reason.split("; it has ").next().unwrap_or(reason);
+        rows.push((name.clone(), folder(source), Some(reason.to_owned())));
+    }
     for (source, reason) in registry.unreadable().iter().filter(|(s, _)| under(s).is_some()) {
         let file = Path::new(source).file_name().map_or(source.clone(), |f| f.to_string_lossy().into_owned());
         rows.push((format!("({file})"), folder(source), Some(format!("unreadable: {reason}"))));

@@ -12,6 +12,9 @@ pub const FUNCTION_KEY: &str = "!function";
 /// Beside [`FUNCTION_KEY`]: the folder of the file that holds the tag.
 pub const FOLDER_KEY: &str = "!folder";
 
+/// Beside [`FUNCTION_KEY`]: that folder's path.
+pub const DIR_KEY: &str = "!dir";
+
 /// A task file's value, YAML's plain values plus lm-eval's `!function` tag.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -24,6 +27,8 @@ pub enum Value {
         /// The folder of the file that holds the tag, where lm-eval looks for the module: its name (`catalan_bench`)
         /// qualifies the function ibex looks up.
         folder: String,
+        /// That folder's path, where the module's Python source may be read to check it.
+        dir: PathBuf,
     },
 }
 
@@ -63,12 +68,14 @@ pub fn parse(text: &str, path: &Path) -> Result<BTreeMap<String, Value>, String>
         return Err(format!("{}: a task file is a mapping of keys (task:, dataset_path:, …)", path.display()));
     };
     let folder = path.parent().and_then(Path::file_name).map_or(String::new(), |f| f.to_string_lossy().into_owned());
+    let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+    let folder = (folder.as_str(), dir.as_path());
     mapping
         .into_iter()
         .map(|(key, value)| {
             let key =
                 key.as_str().map(str::to_owned).ok_or_else(|| format!("{}: a key is not text", path.display()))?;
-            let value = convert(value, &folder).map_err(|e| format!("{}: `{key}`: {e}", path.display()))?;
+            let value = convert(value, folder).map_err(|e| format!("{}: `{key}`: {e}", path.display()))?;
             Ok((key, value))
         })
         .collect()
@@ -107,10 +114,10 @@ fn load_into(
     Ok(merged)
 }
 
-fn convert(value: Yaml, folder: &str) -> Result<Value, String> {
+fn convert(value: Yaml, folder: (&str, &Path)) -> Result<Value, String> {
     match value {
         Yaml::Tagged(tagged) if tagged.tag == "function" => match tagged.value {
-            Yaml::String(name) => Ok(Value::Function { name, folder: folder.to_owned() }),
+            Yaml::String(name) => Ok(Value::Function { name, folder: folder.0.to_owned(), dir: folder.1.to_owned() }),
             _ => Err("`!function` names a function (module.name)".into()),
         },
         Yaml::Tagged(tagged) => Err(format!("the YAML tag {} is not one lm-eval reads", tagged.tag)),
@@ -118,7 +125,7 @@ fn convert(value: Yaml, folder: &str) -> Result<Value, String> {
     }
 }
 
-fn to_json(value: Yaml, folder: &str) -> Result<serde_json::Value, String> {
+fn to_json(value: Yaml, folder: (&str, &Path)) -> Result<serde_json::Value, String> {
     Ok(match value {
         Yaml::Null => serde_json::Value::Null,
         Yaml::Bool(b) => serde_json::Value::Bool(b),
@@ -143,7 +150,11 @@ fn to_json(value: Yaml, folder: &str) -> Result<serde_json::Value, String> {
         // A hook inside a value (a metric's function, a filter's): kept as `{"!function": name}` so whoever reads
         // the value can name it.
         Yaml::Tagged(tagged) if tagged.tag == "function" => match tagged.value {
-            Yaml::String(name) => serde_json::json!({ FUNCTION_KEY: name, FOLDER_KEY: folder }),
+            Yaml::String(name) => serde_json::json!({
+                FUNCTION_KEY: name,
+                FOLDER_KEY: folder.0,
+                DIR_KEY: folder.1.to_string_lossy(),
+            }),
             _ => return Err("`!function` names a function (module.name)".into()),
         },
         Yaml::Tagged(tagged) => return Err(format!("the YAML tag {} is not one lm-eval reads", tagged.tag)),
@@ -175,7 +186,8 @@ mod tests {
         // The later include wins.
         assert_eq!(merged.keys["target_delimiter"].as_str(), Some("-"));
         let folder = dir.path().file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(merged.keys["process_docs"], Value::Function { name: "utils.f".into(), folder });
+        let function = Value::Function { name: "utils.f".into(), folder, dir: dir.path().to_owned() };
+        assert_eq!(merged.keys["process_docs"], function);
         assert_eq!(merged.files.len(), 3);
         assert!(!merged.keys.contains_key("include"));
     }

@@ -6,6 +6,7 @@
 use ibex_core::metrics::Aggregation;
 use ibex_core::python::{general_detokenize, is_space, lowercase_first_letter, python_str};
 use serde_json::{Map, Value};
+use sha2::Digest;
 
 /// A data split's rows, as `process_docs` sees and returns them.
 pub type Rows = Vec<Map<String, Value>>;
@@ -97,6 +98,155 @@ fn bsc_nli_galician(rows: Rows) -> Result<Rows, String> {
             Ok(row)
         })
         .collect()
+}
+
+/// SHA-256 of each hook's Python body as lm-eval 0.4.13 and BSC's fork (b67372f7) write it ([`python_body`]): the
+/// functions ibex's Rust mirrors. `None` where that harness has no such function.
+const BODIES: &[(&str, Option<&str>, Option<&str>)] = &[
+    (
+        "catalan_bench/utils.process_doc_nli",
+        Some("818768abd245a3bc1ea6c914c1b75780b2d5ec315885c31333a1025da9c5e915"),
+        Some("09a148eef3942557cf5bdc913f55d7b023ed0e3fb938dcbd755db425172f03b8"),
+    ),
+    (
+        "spanish_bench/utils.process_doc_nli",
+        Some("818768abd245a3bc1ea6c914c1b75780b2d5ec315885c31333a1025da9c5e915"),
+        Some("09a148eef3942557cf5bdc913f55d7b023ed0e3fb938dcbd755db425172f03b8"),
+    ),
+    (
+        "galician_bench/utils.process_doc_nli",
+        Some("4f5ec65c38c6c9557cbc5cc8d610820b218f8e7d6cd49d57c3d100aa0f31dfa7"),
+        Some("cf208f07c48e222025e0e504b77fcd1dbc9c9c0653e2120da78622e41c40c792"),
+    ),
+    (
+        "catalan_bench/utils.process_docs_paraphrases",
+        Some("f2c2591648d86ad5771dca3741a30752a539506661c5a931f0aa26e91c1045f5"),
+        Some("f2c2591648d86ad5771dca3741a30752a539506661c5a931f0aa26e91c1045f5"),
+    ),
+    (
+        "spanish_bench/utils.process_docs_paraphrases",
+        Some("78769af0af03eb3089e2361a718dddd6de3b4ce3d2492db397f563b97d1d8423"),
+        Some("78769af0af03eb3089e2361a718dddd6de3b4ce3d2492db397f563b97d1d8423"),
+    ),
+    (
+        "galician_bench/utils.process_docs_paws",
+        Some("b5b3db852a677fa6a487623b1f8fd4161d9e982e4a4bf30843dbcc2762239e75"),
+        Some("b5b3db852a677fa6a487623b1f8fd4161d9e982e4a4bf30843dbcc2762239e75"),
+    ),
+    (
+        "galician_bench/utils.process_docs_paraphrases",
+        Some("0d3aa7b3b3359540975d458c0e7106ff5454bd76ccbef91292c826e043e123a7"),
+        Some("0d3aa7b3b3359540975d458c0e7106ff5454bd76ccbef91292c826e043e123a7"),
+    ),
+    (
+        "basque_bench/utils.paws_process_docs",
+        Some("b6388bbebcc3c9522d70ffbe2b5ac3640e38d9e611dac1b6b5d80f49ef5a7e9e"),
+        Some("b6388bbebcc3c9522d70ffbe2b5ac3640e38d9e611dac1b6b5d80f49ef5a7e9e"),
+    ),
+    (
+        "catalan_bench/utils.process_docs_copa_ca",
+        Some("fe8dc3f8e01f6ab7422109871d777b684da7bb852f849957c51d5c0f33550eb6"),
+        Some("fe8dc3f8e01f6ab7422109871d777b684da7bb852f849957c51d5c0f33550eb6"),
+    ),
+    (
+        "spanish_bench/utils.process_docs_copa_es",
+        Some("16f562803a31254f5a21e4c944e47fa54a57da330173c9962269d5dd0c5d912f"),
+        Some("16f562803a31254f5a21e4c944e47fa54a57da330173c9962269d5dd0c5d912f"),
+    ),
+    (
+        "eus_exams/utils.process_docs",
+        Some("441b9fd4aee6c345c753a9b6877966ff8e480cdabed49c0450e1a4701ee10883"),
+        Some("441b9fd4aee6c345c753a9b6877966ff8e480cdabed49c0450e1a4701ee10883"),
+    ),
+    (
+        "basque_bench/utils.xcopa_doc_to_text",
+        Some("6d85cbfd9a80feed83d38acc7d2caf66a3687c4cd7456aca2d45a6b8a2b3a0de"),
+        Some("6d85cbfd9a80feed83d38acc7d2caf66a3687c4cd7456aca2d45a6b8a2b3a0de"),
+    ),
+    (
+        "basque_bench/utils.xcopa_doc_to_choice",
+        Some("8a02c8c5557966893cb9754d9a449ce3c6fe90f227c433d916839d10a3ad5931"),
+        Some("8a02c8c5557966893cb9754d9a449ce3c6fe90f227c433d916839d10a3ad5931"),
+    ),
+    (
+        "eus_trivia/utils.doc_to_text",
+        Some("abd7be488794b94ee512395d21e31ca8dadfb5493697c476cf5399048c80c915"),
+        Some("abd7be488794b94ee512395d21e31ca8dadfb5493697c476cf5399048c80c915"),
+    ),
+    (
+        "eus_trivia/utils.doc_to_choice",
+        Some("bf5acb8080273f99bddf9d756949de7bd3f46bc8527d6a4d9de918ed0c37ee62"),
+        Some("bf5acb8080273f99bddf9d756949de7bd3f46bc8527d6a4d9de918ed0c37ee62"),
+    ),
+    (
+        "eus_reading/utils.doc_to_text_context",
+        Some("3eb7e1d12aae94f989613f18fa73b9bbe362bab11d38eaa94ce91fcfa6e5a9dc"),
+        Some("3eb7e1d12aae94f989613f18fa73b9bbe362bab11d38eaa94ce91fcfa6e5a9dc"),
+    ),
+    (
+        "eus_reading/utils.doc_to_choice",
+        Some("bf5acb8080273f99bddf9d756949de7bd3f46bc8527d6a4d9de918ed0c37ee62"),
+        Some("bf5acb8080273f99bddf9d756949de7bd3f46bc8527d6a4d9de918ed0c37ee62"),
+    ),
+    (
+        "catalan_bench/utils.process_results_qa",
+        Some("7693eb6a6299eea5a5223ba448ca09548fa76cb961027fe1067d8a1c568c78e3"),
+        Some("7693eb6a6299eea5a5223ba448ca09548fa76cb961027fe1067d8a1c568c78e3"),
+    ),
+    (
+        "xquad/utils.process_results_qa",
+        Some("83c24dc6018448132b9b0a559c273836598ea0ff8862548715e8bed19c1a2d3c"),
+        Some("83c24dc6018448132b9b0a559c273836598ea0ff8862548715e8bed19c1a2d3c"),
+    ),
+    (
+        "portuguese_bench/assin2_utils.macro_f1",
+        Some("02f5b778e66de400224b278476c693e16f57a221d636b21e83620f6ca9e78c23"),
+        None,
+    ),
+    ("xnli_eu/utils.process_doc_nli", None, Some("09a148eef3942557cf5bdc913f55d7b023ed0e3fb938dcbd755db425172f03b8")),
+    (
+        "iberobench_english/utils.process_doc_nli",
+        None,
+        Some("09a148eef3942557cf5bdc913f55d7b023ed0e3fb938dcbd755db425172f03b8"),
+    ),
+];
+
+/// A Python function's body as ibex fingerprints it: from `def NAME(` to the next line at the left margin, without
+/// blank lines, comment lines or trailing spaces; `None` when the module defines no such function (it may import
+/// it).
+pub fn python_body(module: &str, name: &str) -> Option<String> {
+    let lines: Vec<&str> = module.split('\n').collect();
+    let start = lines.iter().position(|l| l.starts_with(&format!("def {name}(")))?;
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| !l.trim().is_empty() && !l.starts_with(char::is_whitespace))
+        .map_or(lines.len(), |i| start + 1 + i);
+    let kept: Vec<&str> = lines[start..end]
+        .iter()
+        .map(|l| l.trim_end())
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .collect();
+    Some(kept.join("\n"))
+}
+
+/// Whether the Python module beside a task file (`module`, its text) defines the hook `qualified` as the harness of
+/// `bsc` does, so that ibex's Rust body computes what it would; an error says whose body it is, if either's.
+pub fn check_body(qualified: &str, module: &str, bsc: bool) -> Result<(), String> {
+    let name = qualified.rsplit('.').next().unwrap_or(qualified);
+    let Some(body) = python_body(module, name) else { return Ok(()) };
+    let digest = format!("{:x}", sha2::Sha256::digest(body.as_bytes()));
+    let Some((_, lm_eval, fork)) = BODIES.iter().find(|(n, ..)| *n == qualified) else { return Ok(()) };
+    let (wanted, other) = if bsc { (fork.or(*lm_eval), *lm_eval) } else { (*lm_eval, *fork) };
+    if wanted == Some(digest.as_str()) {
+        return Ok(());
+    }
+    let set = if bsc { "BSC's fork's" } else { "lm-eval 0.4.13's" };
+    let hint = match other {
+        Some(other) if other == digest && bsc => "; it is lm-eval's: run without --recipes bsc",
+        Some(other) if other == digest => "; it is BSC's fork's: pass --recipes bsc",
+        _ => "; ibex runs only the bodies it mirrors in Rust, so this task cannot run as written",
+    };
+    Err(format!("{qualified} is defined otherwise than {set} (the body ibex runs){hint}"))
 }
 
 /// A `doc_to_text`, `doc_to_target` or `doc_to_choice` hook: the document's fields in, the value lm-eval's function
@@ -429,6 +579,23 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(gl, rows(&[json!({"sentence1": "A casa é branca", "sentence2": "é grande.", "gold_label": 1})]));
+    }
+
+    #[test]
+    fn a_python_body_other_than_the_mirrored_one_is_refused() {
+        let module =
+            "import re\n\ndef helper(x):\n    return x\n\n\ndef process_docs_copa_ca(dataset):\n    # edited\n\n    \
+                      return dataset  \n\nclass Other:\n    pass\n";
+        assert_eq!(
+            python_body(module, "process_docs_copa_ca").unwrap(),
+            "def process_docs_copa_ca(dataset):\n    return dataset"
+        );
+        assert_eq!(python_body(module, "absent"), None);
+        let err = check_body("catalan_bench/utils.process_docs_copa_ca", module, false).unwrap_err();
+        assert!(err.ends_with("so this task cannot run as written"), "{err}");
+        // A module that imports the function (as the test fixtures' utils.py do) is not checked.
+        let imports = "from lm_eval.tasks.catalan_bench.utils import process_docs_copa_ca\n";
+        assert!(check_body("catalan_bench/utils.process_docs_copa_ca", imports, false).is_ok());
     }
 
     #[test]

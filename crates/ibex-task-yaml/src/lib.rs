@@ -140,6 +140,18 @@ pub fn load(path: &Path, read: Read, recipes: Recipes) -> Result<Loaded, TaskErr
     }
 }
 
+/// Refuses a hook whose Python module beside the task file (`dir`) defines it otherwise than the body ibex mirrors
+/// in Rust for `recipes`: ibex runs no Python, so an edited `utils.py` must not be silently replaced. A module ibex
+/// cannot read (the shipped tasks carry none) or that does not define the function (it imports it) is not checked.
+fn verify_body(name: &str, function: &str, dir: &Path, qualified: &str, recipes: Recipes) -> Result<(), TaskError> {
+    let Some((module, _)) = function.rsplit_once('.') else { return Ok(()) };
+    match std::fs::read_to_string(dir.join(format!("{module}.py"))) {
+        Ok(source) => functions::check_body(qualified, &source, recipes == Recipes::Bsc)
+            .map_err(|message| TaskError::spec(format!("task {name}: {message}"))),
+        Err(_) => Ok(()),
+    }
+}
+
 /// A file's `metadata.version`; null when absent.
 fn metadata_version(keys: &BTreeMap<String, Value>) -> serde_json::Value {
     match keys.get("metadata") {
@@ -190,10 +202,13 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
     // A hook's module sits beside the file that names it: `utils.f` in catalan_bench/ is `catalan_bench/utils.f`.
     let process_docs = match plain("process_docs") {
         None => None,
-        Some(Value::Function { name: function, folder }) => {
+        Some(Value::Function { name: function, folder, dir }) => {
             let qualified = format!("{folder}/{function}");
             match functions::process_docs(&qualified, recipes == Recipes::Bsc) {
-                Some(hook) => Some(hook),
+                Some(hook) => {
+                    verify_body(name, function, dir, &qualified, recipes)?;
+                    Some(hook)
+                }
                 None => {
                     let known: Vec<&str> = functions::PROCESS_DOCS.iter().map(|(n, _)| *n).collect();
                     return Err(TaskError::spec(format!(
@@ -207,10 +222,13 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
         Some(_) => return Err(TaskError::spec(format!("task {name}: `process_docs` names a function (!function)"))),
     };
     let process_results = match plain("process_results") {
-        Some(Value::Function { name: function, folder }) if generates => {
+        Some(Value::Function { name: function, folder, dir }) if generates => {
             let qualified = format!("{folder}/{function}");
             match functions::process_results(&qualified) {
-                Some(hook) => Some(hook),
+                Some(hook) => {
+                    verify_body(name, function, dir, &qualified, recipes)?;
+                    Some(hook)
+                }
                 None => {
                     let known: Vec<&str> = functions::PROCESS_RESULTS.iter().map(|(n, _)| *n).collect();
                     return Err(TaskError::spec(format!(
@@ -378,6 +396,8 @@ fn aggregated(name: &str, mut metric: Metric, entry: &serde_json::Value) -> Resu
         Some(hook @ Json::Object(_)) if hook.get(config::FUNCTION_KEY).is_some() => {
             let text = |key: &str| hook.get(key).and_then(Json::as_str).unwrap_or_default();
             let qualified = format!("{}/{}", text(config::FOLDER_KEY), text(config::FUNCTION_KEY));
+            let dir = Path::new(text(config::DIR_KEY));
+            verify_body(name, text(config::FUNCTION_KEY), dir, &qualified, Recipes::LmEval)?;
             metric.aggregation = functions::aggregation(&qualified).ok_or_else(|| {
                 let known: Vec<&str> = functions::AGGREGATIONS.iter().map(|(n, _)| *n).collect();
                 TaskError::spec(format!(
