@@ -17,6 +17,19 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `println!` that ends the process quietly when stdout is closed (`ibex tasks | head`), as Unix tools do.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*) {
+            if error.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("error: cannot write to stdout: {error}");
+            }
+            std::process::exit(if error.kind() == std::io::ErrorKind::BrokenPipe { 0 } else { 1 });
+        }
+    }};
+}
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -328,7 +341,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             if dry_run {
                 let placement = lay_out(&plan)?;
-                println!("{}\n{}", plan_tables(&plan), placement_table(&placement));
+                say!("{}\n{}", plan_tables(&plan), placement_table(&placement));
                 let gpus = placement.replicas.iter().flatten().any(|s| matches!(s.device, DeviceSpec::Cuda(_)));
                 if gpus && !cfg!(feature = "cuda") {
                     eprintln!(
@@ -339,8 +352,8 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let results = run_with_candle(&plan, cache.as_deref())?;
-            println!("{}", results_table(&results));
-            println!(
+            say!("{}", results_table(&results));
+            say!(
                 "{} task(s) in {:.1}s; results and sample logs written to {}",
                 results.ibex.tasks.len(),
                 results.ibex.seconds,
@@ -353,7 +366,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let plan = Plan::resolve(args.settings())?;
             let weights = ibex_hub::fetch_weights(&plan.model_files)?;
-            println!("{}", fetched_table(&plan, &weights));
+            say!("{}", fetched_table(&plan, &weights));
         }
         Command::Compare { results, published, output } => {
             let runs = read_runs(&results)?;
@@ -365,7 +378,7 @@ fn run(cli: Cli) -> Result<()> {
                 files.extend(ibex_compare::load(source)?);
             }
             let rows = ibex_compare::compare(&runs, &files);
-            println!("{}", ibex_compare::terminal_table(&rows));
+            say!("{}", ibex_compare::terminal_table(&rows));
             let given = &results[0];
             let given = if given.is_dir() { given.clone() } else { given.parent().map(Into::into).unwrap_or_default() };
             let output = output.unwrap_or(given);
@@ -378,22 +391,22 @@ fn run(cli: Cli) -> Result<()> {
             write("comparison.md", ibex_compare::markdown(&rows))?;
             write("comparison.json", serde_json::to_string_pretty(&rows)? + "\n")?;
             write("comparison.svg", ibex_compare::svg(&rows))?;
-            println!("comparison written to {} (.md, .json, .svg)", output.join("comparison").display());
+            say!("comparison written to {} (.md, .json, .svg)", output.join("comparison").display());
         }
         Command::Merge { output, shards, tasks_dirs } => {
             let (results, path) = ibex_runner::merge(&output, &shards, &tasks_dirs)?;
-            println!("{}", results_table(&results));
-            println!("{} shard(s) merged into {}", shards.len(), path.display());
+            say!("{}", results_table(&results));
+            say!("{} shard(s) merged into {}", shards.len(), path.display());
         }
         Command::Tasks { tasks_dirs, check, recipes } => {
             let registry = Registry::load(&tasks_dirs, recipes)?;
             if check {
-                println!("{}", check_tables(&registry, &tasks_dirs));
+                say!("{}", check_tables(&registry, &tasks_dirs));
                 return Ok(());
             }
             let mut table = comfy_table::Table::new();
             table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            table.set_header(["benchmark", "task", "language", "dataset", "split", "file"]);
+            table.set_header(["benchmark", "task", "language", "dataset", "split", "mirrors", "file"]);
             let mut entries: Vec<_> = registry.entries().collect();
             entries.sort_by(|a, b| (&a.benchmark, a.task.name()).cmp(&(&b.benchmark, b.task.name())));
             for entry in entries {
@@ -404,17 +417,18 @@ fn run(cli: Cli) -> Result<()> {
                     entry.task.language(),
                     &data.dataset,
                     data.eval_split().unwrap_or_default(),
+                    entry.mirrors(),
                     &entry.source,
                 ]);
             }
-            println!("{table}");
+            say!("{table}");
             let mut groups = comfy_table::Table::new();
             groups.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
             groups.set_header(["group (size-weighted)", "tasks", "file"]);
             for group in registry.groups() {
                 groups.add_row([group.group.as_str(), &group.tasks.join(", "), &group.source]);
             }
-            println!("{}", wrapped(groups));
+            say!("{}", wrapped(groups));
             let mut tags = comfy_table::Table::new();
             tags.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
             tags.set_header(["tag (selects, no aggregate)", "tasks"]);
@@ -422,7 +436,7 @@ fn run(cli: Cli) -> Result<()> {
                 let names: Vec<&str> = tasks.iter().map(|t| t.as_str()).collect();
                 tags.add_row([tag.as_str(), &names.join(", ")]);
             }
-            println!("{}", wrapped(tags));
+            say!("{}", wrapped(tags));
         }
     }
     Ok(())

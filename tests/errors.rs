@@ -303,3 +303,20 @@ fn dry_run_refuses_a_device_this_build_cannot_open() {
     let stderr = fails(&["run", "--model", HUB_MODEL, "--tasks", "xnli_en", "--device", "cuda:1", "--dry-run"]);
     assert!(stderr.contains("built without CUDA"), "{stderr}");
 }
+
+/// `ibex tasks | head` closes the pipe before ibex has written: ibex ends quietly, as Unix tools do, instead of
+/// panicking with a backtrace.
+#[test]
+fn listing_into_a_closed_pipe_ends_quietly() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ibex"))
+        .arg("tasks")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

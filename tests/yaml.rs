@@ -19,7 +19,7 @@ fn yaml_multiple_choice_tasks_match_lm_eval() {
             TASKS_DIR,
             "--tasks",
             "yaml_copa_like,yaml_yesno,yaml_paws_ca,yaml_nli_group,yaml_xcopa_eu,yaml_eus_trivia,yaml_eus_exams,\
-             yaml_assin_macro",
+             yaml_assin_macro,yaml_copa_ca,yaml_paws_eu,yaml_paws_gl,yaml_parafrases_gl",
             "--num-fewshot",
             shots,
         ]);
@@ -42,6 +42,10 @@ fn yaml_multiple_choice_tasks_match_lm_eval() {
             "yaml_eus_trivia",
             "yaml_eus_exams",
             "yaml_assin_macro",
+            "yaml_copa_ca",
+            "yaml_paws_eu",
+            "yaml_paws_gl",
+            "yaml_parafrases_gl",
         ];
         for task in tasks {
             let reference = fixtures().join(format!("lm_eval/yaml/samples_{task}_{shots}shot.jsonl"));

@@ -69,6 +69,21 @@ pub struct Entry {
     pub sha256: String,
 }
 
+impl Entry {
+    /// Whose definition the task reproduces, for listings: BSC's fork (`tasks/bsc/`), ibex's own SQuAD v1.1 task,
+    /// lm-eval 0.4.13 (every other shipped file, checked against lm-eval's by `scripts/check_shipped_tasks.py`), or
+    /// the user's file.
+    pub fn mirrors(&self) -> &'static str {
+        let shipped = BUILTIN.iter().any(|(path, _)| *path == self.source);
+        match () {
+            _ if !shipped => "the --tasks-dir file",
+            _ if self.source.starts_with(BSC_FOLDER) => "BSC's fork (b67372f7)",
+            _ if self.source == "tasks/squad_en/squad_en.yaml" => "ibex (official SQuAD v1.1 scoring)",
+            _ => "lm-eval 0.4.13",
+        }
+    }
+}
+
 /// A named set of tasks whose scores are also aggregated, weighted by size (lm-eval's `weight_by_size: true`).
 #[derive(Clone, Debug)]
 pub struct Group {
@@ -417,6 +432,10 @@ mod tests {
         assert_eq!(registry.select(&["eus_exams_eu".to_owned()]).unwrap().0.len(), 29);
         assert_eq!(registry.get("xnli_en").unwrap().benchmark, "xnli");
         assert_eq!(registry.get("teca").unwrap().source, "tasks/catalan_bench/teca.yaml");
+        assert_eq!(registry.get("teca").unwrap().mirrors(), "lm-eval 0.4.13");
+        let bsc = Registry::load(&[] as &[&Path], Recipes::Bsc).unwrap();
+        assert_eq!(bsc.get("teca").unwrap().mirrors(), "BSC's fork (b67372f7)");
+        assert_eq!(bsc.get("xquad_ca").unwrap().mirrors(), "lm-eval 0.4.13");
         let err = registry.get("xnli_enn").err().unwrap().to_string();
         assert_eq!(err, "unknown task `xnli_enn`; did you mean `xnli_en`?; `ibex tasks` lists them");
         let err = registry.get("squadx_completely_else").err().unwrap().to_string();
