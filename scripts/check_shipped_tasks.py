@@ -60,8 +60,6 @@ def normal(key, value):
     if key == "dataset_kwargs" and isinstance(value, dict):
         # ibex runs no loading script: trusting remote code changes nothing it reads.
         return {k: v for k, v in value.items() if k != "trust_remote_code"} or None
-    if key == "num_fewshot" and value == 0:
-        return None
     if key == "generation_kwargs" and isinstance(value, dict):
         return {k: (float(v) if k == "temperature" else v) for k, v in value.items()}
     return value

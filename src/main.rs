@@ -153,9 +153,10 @@ struct RunArgs {
     /// Recompute everything instead of resuming from this run's journal (a rerun with the same settings resumes).
     #[arg(long)]
     overwrite: bool,
-    /// Few-shot examples per document, chosen as lm-eval chooses them.
-    #[arg(long, default_value_t = 0)]
-    num_fewshot: usize,
+    /// Few-shot examples per document, chosen as lm-eval chooses them [default: each task file's num_fewshot, else
+    /// 0]; a task file's `num_fewshot: 0` keeps 0, as in lm-eval.
+    #[arg(long)]
+    num_fewshot: Option<usize>,
     /// Seed of the few-shot sampler (lm-eval's fewshot_random_seed).
     #[arg(long, default_value_t = 1234)]
     seed: u64,

@@ -201,7 +201,7 @@ fn dry_run_prints_the_plan_and_loads_nothing() {
     let row = stdout.lines().find(|l| l.contains("xnli_en") && l.contains("validation")).expect("a row for xnli_en");
     assert!(row.contains("facebook/xnli@") && row.contains(" 24 ") && row.contains(" 72 "), "{stdout}");
     assert!(stdout.contains("few-shot train") && stdout.contains("1 task(s), 24 documents, 72 requests"), "{stdout}");
-    assert!(stdout.contains("1 file(s), 1 KiB") && stdout.contains("3 (seed 1234)"), "{stdout}");
+    assert!(stdout.contains("1 file(s), 1 KiB") && stdout.contains("3 (seed 1234; a task file"), "{stdout}");
     assert!(!output_dir.exists());
 }
 

@@ -183,3 +183,33 @@ fn yaml_generation_with_exact_match_options_matches_lm_eval() {
     let expected = read_json(&fixtures().join("lm_eval/yaml/results_yaml_gen_em_0shot.json"));
     assert_eq!(expected["exact_match,none"], 0.75);
 }
+
+/// A task file's `num_fewshot` as lm-eval 0.4.13 settles it: the file's count without `--num-fewshot`, the flag's
+/// with it, and a file's `num_fewshot: 0` whatever the flag says; results' `n-shot` and sample contexts follow.
+#[test]
+fn task_files_num_fewshot_follows_lm_evals_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let yesno = fixtures().join("yaml/tasks/yesno.yaml").canonicalize().unwrap();
+    for (task, shots) in [("fixed_zero", 0), ("own_two", 2)] {
+        let text = format!("include: {}\ntask: {task}\nnum_fewshot: {shots}\n", yesno.display());
+        std::fs::write(dir.path().join(format!("{task}.yaml")), text).unwrap();
+    }
+    let tasks_dir = dir.path().to_str().unwrap();
+    for (flag, expected) in [(None, [0, 2]), (Some("1"), [0, 1])] {
+        let mut args =
+            vec!["--model", crate::common::HUB_MODEL, "--tasks-dir", tasks_dir, "--tasks", "fixed_zero,own_two"];
+        if let Some(flag) = flag {
+            args.extend(["--num-fewshot", flag]);
+        }
+        let run = run_ok(&args);
+        let results = read_results(run.path());
+        assert_eq!(results["n-shot"]["fixed_zero"], expected[0], "{flag:?}");
+        assert_eq!(results["n-shot"]["own_two"], expected[1], "{flag:?}");
+        for (task, shots) in [("fixed_zero", expected[0]), ("own_two", expected[1])] {
+            let samples = read_samples(&samples_path(run.path(), task));
+            let context = samples[0]["arguments"][0][0].as_str().unwrap();
+            // yesno's prompt is the question, its delimiter "\nAnswer: ": one per example shown, one for the document.
+            assert_eq!(context.matches("\nAnswer: ").count(), shots, "{task} {flag:?}: {context:?}");
+        }
+    }
+}

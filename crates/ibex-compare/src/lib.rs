@@ -148,7 +148,8 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                 let interval = stderr.map(|se| (measured - Z95 * se, measured + Z95 * se));
                 let published_interval = found.as_ref().and_then(|(row, _)| row.interval());
                 let delta = found.as_ref().and_then(|(row, _)| midpoint(row)).map(|p| measured - p);
-                let shots = model.num_fewshot;
+                // The task's own count (a task file may fix it), else the run's flag for older results.
+                let shots = run.n_shot.get(task).copied().unwrap_or(model.num_fewshot);
                 let chat = model.chat_template_name.is_some();
                 // A BOS went before each string when special tokens were on and the tokenizer puts one first.
                 let bos = model.add_special_tokens && model.special_tokens.as_ref().is_none_or(|s| !s.first.is_empty());

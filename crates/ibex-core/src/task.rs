@@ -209,6 +209,11 @@ pub trait Task: Send + Sync {
     /// The metrics [`Task::score`] reports, in display order.
     fn metrics(&self) -> &[Metric];
 
+    /// The task file's `num_fewshot`, if it sets one (`--num-fewshot` overrides it unless it is 0).
+    fn num_fewshot(&self) -> Option<usize> {
+        None
+    }
+
     /// lm-eval's task version: the task file's `metadata.version`, as given; null when it gives none.
     fn version(&self) -> Value {
         Value::Null

@@ -65,8 +65,8 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
             task.docs.iter().zip(&scores).map(|(doc, score)| (doc.id, &score.metrics)).collect();
         let task_aggregates = aggregate_task(&name, task.entry.task.metrics(), &ids_and_scores)?;
         results.results.insert(name.clone(), result_entry(&name, &task_aggregates, task.docs.len()));
-        results.configs.insert(name.clone(), files::task_config(task, plan.num_fewshot));
-        results.n_shot.insert(name.clone(), plan.num_fewshot);
+        results.configs.insert(name.clone(), files::task_config(task, task.num_fewshot));
+        results.n_shot.insert(name.clone(), task.num_fewshot);
         results.versions.insert(name.clone(), task.entry.task.version());
         results.n_samples.insert(name.clone(), SampleCounts { original: task.split_rows, effective: task.docs.len() });
         results.ibex.tasks.insert(
@@ -90,7 +90,7 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
         set_time(&mut results, start.elapsed().as_secs_f64());
         write_json(&results_path, &results)?;
     }
-    aggregate_groups(&plan.groups, &aggregates, plan.num_fewshot, &mut results)?;
+    aggregate_groups(&plan.groups, &aggregates, &mut results)?;
     set_time(&mut results, start.elapsed().as_secs_f64());
     results.ibex.complete = true;
     write_json(&results_path, &results)?;
@@ -132,11 +132,10 @@ fn aggregate_task<'m>(
 }
 
 /// Each group's metrics from its tasks' (documents, aggregates): the first member's metrics (those the group lists,
-/// when it lists them), over every member that reports them.
+/// when it lists them), over every member that reports them. A group's `n-shot` is its first member's.
 fn aggregate_groups(
     groups: &[Group],
     aggregates: &BTreeMap<String, TaskAggregates>,
-    num_fewshot: usize,
     results: &mut RunResults,
 ) -> Result<(), RunError> {
     for group in groups {
@@ -168,7 +167,8 @@ fn aggregate_groups(
         results.results.insert(group.group.clone(), entry.clone());
         results.groups.insert(group.group.clone(), entry);
         results.group_subtasks.insert(group.group.clone(), group.tasks.clone());
-        results.n_shot.insert(group.group.clone(), num_fewshot);
+        let shots = group.tasks.first().and_then(|t| results.n_shot.get(t)).copied().unwrap_or(0);
+        results.n_shot.insert(group.group.clone(), shots);
         results.versions.insert(group.group.clone(), group.version.clone());
         let directions = results.higher_is_better.get(&group.tasks[0]).cloned().unwrap_or_default();
         results.higher_is_better.insert(group.group.clone(), directions);
@@ -255,6 +255,7 @@ mod tests {
                 source: "t.yaml".into(),
                 sha256: String::new(),
             },
+            num_fewshot: 0,
             eval: SplitSource { split: "test".into(), file: "d.jsonl".into(), dataset: None },
             fewshot: None,
             split_rows: documents,

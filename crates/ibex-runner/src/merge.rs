@@ -141,7 +141,7 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
             Group { group: group.clone(), tasks: tasks.clone(), source: String::new(), metrics, version }
         })
         .collect();
-    aggregate_groups(&groups, &aggregates, first.ibex.model.num_fewshot, &mut merged)?;
+    aggregate_groups(&groups, &aggregates, &mut merged)?;
     set_time(&mut merged, runs.iter().map(|(r, _, _)| r.ibex.seconds).sum());
     merged.ibex.complete = true;
     let path = folder.join(results_file_name(&date_id));

@@ -58,8 +58,9 @@ pub struct RunSettings {
     pub overwrite: bool,
     /// The BOS policy; the model recipe's, else `auto`, when absent.
     pub add_bos_token: Option<BosPolicy>,
-    /// Few-shot examples per document.
-    pub num_fewshot: usize,
+    /// `--num-fewshot`: few-shot examples per document, where a task file does not fix them (lm-eval's rule:
+    /// a task's `num_fewshot: 0` always wins; without the flag a task's own `num_fewshot`, else 0).
+    pub num_fewshot: Option<usize>,
     /// Seed of the few-shot sampler (lm-eval's default is 1234).
     pub fewshot_seed: u64,
     /// Tokens to generate when a task does not say (lm-eval's model-level `max_gen_toks`).
@@ -149,8 +150,8 @@ pub struct Plan {
     pub log_samples: bool,
     /// Whether the run's journal is started anew rather than resumed.
     pub overwrite: bool,
-    /// Few-shot examples per document.
-    pub num_fewshot: usize,
+    /// `--num-fewshot`, if given; each task's count is [`PlannedTask::num_fewshot`].
+    pub num_fewshot: Option<usize>,
     /// Seed of the few-shot sampler.
     pub fewshot_seed: u64,
     /// The model-level generation budget.
@@ -196,6 +197,8 @@ pub struct SplitSource {
 pub struct PlannedTask {
     /// The registered task.
     pub entry: Entry,
+    /// Few-shot examples per document for this task ([`task_shots`]).
+    pub num_fewshot: usize,
     /// The evaluated split.
     pub eval: SplitSource,
     /// Where few-shot examples come from, when the run has shots and they come from another split.
@@ -211,6 +214,7 @@ pub struct PlannedTask {
 /// A task's documents with their few-shot examples, before the prompt format turns them into requests.
 struct DrawnTask {
     entry: Entry,
+    num_fewshot: usize,
     eval: SplitSource,
     fewshot: Option<SplitSource>,
     split_rows: usize,
@@ -235,7 +239,7 @@ impl DrawnTask {
             .collect::<Result<_, RunError>>()?;
         let (entry, eval, fewshot, split_rows, docs) =
             (self.entry, self.eval, self.fewshot, self.split_rows, self.docs);
-        Ok(PlannedTask { entry, eval, fewshot, split_rows, docs, requests })
+        Ok(PlannedTask { entry, num_fewshot: self.num_fewshot, eval, fewshot, split_rows, docs, requests })
     }
 }
 
@@ -430,7 +434,7 @@ impl Plan {
             generation: Some(self.generation.clone()).filter(|g| !g.source.is_empty()),
             limit: self.limit,
             shard: self.shard,
-            num_fewshot: self.num_fewshot,
+            num_fewshot: self.num_fewshot.unwrap_or(0),
             fewshot_seed: self.fewshot_seed,
             max_gen_toks: self.max_gen_toks,
             parameters: 0,
@@ -600,23 +604,24 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunErro
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| row_error(&eval.file, e))?;
     let mut fewshot = None;
-    let shots = if settings.num_fewshot == 0 {
+    let num_fewshot = task_shots(settings.num_fewshot, task.num_fewshot());
+    let shots = if num_fewshot == 0 {
         vec![Vec::new(); docs.len()]
     } else {
         let split = task.data().fewshot_split().unwrap_or(eval_split);
         if split == eval_split {
-            FewshotPool::new(task, split, &rows, &eval.file, settings.num_fewshot)?.shots(
+            FewshotPool::new(task, split, &rows, &eval.file, num_fewshot)?.shots(
                 &docs,
-                settings.num_fewshot,
+                num_fewshot,
                 settings.fewshot_seed,
             )?
         } else {
             let source = split_source(entry, &settings.data, split)?;
             let pool_rows =
                 task.process_docs(ibex_data::read_rows(&source.file)?).map_err(|e| row_error(&source.file, e))?;
-            let shots = FewshotPool::new(task, split, &pool_rows, &source.file, settings.num_fewshot)?.shots(
+            let shots = FewshotPool::new(task, split, &pool_rows, &source.file, num_fewshot)?.shots(
                 &docs,
-                settings.num_fewshot,
+                num_fewshot,
                 settings.fewshot_seed,
             )?;
             fewshot = Some(source);
@@ -638,7 +643,7 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunErro
         docs = docs.into_iter().enumerate().filter(|(p, _)| keep(p)).map(|(_, d)| d).collect();
         shots = shots.into_iter().enumerate().filter(|(p, _)| keep(p)).map(|(_, s)| s).collect();
     }
-    Ok(DrawnTask { entry: entry.clone(), eval, fewshot, split_rows: rows.len(), docs, shots })
+    Ok(DrawnTask { entry: entry.clone(), num_fewshot, eval, fewshot, split_rows: rows.len(), docs, shots })
 }
 
 /// The data file for one split of a task: a `--data` override, else the task's dataset from the hub.
@@ -676,4 +681,14 @@ fn split_source(entry: &Entry, data: &[DataOverride], split: &str) -> Result<Spl
         file: file.path,
         dataset: Some(format!("{}@{}", spec.dataset, file.commit)),
     })
+}
+
+/// A task's few-shot count as lm-eval 0.4.13's `simple_evaluate` settles it: a task file's `num_fewshot: 0` ignores
+/// the flag; else the flag (`--num-fewshot`) when given; else the task file's count, else 0.
+pub fn task_shots(flag: Option<usize>, task: Option<usize>) -> usize {
+    match (task, flag) {
+        (Some(0), _) => 0,
+        (_, Some(flag)) => flag,
+        (task, None) => task.unwrap_or(0),
+    }
 }

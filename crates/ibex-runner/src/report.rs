@@ -92,7 +92,13 @@ pub fn plan_tables(plan: &Plan) -> String {
         ),
         ("chat template", describe_chat(plan, from_recipe("apply_chat_template"))),
         ("system instruction", plan.prompt.system_instruction.clone().unwrap_or_else(|| "none".into())),
-        ("few-shot", format!("{} (seed {})", plan.num_fewshot, plan.fewshot_seed)),
+        (
+            "few-shot",
+            match plan.num_fewshot {
+                Some(shots) => format!("{shots} (seed {}; a task file's num_fewshot: 0 keeps 0)", plan.fewshot_seed),
+                None => format!("each task file's num_fewshot, else 0 (seed {})", plan.fewshot_seed),
+            },
+        ),
         ("max_gen_toks", plan.max_gen_toks.to_string()),
         ("limit", plan.limit.map_or("none".into(), |l| l.to_string())),
         ("shard", plan.shard.map_or("none (every document)".into(), |s| s.to_string())),

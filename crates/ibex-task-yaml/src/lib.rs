@@ -257,17 +257,11 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
             None => {}
         }
     }
-    if let Some(shots) = plain("num_fewshot").and_then(|v| match v {
-        Value::Plain(serde_json::Value::Number(n)) => n.as_u64(),
-        _ => None,
-    }) {
-        if shots > 0 {
-            return Err(TaskError::spec(format!(
-                "task {name}: num_fewshot {shots} in the task file; ibex takes shots from --num-fewshot: remove it \
-                 and pass --num-fewshot {shots}"
-            )));
-        }
-    }
+    let num_fewshot = match plain("num_fewshot") {
+        None => None,
+        Some(Value::Plain(serde_json::Value::Number(n))) if n.as_u64().is_some() => n.as_u64().map(|n| n as usize),
+        Some(other) => return Err(TaskError::spec(format!("task {name}: num_fewshot is {other:?}, not a count"))),
+    };
     let mut sampler = FewshotSampler::Default;
     if let Some(Value::Plain(config)) = plain("fewshot_config") {
         if let Some(key) = config.as_object().and_then(|c| c.keys().find(|k| k.as_str() != "sampler")) {
@@ -348,6 +342,7 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
         has_description: description.is_some(),
         metrics,
         version: metadata_version(keys),
+        num_fewshot,
     })
 }
 

@@ -186,6 +186,7 @@ pub struct YamlTask {
     pub(crate) has_description: bool,
     pub(crate) metrics: Vec<Metric>,
     pub(crate) version: Value,
+    pub(crate) num_fewshot: Option<usize>,
 }
 
 /// The templates' names in the task's environment.
@@ -497,5 +498,9 @@ impl Task for YamlTask {
 
     fn version(&self) -> Value {
         self.version.clone()
+    }
+
+    fn num_fewshot(&self) -> Option<usize> {
+        self.num_fewshot
     }
 }
