@@ -31,26 +31,25 @@ verified = false
 note = "not traceable"
 "#;
 
+/// `ibex run` flags for the essay suite on the fixture model, each of its tasks reading the fixture data.
+fn essay_run_args() -> Vec<String> {
+    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
+    let mut args: Vec<String> =
+        ["--suite", "essay", "--model", HUB_MODEL, "--max-gen-toks", "16"].map(str::to_owned).to_vec();
+    for (task, file) in [
+        ("xnli_en", "xnli_en.validation.jsonl"),
+        ("squad_en", "squad_v1.1.dev.json"),
+        ("xquad_en", "qa_en.validation.jsonl"),
+    ] {
+        args.extend(["--data".to_owned(), format!("{task}={}", data(file))]);
+    }
+    args
+}
+
 #[test]
 fn essay_suite_then_compare_gives_verdicts_table_json_and_chart() {
-    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
-    let xnli = format!("xnli_en={}", data("xnli_en.validation.jsonl"));
-    let squad = format!("squad_en={}", data("squad_v1.1.dev.json"));
-    let xquad = format!("xquad_en={}", data("qa_en.validation.jsonl"));
-    let run = run_ok(&[
-        "--suite",
-        "essay",
-        "--model",
-        HUB_MODEL,
-        "--data",
-        &xnli,
-        "--data",
-        &squad,
-        "--data",
-        &xquad,
-        "--max-gen-toks",
-        "16",
-    ]);
+    let args = essay_run_args();
+    let run = run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let results = read_results(run.path());
     assert_eq!(results["results"]["xnli_en"]["sample_len"], 24);
     assert_eq!(results["results"]["squad_en"]["sample_len"], 3);
@@ -115,25 +114,8 @@ fn shipped_published_numbers_and_suites_load() {
 #[test]
 fn suite_and_compare_work_outside_the_repository() {
     let cwd = tempfile::tempdir().unwrap();
-    let data = |name: &str| fixtures().join("data").join(name).display().to_string();
-    let xnli = format!("xnli_en={}", data("xnli_en.validation.jsonl"));
-    let squad = format!("squad_en={}", data("squad_v1.1.dev.json"));
-    let xquad = format!("xquad_en={}", data("qa_en.validation.jsonl"));
-    let args = [
-        "run",
-        "--suite",
-        "essay",
-        "--model",
-        HUB_MODEL,
-        "--data",
-        &xnli,
-        "--data",
-        &squad,
-        "--data",
-        &xquad,
-        "--max-gen-toks",
-        "16",
-    ];
+    let args = essay_run_args();
+    let args: Vec<&str> = ["run"].into_iter().chain(args.iter().map(String::as_str)).collect();
     let output = ibex_in(cwd.path(), &[&args[..], &["--output", "mine"]].concat());
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let results = read_results(&cwd.path().join("mine"));

@@ -167,12 +167,10 @@ pub fn check_tables(registry: &Registry, dirs: &[std::path::PathBuf]) -> String 
     for group in registry.groups().filter(|g| under(&g.source).is_some()) {
         rows.push((format!("{} (group)", group.group), folder(&group.source), None));
     }
-    for (name, (source, reason)) in registry.unsupported().filter(|(_, (s, _))| under(s).is_some()) {
+    let cannot_run = registry.unsupported().map(|(name, (source, reason))| (name, source, reason));
+    let shadowed = registry.shadowed().iter().map(|(name, source, reason)| (name, source, reason));
+    for (name, source, reason) in cannot_run.chain(shadowed).filter(|(_, s, _)| under(s).is_some()) {
         // The hooks ibex has are listed when the task is run by name; here they would drown the table.
-        let reason = reason.split("; it has ").next().unwrap_or(reason);
-        rows.push((name.clone(), folder(source), Some(reason.to_owned())));
-    }
-    for (name, source, reason) in registry.shadowed().iter().filter(|(_, s, _)| under(s).is_some()) {
         let reason = reason.split("; it has ").next().unwrap_or(reason);
         rows.push((name.clone(), folder(source), Some(reason.to_owned())));
     }

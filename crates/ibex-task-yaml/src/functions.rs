@@ -84,20 +84,7 @@ fn bsc_nli_premise_hypothesis(rows: Rows) -> Result<Rows, String> {
 
 /// BSC's galician_bench `process_doc_nli`: the same on `sentence1`/`sentence2`, and `gold_label` mapped from its name.
 fn bsc_nli_galician(rows: Rows) -> Result<Rows, String> {
-    bsc_nli_pair(rows, "sentence1", "sentence2")
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut row)| {
-            let label = match text(&row, i, "gold_label")?.as_str() {
-                "entailment" => 0,
-                "neutral" => 1,
-                "contradiction" => 2,
-                other => return Err(format!("row {i}, field `gold_label`: `{other}` is not an NLI label")),
-            };
-            row.insert("gold_label".into(), Value::from(label));
-            Ok(row)
-        })
-        .collect()
+    label_ids(bsc_nli_pair(rows, "sentence1", "sentence2"))
 }
 
 /// SHA-256 of each hook's Python body as lm-eval 0.4.13 and BSC's fork (b67372f7) write it ([`python_body`]): the
@@ -247,6 +234,16 @@ pub fn check_body(qualified: &str, module: &str, bsc: bool) -> Result<(), String
         _ => "; ibex runs only the bodies it mirrors in Rust, so this task cannot run as written",
     };
     Err(format!("{qualified} is defined otherwise than {set} (the body ibex runs){hint}"))
+}
+
+/// [`check_body`] on the module `function` (`module.name`) names in `dir`, the folder of the task file holding the
+/// tag; a module ibex cannot read (the shipped tasks carry none) is not checked.
+pub fn check_module(dir: &std::path::Path, function: &str, qualified: &str, bsc: bool) -> Result<(), String> {
+    let Some((module, _)) = function.rsplit_once('.') else { return Ok(()) };
+    match std::fs::read_to_string(dir.join(format!("{module}.py"))) {
+        Ok(source) => check_body(qualified, &source, bsc),
+        Err(_) => Ok(()),
+    }
 }
 
 /// A `doc_to_text`, `doc_to_target` or `doc_to_choice` hook: the document's fields in, the value lm-eval's function
@@ -455,8 +452,12 @@ fn nli_premise_hypothesis(rows: Rows) -> Result<Rows, String> {
 /// galician_bench's `process_doc_nli`: the same edits on `sentence1`/`sentence2`, and `gold_label` mapped from
 /// its name to 0, 1, 2.
 fn nli_galician(rows: Rows) -> Result<Rows, String> {
-    nli_pair(rows, "sentence1", "sentence2")?
-        .into_iter()
+    label_ids(nli_pair(rows, "sentence1", "sentence2")?)
+}
+
+/// galician_bench's label map: `gold_label` from its name (entailment, neutral, contradiction) to 0, 1, 2.
+fn label_ids(rows: Rows) -> Result<Rows, String> {
+    rows.into_iter()
         .enumerate()
         .map(|(i, mut row)| {
             let label = match text(&row, i, "gold_label")?.as_str() {

@@ -140,16 +140,37 @@ pub fn load(path: &Path, read: Read, recipes: Recipes) -> Result<Loaded, TaskErr
     }
 }
 
+/// The Rust body of the `!function` hook `hook` given as `key` (`find` looks it up by its qualified name,
+/// `<folder>/<module>.<name>`), its Python body checked ([`verify_body`]); an error names the hook and those ibex has.
+fn resolve_hook<H>(
+    name: &str,
+    key: &str,
+    hook: &Value,
+    recipes: Recipes,
+    find: impl Fn(&str) -> Option<H>,
+    known: &[&str],
+) -> Result<H, TaskError> {
+    let Value::Function { name: function, folder, dir } = hook else {
+        return Err(TaskError::spec(format!("task {name}: `{key}` names a function (!function)")));
+    };
+    let qualified = format!("{folder}/{function}");
+    let Some(found) = find(&qualified) else {
+        return Err(TaskError::spec(format!(
+            "task {name}: `{key}: !function {function}` ({qualified}) has no Rust implementation in ibex, which runs \
+             no Python; it has {}",
+            known.join(", ")
+        )));
+    };
+    verify_body(name, function, dir, &qualified, recipes)?;
+    Ok(found)
+}
+
 /// Refuses a hook whose Python module beside the task file (`dir`) defines it otherwise than the body ibex mirrors
 /// in Rust for `recipes`: ibex runs no Python, so an edited `utils.py` must not be silently replaced. A module ibex
 /// cannot read (the shipped tasks carry none) or that does not define the function (it imports it) is not checked.
 fn verify_body(name: &str, function: &str, dir: &Path, qualified: &str, recipes: Recipes) -> Result<(), TaskError> {
-    let Some((module, _)) = function.rsplit_once('.') else { return Ok(()) };
-    match std::fs::read_to_string(dir.join(format!("{module}.py"))) {
-        Ok(source) => functions::check_body(qualified, &source, recipes == Recipes::Bsc)
-            .map_err(|message| TaskError::spec(format!("task {name}: {message}"))),
-        Err(_) => Ok(()),
-    }
+    functions::check_module(dir, function, qualified, recipes == Recipes::Bsc)
+        .map_err(|message| TaskError::spec(format!("task {name}: {message}")))
 }
 
 /// A file's `metadata.version`; null when absent.
@@ -202,42 +223,17 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
     // A hook's module sits beside the file that names it: `utils.f` in catalan_bench/ is `catalan_bench/utils.f`.
     let process_docs = match plain("process_docs") {
         None => None,
-        Some(Value::Function { name: function, folder, dir }) => {
-            let qualified = format!("{folder}/{function}");
-            match functions::process_docs(&qualified, recipes == Recipes::Bsc) {
-                Some(hook) => {
-                    verify_body(name, function, dir, &qualified, recipes)?;
-                    Some(hook)
-                }
-                None => {
-                    let known: Vec<&str> = functions::PROCESS_DOCS.iter().map(|(n, _)| *n).collect();
-                    return Err(TaskError::spec(format!(
-                        "task {name}: `process_docs: !function {function}` ({qualified}) has no Rust implementation \
-                         in ibex, which runs no Python; it has {}",
-                        known.join(", ")
-                    )));
-                }
-            }
+        Some(hook @ Value::Function { .. }) => {
+            let known: Vec<&str> = functions::PROCESS_DOCS.iter().map(|(n, _)| *n).collect();
+            let find = |qualified: &str| functions::process_docs(qualified, recipes == Recipes::Bsc);
+            Some(resolve_hook(name, "process_docs", hook, recipes, find, &known)?)
         }
         Some(_) => return Err(TaskError::spec(format!("task {name}: `process_docs` names a function (!function)"))),
     };
     let process_results = match plain("process_results") {
-        Some(Value::Function { name: function, folder, dir }) if generates => {
-            let qualified = format!("{folder}/{function}");
-            match functions::process_results(&qualified) {
-                Some(hook) => {
-                    verify_body(name, function, dir, &qualified, recipes)?;
-                    Some(hook)
-                }
-                None => {
-                    let known: Vec<&str> = functions::PROCESS_RESULTS.iter().map(|(n, _)| *n).collect();
-                    return Err(TaskError::spec(format!(
-                        "task {name}: `process_results: !function {function}` ({qualified}) has no Rust \
-                         implementation in ibex, which runs no Python; it has {}",
-                        known.join(", ")
-                    )));
-                }
-            }
+        Some(hook @ Value::Function { .. }) if generates => {
+            let known: Vec<&str> = functions::PROCESS_RESULTS.iter().map(|(n, _)| *n).collect();
+            Some(resolve_hook(name, "process_results", hook, recipes, functions::process_results, &known)?)
         }
         _ => None,
     };

@@ -39,10 +39,7 @@ impl Spec {
             ConfigValue::Function { name, folder, dir } => {
                 let qualified = format!("{folder}/{name}");
                 // The prompt hooks ibex has are the same in lm-eval and BSC's fork.
-                let module = name.rsplit_once('.').map(|(module, _)| dir.join(format!("{module}.py")));
-                if let Some(source) = module.and_then(|m| std::fs::read_to_string(m).ok()) {
-                    crate::functions::check_body(&qualified, &source, false).map_err(TaskError::spec)?;
-                }
+                crate::functions::check_module(dir, name, &qualified, false).map_err(TaskError::spec)?;
                 crate::functions::doc_function(&qualified).map(Spec::Function).ok_or_else(|| {
                     let known: Vec<&str> = crate::functions::DOC_FUNCTIONS.iter().map(|(n, _)| *n).collect();
                     TaskError::spec(format!(
