@@ -104,7 +104,12 @@ fn auto_batches_halve_on_out_of_memory_and_lose_nothing() {
 
     let prompts: Vec<GenerateRequest> = requests()
         .into_iter()
-        .map(|r| GenerateRequest { context: r.context, until: vec!["\n".into()], max_gen_toks: Some(6) })
+        .map(|r| GenerateRequest {
+            context: r.context,
+            until: vec!["\n".into()],
+            max_gen_toks: Some(6),
+            generation_kwargs: serde_json::Map::new(),
+        })
         .collect();
     let cramped = Cramped { model: candle(), fits: 1, replicas: 2 };
     let mut auto = TemplateLm::new(cramped, &encoder, GenerationConfig::default(), BatchSize::Auto { max }, 8);

@@ -65,6 +65,8 @@ fn a_hook_ibex_lacks_is_named_with_the_file_and_the_hooks_it_has() {
         stderr.contains("bad.yaml: cannot run yet: task xnli_an_demo: `process_docs: !function utils.titlecase`"),
         "{stderr}"
     );
-    assert!(stderr.contains(&format!("({folder}/utils.titlecase) has no Rust implementation")), "{stderr}");
+    // The function, its qualified name and the file and line holding the tag (the fifth).
+    let at = dir.path().join("bad.yaml").display().to_string();
+    assert!(stderr.contains(&format!("({folder}/utils.titlecase, at {at}:5) has no Rust implementation")), "{stderr}");
     assert!(stderr.contains("catalan_bench/utils.process_doc_nli"), "{stderr}");
 }

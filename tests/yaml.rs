@@ -19,7 +19,7 @@ fn yaml_multiple_choice_tasks_match_lm_eval() {
             TASKS_DIR,
             "--tasks",
             "yaml_copa_like,yaml_yesno,yaml_paws_ca,yaml_nli_group,yaml_xcopa_eu,yaml_eus_trivia,yaml_eus_exams,\
-             yaml_assin_macro,yaml_copa_ca,yaml_paws_eu,yaml_paws_gl,yaml_parafrases_gl",
+             yaml_assin_macro,yaml_copa_ca,yaml_paws_eu,yaml_paws_gl,yaml_parafrases_gl,yaml_fewshot_samples",
             "--num-fewshot",
             shots,
         ]);
@@ -46,6 +46,7 @@ fn yaml_multiple_choice_tasks_match_lm_eval() {
             "yaml_paws_eu",
             "yaml_paws_gl",
             "yaml_parafrases_gl",
+            "yaml_fewshot_samples",
         ];
         for task in tasks {
             let reference = fixtures().join(format!("lm_eval/yaml/samples_{task}_{shots}shot.jsonl"));
@@ -118,6 +119,8 @@ fn a_yaml_task_ibex_cannot_run_says_why_and_its_folder_still_loads() {
         ),
         "{stderr}"
     );
+    // The file and line that hold the tag.
+    assert!(stderr.contains(&format!("at {}:5)", dir.path().join("hooked.yaml").display())), "{stderr}");
     let stderr = String::from_utf8_lossy(&run("yaml_generated").stderr).into_owned();
     assert!(stderr.contains("output_type `loglikelihood_rolling` is not run from YAML yet"), "{stderr}");
     // --check lists every task of the folder with "loads" or why not, then the counts and the commonest reasons.
@@ -212,4 +215,118 @@ fn task_files_num_fewshot_follows_lm_evals_rule() {
             assert_eq!(context.matches("\nAnswer: ").count(), shots, "{task} {flag:?}: {context:?}");
         }
     }
+}
+
+/// Relative difference, for values (perplexities) that scale with exp of the log-likelihoods' float noise.
+fn relative(got: f64, want: f64) -> f64 {
+    (got - want).abs() / want.abs().max(1e-12)
+}
+
+/// `output_type: loglikelihood` (a sentence's last word after the rest, no delimiter, a description): lm-eval's
+/// contexts, continuations, log-likelihoods and greedy flags per document, its `acc`, and `perplexity` (exp of minus
+/// the mean log-likelihood) with its bootstrap standard error, at 0 and 2 shots.
+#[test]
+fn yaml_loglikelihood_task_matches_lm_eval() {
+    for shots in ["0", "2"] {
+        let run = run_ok(&[
+            "--model",
+            crate::common::HUB_MODEL,
+            "--tasks-dir",
+            TASKS_DIR,
+            "--tasks",
+            "yaml_last_word",
+            "--num-fewshot",
+            shots,
+        ]);
+        let reference = fixtures().join(format!("lm_eval/yaml/samples_yaml_last_word_{shots}shot.jsonl"));
+        let delta = assert_samples_match(&samples_path(run.path(), "yaml_last_word"), &reference);
+        eprintln!("yaml_last_word {shots}-shot: max |Δ loglik| {delta:.2e}");
+        let samples = read_samples(&reference);
+        assert_eq!(samples.len(), 8);
+        assert_eq!(samples[1]["arguments"][0][1], " white.", "the target alone is the continuation");
+        let expected = read_json(&fixtures().join(format!("lm_eval/yaml/results_yaml_last_word_{shots}shot.json")));
+        let results = &read_results(run.path())["results"]["yaml_last_word"];
+        for metric in ["acc,none", "acc_stderr,none"] {
+            assert!((results[metric].as_f64().unwrap() - expected[metric].as_f64().unwrap()).abs() < 1e-12, "{metric}");
+        }
+        for metric in ["perplexity,none", "perplexity_stderr,none"] {
+            let (got, want) = (results[metric].as_f64().unwrap(), expected[metric].as_f64().unwrap());
+            assert!(relative(got, want) < 1e-3, "{shots}-shot {metric}: {got} vs lm-eval {want}");
+        }
+    }
+}
+
+/// A generation scored under four `filter_list` pipelines (regex first match, a two-group regex's last match,
+/// whitespace and case, uppercase through majority_vote): per document and filter, lm-eval's filtered answers and
+/// `exact_match`; per filter, its results keys; and a group aggregating two of the filters.
+#[test]
+fn yaml_generation_filters_match_lm_eval() {
+    let filters = ["first-word", "last-word", "clean", "shout"];
+    for shots in ["0", "2"] {
+        let run = run_ok(&[
+            "--model",
+            crate::common::HUB_MODEL,
+            "--tasks-dir",
+            TASKS_DIR,
+            "--tasks",
+            "yaml_filter_group",
+            "--num-fewshot",
+            shots,
+        ]);
+        let ours = read_samples(&samples_path(run.path(), "yaml_gen_filter"));
+        let reference =
+            read_samples(&fixtures().join(format!("lm_eval/yaml/samples_yaml_gen_filter_{shots}shot.jsonl")));
+        assert_eq!(ours.len(), 8 * filters.len());
+        assert_eq!(ours.len(), reference.len());
+        // Ours are written filter by filter, as lm-eval logs them; the reference is sorted by document.
+        let key = |s: &serde_json::Value| (s["doc_id"].as_u64().unwrap(), s["filter"].as_str().unwrap().to_owned());
+        assert_eq!(ours[..8].iter().map(|s| s["filter"].as_str().unwrap()).collect::<Vec<_>>(), ["first-word"; 8]);
+        for r in &reference {
+            let o = ours.iter().find(|o| key(o) == key(r)).expect("every (document, filter) is logged");
+            for field in ["target", "arguments", "resps", "filtered_resps", "metrics", "prompt_hash", "target_hash"] {
+                assert_eq!(o[field], r[field], "{shots}-shot {:?}: `{field}` differs", key(r));
+            }
+            assert_eq!(o["exact_match"].as_f64(), r["exact_match"].as_f64(), "{shots}-shot {:?}", key(r));
+        }
+        let expected = read_json(&fixtures().join(format!("lm_eval/yaml/results_yaml_gen_filter_{shots}shot.json")));
+        let results = read_results(run.path());
+        for filter in filters {
+            for metric in [format!("exact_match,{filter}"), format!("exact_match_stderr,{filter}")] {
+                let (got, want) = (&results["results"]["yaml_gen_filter"][&metric], &expected[&metric]);
+                assert!((got.as_f64().unwrap() - want.as_f64().unwrap()).abs() < 1e-12, "{metric}: {got} vs {want}");
+            }
+        }
+        let expected = read_json(&fixtures().join(format!("lm_eval/yaml/results_yaml_filter_group_{shots}shot.json")));
+        let group = &results["groups"]["yaml_filter_group"];
+        let keys: Vec<&String> = group.as_object().unwrap().keys().filter(|k| k.contains(',')).collect();
+        assert_eq!(
+            keys,
+            [
+                "exact_match,clean",
+                "exact_match,first-word",
+                "exact_match_stderr,clean",
+                "exact_match_stderr,first-word"
+            ]
+        );
+        for key in keys {
+            assert!((group[key].as_f64().unwrap() - expected[key].as_f64().unwrap()).abs() < 1e-12, "{key}");
+        }
+    }
+    // Each filter decides some documents at 0 shots (the targets were made from its answers).
+    let expected = read_json(&fixtures().join("lm_eval/yaml/results_yaml_gen_filter_0shot.json"));
+    for filter in filters {
+        assert!(expected[format!("exact_match,{filter}")].as_f64().unwrap() > 0.0, "{filter}");
+    }
+}
+
+/// A group without `aggregate_metric_list` runs its tasks by the group's name and, as in lm-eval, has no score.
+#[test]
+fn a_group_without_aggregate_metrics_runs_its_tasks_and_reports_no_score() {
+    let run = run_ok(&["--model", crate::common::HUB_MODEL, "--tasks-dir", TASKS_DIR, "--tasks", "yaml_plain_group"]);
+    let results = read_results(run.path());
+    assert!(results["results"]["yaml_last_word"]["perplexity,none"].as_f64().unwrap() > 1.0);
+    assert!(results["results"]["yaml_yesno"]["acc,none"].is_number());
+    assert!(results["results"].get("yaml_plain_group").is_none());
+    assert!(results["groups"].get("yaml_plain_group").is_none());
+    assert_eq!(results["group_subtasks"]["yaml_plain_group"], serde_json::json!(["yaml_last_word", "yaml_yesno"]));
 }

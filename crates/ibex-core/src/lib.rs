@@ -35,5 +35,8 @@ pub use request::{GenerateRequest, LoglikelihoodRequest, Request, Response, Toke
 pub use settings::{
     human_bytes, parse_bytes, BatchSize, DeviceSpec, Devices, Dtype, MaxMemory, DEFAULT_MAX_BATCH_SIZE,
 };
-pub use task::{DataSpec, Doc, FewshotSampler, SampleScore, Task, TaskError, TaskHeader, DEFAULT_FEWSHOT_DELIMITER};
+pub use task::{
+    DataSpec, Doc, FewshotSampler, SampleScore, ShotDelimiters, Task, TaskError, TaskHeader, DEFAULT_FEWSHOT_DELIMITER,
+    NO_FILTER,
+};
 pub use template_lm::{generation_prompt, scoring_tokens, TemplateLm};

@@ -65,6 +65,19 @@ impl Metric {
         },
     };
 
+    /// lm-eval's `perplexity` of a `loglikelihood` task: `exp(-mean)` of the documents' log-likelihoods (natural
+    /// log), lower is better; its standard error is lm-eval's bootstrap.
+    pub const PERPLEXITY: Metric = Metric {
+        name: "perplexity",
+        higher_is_better: false,
+        aggregation: Aggregation::Corpus { name: "perplexity", function: perplexity, stderr: Some(perplexity_stderr) },
+    };
+
+    /// Whether the metric is a proportion (shown as a percentage) rather than a quantity such as perplexity.
+    pub fn is_proportion(name: &str) -> bool {
+        !name.ends_with("perplexity") && name != "bits_per_byte"
+    }
+
     /// Aggregates one task's items: the value and, for means of two or more items, the standard error.
     pub fn aggregate(&self, items: &[Value]) -> Result<Aggregate, String> {
         match self.aggregation {
@@ -252,11 +265,31 @@ pub fn binary_f1_stderr(items: &[Value]) -> Result<f64, String> {
     Ok(bootstrap_stderr(&binary_pairs(items)?, f1_of))
 }
 
+/// Numeric items, or an error naming the metric and the first item that is not a number.
+fn numbers(items: &[Value], metric: &str) -> Result<Vec<f64>, String> {
+    items.iter().map(|item| item.as_f64().ok_or_else(|| format!("`{metric}` item {item} is not a number"))).collect()
+}
+
+/// lm-eval's `perplexity` aggregation: `math.exp(-mean(items))`, the mean summed in order as Python's `sum`.
+fn perplexity_of(values: &[f64]) -> f64 {
+    (-(values.iter().sum::<f64>() / values.len() as f64)).exp()
+}
+
+/// lm-eval's `perplexity` over log-likelihood items.
+pub fn perplexity(items: &[Value]) -> Result<f64, String> {
+    Ok(perplexity_of(&numbers(items, "perplexity")?))
+}
+
+/// lm-eval's bootstrap standard error of `perplexity` (it is in `stderr_for_metric`'s bootstrappable list).
+pub fn perplexity_stderr(items: &[Value]) -> Result<f64, String> {
+    Ok(bootstrap_stderr(&numbers(items, "perplexity")?, perplexity_of))
+}
+
 /// lm-eval's `bootstrap_stderr` (`lm_eval/api/metrics.py`) at its default 100,000 iterations: 100 chunks of 1,000
 /// resamples, chunk `i` drawn by `random.Random(i).choices(items, k=len(items))`, then the sample standard deviation
 /// of the 100,000 statistics. The draws are CPython's, so the value is lm-eval's up to float rounding. Chunks run on
 /// every core and are joined in order.
-fn bootstrap_stderr(pairs: &[(usize, usize)], statistic: impl Fn(&[(usize, usize)]) -> f64 + Sync) -> f64 {
+fn bootstrap_stderr<T: Copy + Send + Sync>(items: &[T], statistic: impl Fn(&[T]) -> f64 + Sync) -> f64 {
     use rayon::prelude::*;
     const ITERATIONS: u64 = 100_000;
     const CHUNK: u64 = 1_000;
@@ -264,11 +297,11 @@ fn bootstrap_stderr(pairs: &[(usize, usize)], statistic: impl Fn(&[(usize, usize
         .into_par_iter()
         .map(|seed| {
             let mut rng = crate::PyRandom::new(seed);
-            let mut resample = Vec::with_capacity(pairs.len());
+            let mut resample = Vec::with_capacity(items.len());
             (0..CHUNK)
                 .map(|_| {
                     resample.clear();
-                    resample.extend((0..pairs.len()).map(|_| pairs[rng.choice_index(pairs.len())]));
+                    resample.extend((0..items.len()).map(|_| items[rng.choice_index(items.len())]));
                     statistic(&resample)
                 })
                 .collect()
@@ -356,6 +389,17 @@ mod tests {
         assert_eq!(Metric::F1_CHOICE.aggregate(&items[..1]).unwrap().stderr, None);
         assert_eq!(binary_f1(&[json!([0, 0])]).unwrap(), 0.0);
         assert!(binary_f1(&[json!([2, 0])]).unwrap_err().contains("labels 0 and 1"));
+    }
+
+    #[test]
+    fn perplexity_and_its_bootstrap_equal_lm_evals() {
+        let items: Vec<Value> = [-1.5, -2.25, -0.5, -3.0, -1.0].iter().map(|&ll| json!(ll)).collect();
+        let ppl = Metric::PERPLEXITY.aggregate(&items).unwrap();
+        // lm-eval 0.4.13: perplexity(items) = 5.206979827179849,
+        // bootstrap_stderr(perplexity, items, 100000) = 2.3538103653187283
+        assert!((ppl.value - 5.206_979_827_179_849).abs() < 1e-12, "{ppl:?}");
+        assert!((ppl.stderr.unwrap() - 2.353_810_365_318_728_3).abs() < 1e-12, "{ppl:?}");
+        assert_eq!(perplexity(&[json!("x")]).unwrap_err(), "`perplexity` item \"x\" is not a number");
     }
 
     #[test]

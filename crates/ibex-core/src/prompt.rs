@@ -57,12 +57,17 @@ impl Message {
 pub enum Output {
     /// `multiple_choice`: one log-likelihood request per choice, the choice after the target delimiter.
     MultipleChoice(Vec<String>),
+    /// `loglikelihood`: one log-likelihood request, the given continuation (the document's target, with no
+    /// delimiter) after the context.
+    Loglikelihood(String),
     /// `generate_until`: greedy generation from the context.
     GenerateUntil {
         /// Stop strings.
         until: Vec<String>,
         /// The task's generation budget, if it sets one.
         max_gen_toks: Option<usize>,
+        /// The task's `generation_kwargs` as lm-eval completes and logs them.
+        generation_kwargs: serde_json::Map<String, serde_json::Value>,
     },
 }
 
@@ -106,12 +111,12 @@ pub fn fewshot_context(task: &dyn Task, doc: &Doc, shots: &[Doc], format: &Promp
         messages.push(Message::new(Role::System, system, ""));
     }
     for shot in shots {
-        let answer = task.doc_to_target(shot);
+        let answer = task.shot_target(shot);
         messages.extend(qa_turn(
-            task.doc_to_text(shot),
+            task.shot_text(shot),
             Some(answer),
-            &header.target_delimiter,
-            &header.fewshot_delimiter,
+            &header.shots.target_delimiter,
+            &header.shots.fewshot_delimiter,
         ));
     }
     messages.extend(qa_turn(task.doc_to_text(doc), None, &header.target_delimiter, ""));
@@ -165,7 +170,8 @@ fn multiturn_to_singleturn(mut messages: Vec<Message>) -> Vec<ChatMessage> {
 }
 
 /// The requests of `doc` after its `context`: lm-eval's `construct_requests`. Under a chat template a choice
-/// follows the assistant turn directly: the target delimiter is dropped.
+/// follows the assistant turn directly: the target delimiter is dropped. A `loglikelihood` continuation never has
+/// one (lm-eval passes `(ctx, doc_to_target(doc))`).
 pub fn construct_requests(task: &dyn Task, doc: &Doc, context: &str, format: &PromptFormat) -> Vec<Request> {
     match task.output(doc) {
         Output::MultipleChoice(choices) => {
@@ -180,8 +186,16 @@ pub fn construct_requests(task: &dyn Task, doc: &Doc, context: &str, format: &Pr
                 })
                 .collect()
         }
-        Output::GenerateUntil { until, max_gen_toks } => {
-            vec![Request::Generate(GenerateRequest { context: context.to_owned(), until, max_gen_toks })]
+        Output::Loglikelihood(continuation) => {
+            vec![Request::Loglikelihood(LoglikelihoodRequest { context: context.to_owned(), continuation })]
+        }
+        Output::GenerateUntil { until, max_gen_toks, generation_kwargs } => {
+            vec![Request::Generate(GenerateRequest {
+                context: context.to_owned(),
+                until,
+                max_gen_toks,
+                generation_kwargs,
+            })]
         }
     }
 }

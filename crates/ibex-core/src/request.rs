@@ -26,6 +26,10 @@ pub struct GenerateRequest {
     /// The most tokens to generate, when the task sets it; else the model's default (lm-eval's model-level
     /// `max_gen_toks`, 256).
     pub max_gen_toks: Option<usize>,
+    /// The task's `generation_kwargs` as lm-eval passes them with the request (`TaskConfig.__post_init__`: `until`
+    /// added when absent, `temperature` a float; lm-eval's defaults without any), which sample logs write as the
+    /// request's arguments. A model reads `until` and `max_gen_toks` only.
+    pub generation_kwargs: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What a task asks of a model, before tokenization. lm-eval's `multiple_choice` never reaches a model: a task

@@ -29,9 +29,9 @@ pub struct SampleRecord {
     pub arguments: Map<String, Value>,
     /// Each request's raw answers: `[["-3.25", "False"]]`, or `["generated text"]`.
     pub resps: Vec<Value>,
-    /// Each request's answer after filtering (ibex applies none): `["-3.25", "False"]`, or the text.
+    /// Each request's answer after the filter: `["-3.25", "False"]`, or the text.
     pub filtered_resps: Vec<Value>,
-    /// The filter name; always `none`.
+    /// The filter's name (`none` unless the task has a `filter_list`).
     pub filter: String,
     /// The metric names scored for this document.
     pub metrics: Vec<String>,

@@ -16,9 +16,16 @@ pub struct Doc {
     pub fields: Map<String, Value>,
 }
 
-/// How one document scored.
+/// The filter lm-eval applies when a task names none (`take_first`): its results keys end in `,none`.
+pub const NO_FILTER: &str = "none";
+
+/// How one document scored under one of its task's filters (lm-eval's filter ensembles, `filter_list`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleScore {
+    /// The filter's name, as results keys (`exact_match,strict-match`) and sample logs (`filter`) give it.
+    pub filter: String,
+    /// The responses after the filter, one per request (lm-eval's `filtered_resps`).
+    pub filtered_resps: Vec<Response>,
     /// The gold answer as lm-eval logs it under `target`.
     pub target: Value,
     /// Each metric's per-sample item (`acc` → 1.0; `mcc` → `[gold, prediction]`), aggregated over documents as the
@@ -151,10 +158,23 @@ pub struct TaskHeader {
     pub language: String,
     /// Between a prompt and its answer: lm-eval's `target_delimiter`.
     pub target_delimiter: String,
-    /// After each few-shot example: lm-eval's `fewshot_delimiter`.
+    /// lm-eval's `fewshot_delimiter`: between the system prompt and the task's description, and a generation's
+    /// default stop string.
     pub fewshot_delimiter: String,
+    /// How few-shot examples are delimited: lm-eval's `fewshot_config` delimiters.
+    pub shots: ShotDelimiters,
     /// Where the data lives.
     pub data: DataSpec,
+}
+
+/// The delimiters of few-shot examples (lm-eval's `FewshotConfig.target_delimiter` and `fewshot_delimiter`, which
+/// are the task's own unless `fewshot_config` sets them).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ShotDelimiters {
+    /// Between an example's prompt and its answer.
+    pub target_delimiter: String,
+    /// After each example.
+    pub fewshot_delimiter: String,
 }
 
 /// An evaluation task: turns data rows into documents, documents into requests, and responses into scores.
@@ -192,6 +212,29 @@ pub trait Task: Send + Sync {
     /// lm-eval's `doc_to_target` as text: the gold answer a few-shot example shows.
     fn doc_to_target(&self, doc: &Doc) -> String;
 
+    /// lm-eval's `fewshot_config.samples`: examples written in the task file, the few-shot pool when the task names
+    /// no few-shot split (before training, validation and test are tried). `None` by default.
+    fn fewshot_samples(&self) -> Option<Vec<Map<String, Value>>> {
+        None
+    }
+
+    /// Builds the few-shot example of pool row `row` (`fields` as the pool gives them), checked against the
+    /// templates examples are shown with (lm-eval's `fewshot_config`; the task's own by default).
+    fn shot_doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
+        self.doc(row, fields)
+    }
+
+    /// A few-shot example's prompt: `fewshot_config.doc_to_text`, else [`Task::doc_to_text`].
+    fn shot_text(&self, shot: &Doc) -> String {
+        self.doc_to_text(shot)
+    }
+
+    /// A few-shot example's answer: `fewshot_config.doc_to_target` (and `doc_to_choice`), else
+    /// [`Task::doc_to_target`].
+    fn shot_target(&self, shot: &Doc) -> String {
+        self.doc_to_target(shot)
+    }
+
     /// lm-eval's `description` for a document (a template over its fields), put before the few-shot examples; empty
     /// for tasks without one.
     fn description(&self, _doc: &Doc) -> String {
@@ -203,8 +246,15 @@ pub trait Task: Send + Sync {
     /// `construct_requests` do.
     fn output(&self, doc: &Doc) -> Output;
 
-    /// Scores a document from the responses to its requests, in the order of [`Task::output`].
-    fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore;
+    /// Scores a document from the responses to its requests, in the order of [`Task::output`]: one score per
+    /// filter, in the order of [`Task::filters`].
+    fn score(&self, doc: &Doc, responses: &[Response]) -> Vec<SampleScore>;
+
+    /// The names of the task's filters (lm-eval's `filter_list`), in the order its results and sample logs list
+    /// them; [`NO_FILTER`] alone by default.
+    fn filters(&self) -> Vec<String> {
+        vec![NO_FILTER.to_owned()]
+    }
 
     /// The metrics [`Task::score`] reports, in display order.
     fn metrics(&self) -> &[Metric];

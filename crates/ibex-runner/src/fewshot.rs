@@ -112,12 +112,12 @@ impl<'a> FewshotPool<'a> {
         Ok(chosen)
     }
 
-    /// The preprocessed document of pool row `index`, built once.
+    /// The example of pool row `index` (checked against the templates examples are shown with), built once.
     fn doc(&self, built: &mut HashMap<usize, Doc>, index: usize) -> Result<Doc, RunError> {
         if let Some(doc) = built.get(&index) {
             return Ok(doc.clone());
         }
-        let doc = self.task.doc(index, &self.rows[index]).map_err(|source| RunError::Task {
+        let doc = self.task.shot_doc(index, &self.rows[index]).map_err(|source| RunError::Task {
             task: self.task.name().to_owned(),
             file: self.file.display().to_string(),
             source,

@@ -138,10 +138,10 @@ pub(crate) fn task_config(task: &PlannedTask, num_fewshot: usize) -> Value {
     config.insert(
         "fewshot_config".into(),
         json!({
-            "sampler": "default",
-            "split": Value::Null,
-            "fewshot_delimiter": header.fewshot_delimiter,
-            "target_delimiter": header.target_delimiter,
+            "sampler": spec.fewshot_sampler,
+            "split": spec.fewshot_split,
+            "fewshot_delimiter": header.shots.fewshot_delimiter,
+            "target_delimiter": header.shots.target_delimiter,
         }),
     );
     config.insert("num_fewshot".into(), Value::from(num_fewshot));
@@ -162,6 +162,9 @@ pub(crate) fn task_config(task: &PlannedTask, num_fewshot: usize) -> Value {
                 Request::Loglikelihood(_) => None,
             });
             config.insert("generation_kwargs".into(), kwargs.unwrap_or_else(|| json!({})));
+        }
+        Some(Output::Loglikelihood(_)) => {
+            config.insert("output_type".into(), Value::from("loglikelihood"));
         }
         _ => {
             config.insert("output_type".into(), Value::from("multiple_choice"));

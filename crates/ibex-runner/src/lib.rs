@@ -54,16 +54,21 @@ pub fn run(plan: &Plan, model: &mut dyn LanguageModel, record: ModelRecord) -> R
         let responses = schedule::answer(task, model, &mut journal)?;
         let (seconds, tokens) = (task_start.elapsed().as_secs_f64(), model.tokens_processed() - tokens_before);
         let tokens_computed = model.tokens_computed() - computed_before;
-        let scores: Vec<SampleScore> =
+        let scores: Vec<Vec<SampleScore>> =
             task.docs.iter().zip(&responses).map(|(doc, resps)| task.entry.task.score(doc, resps)).collect();
         if plan.log_samples {
             let path = plan.output.join(samples_file_name(&name, &date.id));
             let records = samples::write_samples(&path, task, &responses, &scores)?;
             results.task_hashes.insert(name.clone(), samples::task_hash(&records));
         }
-        let ids_and_scores: Vec<(usize, &BTreeMap<String, Value>)> =
-            task.docs.iter().zip(&scores).map(|(doc, score)| (doc.id, &score.metrics)).collect();
-        let task_aggregates = aggregate_task(&name, task.entry.task.metrics(), &ids_and_scores)?;
+        let scored: Vec<DocScores> = task
+            .docs
+            .iter()
+            .zip(&scores)
+            .flat_map(|(doc, scores)| scores.iter().map(|s| (doc.id, s.filter.as_str(), &s.metrics)))
+            .collect();
+        let filters = task.entry.task.filters();
+        let task_aggregates = aggregate_task(&name, task.entry.task.metrics(), &filters, &scored)?;
         results.results.insert(name.clone(), result_entry(&name, &task_aggregates, task.docs.len()));
         results.configs.insert(name.clone(), files::task_config(task, task.num_fewshot));
         results.n_shot.insert(name.clone(), task.num_fewshot);
@@ -103,42 +108,60 @@ fn set_time(results: &mut RunResults, seconds: f64) {
     results.ibex.seconds = seconds;
 }
 
-/// A finished task's document count and metrics, kept for its groups.
-type TaskAggregates<'m> = (usize, Vec<(&'m str, Aggregate)>);
+/// A metric's value under a filter: lm-eval's `(metric, filter)` key.
+type Scored = ((String, String), Aggregate);
 
-/// Each of a task's metrics over its documents' scores (in document order); a metric a document lacks is an error
-/// naming both.
-fn aggregate_task<'m>(
+/// A finished task's document count and metrics, kept for its groups.
+type TaskAggregates = (usize, Vec<Scored>);
+
+/// One document's per-sample items under one filter: (document id, filter, metric → item).
+type DocScores<'s> = (usize, &'s str, &'s BTreeMap<String, Value>);
+
+/// Each of a task's metrics under each of its filters (in the task's order) over its documents' scores (in document
+/// order); a metric a document lacks, or a filter no document was scored under, is an error naming them.
+fn aggregate_task(
     task: &str,
-    metrics: &'m [Metric],
-    scores: &[(usize, &BTreeMap<String, Value>)],
-) -> Result<Vec<(&'m str, Aggregate)>, RunError> {
+    metrics: &[Metric],
+    filters: &[String],
+    scores: &[DocScores],
+) -> Result<Vec<Scored>, RunError> {
     let metric_error = |message: String| RunError::Metric { task: task.to_owned(), message };
-    metrics
-        .iter()
-        .map(|metric| {
-            let items = scores
+    let mut aggregates = Vec::new();
+    for filter in filters {
+        let under: Vec<&DocScores> = scores.iter().filter(|(_, f, _)| f == filter).collect();
+        if under.is_empty() {
+            return Err(metric_error(format!("no document was scored under filter `{filter}`")));
+        }
+        for metric in metrics {
+            let items = under
                 .iter()
-                .map(|(doc, score)| {
+                .map(|(doc, _, score)| {
                     score
                         .get(metric.name)
                         .cloned()
                         .ok_or_else(|| metric_error(format!("document {doc} has no `{}` score", metric.name)))
                 })
                 .collect::<Result<Vec<Value>, _>>()?;
-            Ok((metric.name, metric.aggregate(&items).map_err(metric_error)?))
-        })
-        .collect()
+            let aggregate = metric.aggregate(&items).map_err(metric_error)?;
+            aggregates.push(((metric.name.to_owned(), filter.clone()), aggregate));
+        }
+    }
+    Ok(aggregates)
 }
 
 /// Each group's metrics from its tasks' (documents, aggregates): the first member's metrics (those the group lists,
-/// when it lists them), over every member that reports them. A group's `n-shot` is its first member's.
+/// when it lists them), over every member that reports them. A group's `n-shot` is its first member's. A group that
+/// lists none has no score (as in lm-eval): only its members are recorded.
 fn aggregate_groups(
     groups: &[Group],
     aggregates: &BTreeMap<String, TaskAggregates>,
     results: &mut RunResults,
 ) -> Result<(), RunError> {
     for group in groups {
+        results.group_subtasks.insert(group.group.clone(), group.tasks.clone());
+        if group.metrics.is_empty() {
+            continue;
+        }
         let members: Vec<&TaskAggregates> = group
             .tasks
             .iter()
@@ -150,23 +173,23 @@ fn aggregate_groups(
             })
             .collect::<Result<_, _>>()?;
         let documents: usize = members.iter().map(|(n, _)| n).sum();
-        let grouped: Vec<(&str, Aggregate)> = members[0]
+        let grouped: Vec<Scored> = members[0]
             .1
             .iter()
-            .filter(|(metric, _)| group.metrics.iter().any(|m| m == metric))
-            .map(|(metric, _)| {
+            .filter(|(key, _)| group.metrics.contains(key))
+            .map(|(key, _)| {
                 let per_task: Vec<(usize, Aggregate)> = members
                     .iter()
-                    .filter_map(|(n, metrics)| metrics.iter().find(|(m, _)| m == metric).map(|(_, a)| (*n, *a)))
+                    .filter_map(|(n, metrics)| metrics.iter().find(|(k, _)| k == key).map(|(_, a)| (*n, *a)))
                     .collect();
-                (*metric, group_aggregate(&per_task))
+                (key.clone(), group_aggregate(&per_task))
             })
             .collect();
         let mut entry = result_entry(&group.group, &grouped, documents);
-        entry.sample_count = Some(grouped.iter().map(|(metric, _)| (metric_key(metric, "none"), documents)).collect());
+        entry.sample_count =
+            Some(grouped.iter().map(|((metric, filter), _)| (metric_key(metric, filter), documents)).collect());
         results.results.insert(group.group.clone(), entry.clone());
         results.groups.insert(group.group.clone(), entry);
-        results.group_subtasks.insert(group.group.clone(), group.tasks.clone());
         let shots = group.tasks.first().and_then(|t| results.n_shot.get(t)).copied().unwrap_or(0);
         results.n_shot.insert(group.group.clone(), shots);
         results.versions.insert(group.group.clone(), group.version.clone());
@@ -177,11 +200,11 @@ fn aggregate_groups(
 }
 
 /// A `results` entry: each metric and its stderr under lm-eval's keys, the name and the documents.
-fn result_entry(name: &str, aggregates: &[(&str, Aggregate)], documents: usize) -> ResultEntry {
+fn result_entry(name: &str, aggregates: &[Scored], documents: usize) -> ResultEntry {
     let mut metrics = BTreeMap::new();
-    for (metric, aggregate) in aggregates {
-        metrics.insert(metric_key(metric, "none"), Value::from(aggregate.value));
-        metrics.insert(stderr_key(metric, "none"), aggregate.stderr.map_or(Value::from("N/A"), Value::from));
+    for ((metric, filter), aggregate) in aggregates {
+        metrics.insert(metric_key(metric, filter), Value::from(aggregate.value));
+        metrics.insert(stderr_key(metric, filter), aggregate.stderr.map_or(Value::from("N/A"), Value::from));
     }
     ResultEntry { alias: name.to_owned(), name: name.to_owned(), sample_len: documents, metrics, sample_count: None }
 }
@@ -222,7 +245,7 @@ mod tests {
         fn output(&self, _: &Doc) -> Output {
             Output::MultipleChoice(Vec::new())
         }
-        fn score(&self, _: &Doc, _: &[Response]) -> SampleScore {
+        fn score(&self, _: &Doc, _: &[Response]) -> Vec<SampleScore> {
             unreachable!("the test scores by hand")
         }
         fn metrics(&self) -> &[Metric] {
@@ -236,6 +259,7 @@ mod tests {
             language: "en".into(),
             target_delimiter: " ".into(),
             fewshot_delimiter: "\n\n".into(),
+            shots: ibex_core::ShotDelimiters { target_delimiter: " ".into(), fewshot_delimiter: "\n\n".into() },
             data: ibex_core::DataSpec {
                 dataset: "d".into(),
                 config: None,
@@ -264,23 +288,29 @@ mod tests {
         }
     }
 
-    fn by_doc<'s>(task: &PlannedTask, scores: &'s [SampleScore]) -> Vec<(usize, &'s BTreeMap<String, Value>)> {
-        task.docs.iter().zip(scores).map(|(doc, score)| (doc.id, &score.metrics)).collect()
+    fn by_doc<'s>(task: &PlannedTask, scores: &'s [SampleScore]) -> Vec<DocScores<'s>> {
+        task.docs.iter().zip(scores).map(|(doc, score)| (doc.id, score.filter.as_str(), &score.metrics)).collect()
+    }
+
+    fn none() -> Vec<String> {
+        vec![ibex_core::NO_FILTER.to_owned()]
     }
 
     fn score(acc: f64, mcc: Option<Value>) -> SampleScore {
         let mut metrics = BTreeMap::from([("acc".to_owned(), Value::from(acc))]);
         metrics.extend(mcc.map(|item| ("mcc".to_owned(), item)));
-        SampleScore { target: Value::from(0), metrics }
+        SampleScore { filter: ibex_core::NO_FILTER.into(), filtered_resps: Vec::new(), target: Value::from(0), metrics }
     }
 
     #[test]
     fn a_metric_missing_from_a_document_is_an_error_naming_both() {
         let task = planned(2);
         let scores = [score(1.0, Some(json!([1, 1]))), score(0.0, None)];
-        let err =
-            aggregate_task("declares", task.entry.task.metrics(), &by_doc(&task, &scores)).unwrap_err().to_string();
-        assert_eq!(err, "task declares: document 1 has no `mcc` score");
+        let err = aggregate_task("declares", task.entry.task.metrics(), &none(), &by_doc(&task, &scores)).unwrap_err();
+        assert_eq!(err.to_string(), "task declares: document 1 has no `mcc` score");
+        let filters = vec!["strict".to_owned()];
+        let err = aggregate_task("declares", task.entry.task.metrics(), &filters, &by_doc(&task, &scores)).unwrap_err();
+        assert_eq!(err.to_string(), "task declares: no document was scored under filter `strict`");
     }
 
     #[test]
@@ -289,7 +319,8 @@ mod tests {
         let pairs = [(1, 1), (0, 0), (1, 0), (0, 0)];
         let scores: Vec<SampleScore> =
             pairs.iter().map(|&(g, p)| score(f64::from(u8::from(g == p)), Some(json!([g, p])))).collect();
-        let aggregates = aggregate_task("declares", task.entry.task.metrics(), &by_doc(&task, &scores)).unwrap();
+        let aggregates =
+            aggregate_task("declares", task.entry.task.metrics(), &none(), &by_doc(&task, &scores)).unwrap();
         let entry = result_entry("declares", &aggregates, 4);
         assert_eq!(entry.metrics["acc,none"], 0.75);
         // Confusion [[2, 0], [1, 1]]: (3·4 − (3·2 + 1·2)) / sqrt((16 − 10)(16 − 8)) = 4 / sqrt(48).

@@ -5,7 +5,7 @@
 //! to the last bit, groups included.
 
 use crate::{aggregate_groups, aggregate_task, files, result_entry, set_time, write_json};
-use crate::{Group, Registry, RunError, TaskAggregates};
+use crate::{DocScores, Group, Registry, RunError, TaskAggregates};
 use ibex_core::metrics::parse_metric_key;
 use ibex_core::results::{read_results, results_file_name, samples_file_name, ModelRecord, RunResults, SampleRecord};
 use serde_json::Value;
@@ -103,7 +103,8 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
                 entry.source
             )));
         }
-        let (lines, records) = joined_samples(&runs, task)?;
+        let filters = entry.task.filters();
+        let (lines, records) = joined_samples(&runs, task, &filters)?;
         let path = folder.join(samples_file_name(task, &date_id));
         let write_error = |source: std::io::Error| RunError::Write { path: path.clone(), source };
         let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(write_error)?);
@@ -111,23 +112,25 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
             writeln!(out, "{line}").map_err(write_error)?;
         }
         out.flush().map_err(write_error)?;
-        let scores: Vec<(usize, &BTreeMap<String, Value>)> = records.iter().map(|r| (r.doc_id, &r.scores)).collect();
-        let task_aggregates = aggregate_task(task, entry.task.metrics(), &scores)?;
-        merged.results.insert(task.clone(), result_entry(task, &task_aggregates, records.len()));
+        let scores: Vec<DocScores> = records.iter().map(|r| (r.doc_id, r.filter.as_str(), &r.scores)).collect();
+        let task_aggregates = aggregate_task(task, entry.task.metrics(), &filters, &scores)?;
+        // One record per document and filter.
+        let documents = records.len() / filters.len();
+        merged.results.insert(task.clone(), result_entry(task, &task_aggregates, documents));
         let directions = entry.task.metrics().iter().map(|m| (m.name.to_owned(), m.higher_is_better)).collect();
         merged.higher_is_better.insert(task.clone(), directions);
         if let Some(counts) = merged.n_samples.get_mut(task) {
-            counts.effective = records.len();
+            counts.effective = documents;
         }
         merged.task_hashes.insert(task.clone(), crate::samples::task_hash(&records));
         let shard_records = runs.iter().map(|(r, _, _)| &r.ibex.tasks[task]);
         let mut task_record = record.clone();
-        task_record.n = records.len();
+        task_record.n = documents;
         task_record.seconds = shard_records.clone().map(|r| r.seconds).sum();
         task_record.tokens = shard_records.clone().map(|r| r.tokens).sum();
         task_record.tokens_computed = shard_records.map(|r| r.tokens_computed).sum();
         merged.ibex.tasks.insert(task.clone(), task_record);
-        aggregates.insert(task.clone(), (records.len(), task_aggregates));
+        aggregates.insert(task.clone(), (documents, task_aggregates));
     }
     let groups: Vec<Group> = first
         .group_subtasks
@@ -135,7 +138,12 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
         .map(|(group, tasks)| {
             // The metrics the shards aggregated for the group, as its task file listed them.
             let metrics = first.groups.get(group).map_or_else(Vec::new, |entry| {
-                entry.metrics.keys().filter_map(|k| parse_metric_key(k)).map(|(m, _)| m.to_owned()).collect()
+                entry
+                    .metrics
+                    .keys()
+                    .filter_map(|k| parse_metric_key(k))
+                    .map(|(m, f)| (m.to_owned(), f.to_owned()))
+                    .collect()
             });
             let version = first.versions.get(group).cloned().unwrap_or_default();
             Group { group: group.clone(), tasks: tasks.clone(), source: String::new(), metrics, version }
@@ -169,26 +177,32 @@ fn settings_difference(a: &ModelRecord, b: &ModelRecord) -> Option<String> {
     })
 }
 
-/// A task's sample-log lines from every shard, in document order, with each line's record; a document twice is an
-/// error.
+/// A task's sample-log lines from every shard, filter by filter in the task's order (`filters`), each in document
+/// order, with each line's record; a document twice under one filter, or a filter the task lacks, is an error.
 fn joined_samples(
     runs: &[(RunResults, PathBuf, String)],
     task: &str,
+    filters: &[String],
 ) -> Result<(Vec<String>, Vec<SampleRecord>), RunError> {
-    let mut joined: Vec<(SampleRecord, String)> = Vec::new();
+    let mut joined: Vec<(usize, SampleRecord, String)> = Vec::new();
     for (_, folder, date) in runs {
         let path = folder.join(samples_file_name(task, date));
         let text = std::fs::read_to_string(&path)
             .map_err(|e| RunError::Merge(format!("cannot read {}: {e}", path.display())))?;
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let record: SampleRecord = serde_json::from_str(line)
-                .map_err(|e| RunError::Merge(format!("{}, line {}: {e}", path.display(), i + 1)))?;
-            joined.push((record, line.to_owned()));
+            let at = || format!("{}, line {}", path.display(), i + 1);
+            let record: SampleRecord =
+                serde_json::from_str(line).map_err(|e| RunError::Merge(format!("{}: {e}", at())))?;
+            let filter = filters
+                .iter()
+                .position(|f| *f == record.filter)
+                .ok_or_else(|| RunError::Merge(format!("{}: task {task} has no filter `{}`", at(), record.filter)))?;
+            joined.push((filter, record, line.to_owned()));
         }
     }
-    joined.sort_by_key(|(record, _)| record.doc_id);
-    if let Some(pair) = joined.windows(2).find(|pair| pair[0].0.doc_id == pair[1].0.doc_id) {
-        return Err(RunError::Merge(format!("task {task}: document {} is in two shards", pair[0].0.doc_id)));
+    joined.sort_by_key(|(filter, record, _)| (*filter, record.doc_id));
+    if let Some(pair) = joined.windows(2).find(|pair| (pair[0].0, pair[0].1.doc_id) == (pair[1].0, pair[1].1.doc_id)) {
+        return Err(RunError::Merge(format!("task {task}: document {} is in two shards", pair[0].1.doc_id)));
     }
-    Ok(joined.into_iter().map(|(record, line)| (line, record)).unzip())
+    Ok(joined.into_iter().map(|(_, record, line)| (line, record)).unzip())
 }

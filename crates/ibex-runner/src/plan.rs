@@ -607,6 +607,15 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunErro
     let num_fewshot = task_shots(settings.num_fewshot, task.num_fewshot());
     let shots = if num_fewshot == 0 {
         vec![Vec::new(); docs.len()]
+    } else if let Some(samples) = task.fewshot_samples().filter(|_| task.data().fewshot_split.is_none()) {
+        // lm-eval's `fewshot_docs`: a task's own examples come before its training, validation and test splits,
+        // and are used as written (no process_docs).
+        let file = Path::new(&entry.source);
+        FewshotPool::new(task, "fewshot_config.samples", &samples, file, num_fewshot)?.shots(
+            &docs,
+            num_fewshot,
+            settings.fewshot_seed,
+        )?
     } else {
         let split = task.data().fewshot_split().unwrap_or(eval_split);
         if split == eval_split {

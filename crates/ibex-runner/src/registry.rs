@@ -93,8 +93,9 @@ pub struct Group {
     pub tasks: Vec<String>,
     /// The group file.
     pub source: String,
-    /// The metrics aggregated (the group's `aggregate_metric_list`).
-    pub metrics: Vec<String>,
+    /// The (metric, filter) pairs aggregated (the group's `aggregate_metric_list`); none for a group that only
+    /// names its tasks.
+    pub metrics: Vec<(String, String)>,
     /// Its version as lm-eval writes a group's (text), or null.
     pub version: serde_json::Value,
 }
@@ -425,8 +426,10 @@ mod tests {
     fn shipped_tasks_load_and_unknown_names_get_a_suggestion() {
         let registry = Registry::load(&[] as &[&Path], Recipes::LmEval).unwrap();
         assert_eq!(registry.unsupported().count() + registry.unreadable().len(), 0);
-        // IberoBench's multiple-choice and extractive QA tasks, xnli_va, the 15 XNLI languages, XNLIeu, squad_en.
-        assert_eq!(registry.entries().count(), 99);
+        // IberoBench's multiple-choice, extractive QA and MGSM tasks, xnli_va, the 15 XNLI languages, XNLIeu,
+        // squad_en.
+        assert_eq!(registry.entries().count(), 104);
+        assert_eq!(registry.get("mgsm_direct_eu").unwrap().task.filters(), ["remove_whitespace", "flexible-extract"]);
         let tagged = registry.tags().find(|(tag, _)| *tag == "eus_exams_eu").map(|(_, tasks)| tasks.len());
         assert_eq!(tagged, Some(29));
         assert_eq!(registry.select(&["eus_exams_eu".to_owned()]).unwrap().0.len(), 29);

@@ -9,15 +9,16 @@ use ibex_core::{human_bytes, BatchSize, MaxMemory, SpecialTokenRule};
 use ibex_hub::Origin;
 use std::path::Path;
 
-/// One row per task and metric: value and stderr as percentages, labelled, the number of documents, and each task's
-/// wall time and model throughput (groups have neither).
+/// One row per task, metric and filter (named beside the metric unless it is `none`): value and stderr (as
+/// percentages for proportions, as they are for perplexity), the number of documents, and each task's wall time and
+/// model throughput (groups have neither).
 pub fn results_table(results: &RunResults) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
         "task",
         "metric",
-        "value (%)",
-        "± stderr (%)",
+        "value",
+        "± stderr",
         "n",
         "time (s)",
         "tokens/s",
@@ -30,10 +31,18 @@ pub fn results_table(results: &RunResults) -> Table {
         for (key, value) in metrics {
             let Some((metric, filter)) = parse_metric_key(key) else { continue };
             let stderr = metrics.get(&stderr_key(metric, filter)).and_then(|v| v.as_f64());
-            let percent = |v: f64| format!("{:.2}", v * 100.0);
+            let percent = |v: f64| match ibex_core::Metric::is_proportion(metric) {
+                true => format!("{:.2}%", v * 100.0),
+                false if v.abs() < 1e6 => format!("{v:.4}"),
+                false => format!("{v:.4e}"),
+            };
+            let label = match filter {
+                ibex_core::NO_FILTER => metric.to_owned(),
+                filter => format!("{metric} ({filter})"),
+            };
             table.add_row([
                 Cell::new(task),
-                Cell::new(metric),
+                Cell::new(label),
                 Cell::new(value.as_f64().map_or("-".into(), percent)).set_alignment(CellAlignment::Right),
                 Cell::new(stderr.map_or("N/A".into(), percent)).set_alignment(CellAlignment::Right),
                 Cell::new(entry.sample_len).set_alignment(CellAlignment::Right),

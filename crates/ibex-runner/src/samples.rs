@@ -1,4 +1,4 @@
-//! `samples_<task>_<date>.jsonl`: one line per document, key for key and type for type as lm-eval 0.4.13 writes
+//! `samples_<task>_<date>.jsonl`: one line per document and filter (filter by filter, in the task's order), key for key and type for type as lm-eval 0.4.13 writes
 //! its `--log_samples` file (`EvaluationTracker.save_results_samples`: arguments as `gen_args_<i>`/`arg_<j>`, answers
 //! and target as Python's `str` writes them), hashes included, so the two logs compare line by line.
 
@@ -12,29 +12,36 @@ use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::Path;
 
-/// Writes one task's sample log; returns its records.
+/// A response as lm-eval's sample logs write it: `[loglikelihood, is_greedy]` as Python's `str`s, or the text.
+fn answer(response: &Response) -> Value {
+    match response {
+        Response::Loglikelihood(s) => {
+            let greedy = if s.is_greedy { "True" } else { "False" };
+            serde_json::json!([float_repr(s.logprob), greedy])
+        }
+        Response::Generation(text) => Value::from(text.as_str()),
+    }
+}
+
+/// Writes one task's sample log from each document's scores (one per filter, in the task's filter order); returns
+/// its records in the order written.
 pub(crate) fn write_samples(
     path: &Path,
     task: &PlannedTask,
     responses: &[Vec<Response>],
-    scores: &[SampleScore],
+    scores: &[Vec<SampleScore>],
 ) -> Result<Vec<SampleRecord>, RunError> {
     let (metrics, docs, requests) = (task.entry.task.metrics(), &task.docs, &task.requests);
     let write_error = |source: std::io::Error| RunError::Write { path: path.to_owned(), source };
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(write_error)?);
     let mut records = Vec::with_capacity(docs.len());
-    for (((doc, doc_requests), doc_responses), score) in docs.iter().zip(requests).zip(responses).zip(scores) {
+    let filters = scores.first().map_or(0, Vec::len);
+    // lm-eval logs every document under its first filter, then under the next.
+    let by_filter = (0..filters).flat_map(|f| {
+        docs.iter().zip(requests).zip(responses).zip(scores).map(move |(((d, q), r), s)| (d, q, r, &s[f]))
+    });
+    for (doc, doc_requests, doc_responses, score) in by_filter {
         let arguments = arguments(doc_requests);
-        let answers: Vec<Value> = doc_responses
-            .iter()
-            .map(|response| match response {
-                Response::Loglikelihood(s) => {
-                    let greedy = if s.is_greedy { "True" } else { "False" };
-                    serde_json::json!([float_repr(s.logprob), greedy])
-                }
-                Response::Generation(text) => Value::from(text.as_str()),
-            })
-            .collect();
         let first_context = doc_requests.first().map_or("", Request::context);
         let record = SampleRecord {
             doc_id: doc.id,
@@ -42,10 +49,10 @@ pub(crate) fn write_samples(
             target: python_str(&score.target),
             prompt_hash: sha256_hex(first_context),
             arguments,
-            resps: answers.iter().map(|a| Value::Array(vec![a.clone()])).collect(),
-            filtered_resps: answers,
-            filter: "none".into(),
-            metrics: metrics.iter().map(|m| m.name.to_owned()).collect(),
+            resps: doc_responses.iter().map(|a| Value::Array(vec![answer(a)])).collect(),
+            filtered_resps: score.filtered_resps.iter().map(answer).collect(),
+            filter: score.filter.clone(),
+            metrics: metrics.iter().filter(|m| score.metrics.contains_key(m.name)).map(|m| m.name.to_owned()).collect(),
             doc_hash: sha256_hex(&python_json_indent2(&Value::Object(doc.fields.clone()))),
             target_hash: sha256_hex(&python_str(&score.target)),
             scores: score.metrics.clone(),
@@ -80,14 +87,9 @@ fn request_arguments(request: &Request) -> Value {
     }
 }
 
-/// A generation's `generation_kwargs` as lm-eval passes them: the stop strings, greedy decoding, and the budget
-/// when the task sets one.
+/// A generation's `generation_kwargs` as lm-eval passes them with the request.
 pub(crate) fn generation_kwargs(request: &GenerateRequest) -> Value {
-    let mut kwargs = serde_json::json!({"until": request.until, "do_sample": false, "temperature": 0.0});
-    if let Some(max) = request.max_gen_toks {
-        kwargs["max_gen_toks"] = Value::from(max);
-    }
-    kwargs
+    Value::Object(request.generation_kwargs.clone())
 }
 
 /// `json.dumps(value, indent=2, ensure_ascii=False)`, which lm-eval hashes for `doc_hash`.

@@ -15,6 +15,9 @@ pub const FOLDER_KEY: &str = "!folder";
 /// Beside [`FUNCTION_KEY`]: that folder's path.
 pub const DIR_KEY: &str = "!dir";
 
+/// Beside [`FUNCTION_KEY`]: where the tag is written ([`Value::Function`]'s `at`).
+pub const AT_KEY: &str = "!at";
+
 /// A task file's value, YAML's plain values plus lm-eval's `!function` tag.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -29,10 +32,43 @@ pub enum Value {
         folder: String,
         /// That folder's path, where the module's Python source may be read to check it.
         dir: PathBuf,
+        /// The file and line that hold the tag (`tasks/catalan_bench/_common_yaml:7`), for errors.
+        at: String,
     },
 }
 
+/// Where a value was read from: what a `!function` inside it records.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    folder: &'a str,
+    dir: &'a Path,
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Origin<'_> {
+    /// `path:line` of the first `!function NAME` in the file (line 1 when the text spells it otherwise).
+    fn at(&self, name: &str) -> String {
+        let line = self
+            .text
+            .lines()
+            .position(|line| line.split_once("!function").is_some_and(|(_, rest)| rest.trim_start().starts_with(name)))
+            .map_or(1, |i| i + 1);
+        format!("{}:{line}", self.path.display())
+    }
+}
+
 impl Value {
+    /// A value read from inside another (a `fewshot_config` key, say): a `!function` kept there as
+    /// `{"!function": …}` becomes [`Value::Function`] again.
+    pub fn nested(value: &serde_json::Value) -> Value {
+        let text = |key: &str| value.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+        match (text(FUNCTION_KEY), text(FOLDER_KEY), text(DIR_KEY), text(AT_KEY)) {
+            (Some(name), Some(folder), Some(dir), Some(at)) => Value::Function { name, folder, dir: dir.into(), at },
+            _ => Value::Plain(value.clone()),
+        }
+    }
+
     /// The text, when the value is a string.
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -69,7 +105,7 @@ pub fn parse(text: &str, path: &Path) -> Result<BTreeMap<String, Value>, String>
     };
     let folder = path.parent().and_then(Path::file_name).map_or(String::new(), |f| f.to_string_lossy().into_owned());
     let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
-    let folder = (folder.as_str(), dir.as_path());
+    let folder = Origin { folder: &folder, dir: &dir, path, text };
     mapping
         .into_iter()
         .map(|(key, value)| {
@@ -114,10 +150,15 @@ fn load_into(
     Ok(merged)
 }
 
-fn convert(value: Yaml, folder: (&str, &Path)) -> Result<Value, String> {
+fn convert(value: Yaml, folder: Origin) -> Result<Value, String> {
     match value {
         Yaml::Tagged(tagged) if tagged.tag == "function" => match tagged.value {
-            Yaml::String(name) => Ok(Value::Function { name, folder: folder.0.to_owned(), dir: folder.1.to_owned() }),
+            Yaml::String(name) => Ok(Value::Function {
+                at: folder.at(&name),
+                folder: folder.folder.to_owned(),
+                dir: folder.dir.to_owned(),
+                name,
+            }),
             _ => Err("`!function` names a function (module.name)".into()),
         },
         Yaml::Tagged(tagged) => Err(format!("the YAML tag {} is not one lm-eval reads", tagged.tag)),
@@ -125,7 +166,7 @@ fn convert(value: Yaml, folder: (&str, &Path)) -> Result<Value, String> {
     }
 }
 
-fn to_json(value: Yaml, folder: (&str, &Path)) -> Result<serde_json::Value, String> {
+fn to_json(value: Yaml, folder: Origin) -> Result<serde_json::Value, String> {
     Ok(match value {
         Yaml::Null => serde_json::Value::Null,
         Yaml::Bool(b) => serde_json::Value::Bool(b),
@@ -151,9 +192,10 @@ fn to_json(value: Yaml, folder: (&str, &Path)) -> Result<serde_json::Value, Stri
         // the value can name it.
         Yaml::Tagged(tagged) if tagged.tag == "function" => match tagged.value {
             Yaml::String(name) => serde_json::json!({
+                AT_KEY: folder.at(&name),
                 FUNCTION_KEY: name,
-                FOLDER_KEY: folder.0,
-                DIR_KEY: folder.1.to_string_lossy(),
+                FOLDER_KEY: folder.folder,
+                DIR_KEY: folder.dir.to_string_lossy(),
             }),
             _ => return Err("`!function` names a function (module.name)".into()),
         },
@@ -186,7 +228,8 @@ mod tests {
         // The later include wins.
         assert_eq!(merged.keys["target_delimiter"].as_str(), Some("-"));
         let folder = dir.path().file_name().unwrap().to_string_lossy().into_owned();
-        let function = Value::Function { name: "utils.f".into(), folder, dir: dir.path().to_owned() };
+        let at = format!("{}:4", dir.path().join("t.yaml").display());
+        let function = Value::Function { name: "utils.f".into(), folder, dir: dir.path().to_owned(), at };
         assert_eq!(merged.keys["process_docs"], function);
         assert_eq!(merged.files.len(), 3);
         assert!(!merged.keys.contains_key("include"));

@@ -5,6 +5,7 @@
 //! refused with the function's name).
 
 mod config;
+mod filters;
 pub mod functions;
 mod literal;
 pub mod squad;
@@ -76,8 +77,9 @@ pub enum Loaded {
         name: String,
         /// Its tasks, by name.
         tasks: Vec<String>,
-        /// The metrics its `aggregate_metric_list` names (each a size-weighted mean).
-        metrics: Vec<String>,
+        /// The (metric, filter) pairs its `aggregate_metric_list` names (each a size-weighted mean); none when it
+        /// has no list, and lm-eval reports no score for it.
+        metrics: Vec<(String, String)>,
         /// Its `metadata.version` as lm-eval writes a group's: as text (`"1.0"`); null when it gives none.
         version: serde_json::Value,
     },
@@ -150,14 +152,14 @@ fn resolve_hook<H>(
     find: impl Fn(&str) -> Option<H>,
     known: &[&str],
 ) -> Result<H, TaskError> {
-    let Value::Function { name: function, folder, dir } = hook else {
+    let Value::Function { name: function, folder, dir, at } = hook else {
         return Err(TaskError::spec(format!("task {name}: `{key}` names a function (!function)")));
     };
     let qualified = format!("{folder}/{function}");
     let Some(found) = find(&qualified) else {
         return Err(TaskError::spec(format!(
-            "task {name}: `{key}: !function {function}` ({qualified}) has no Rust implementation in ibex, which runs \
-             no Python; it has {}",
+            "task {name}: `{key}: !function {function}` ({qualified}, at {at}) has no Rust implementation in ibex, \
+             which runs no Python; it has {}",
             known.join(", ")
         )));
     };
@@ -181,25 +183,37 @@ fn metadata_version(keys: &BTreeMap<String, Value>) -> serde_json::Value {
     }
 }
 
-/// The metrics a group's `aggregate_metric_list` aggregates: each a mean weighted by size (lm-eval 0.4.13's
-/// default); a group without the list gets no score in lm-eval, and an unweighted mean is not computed yet.
-fn group_metrics(keys: &BTreeMap<String, Value>) -> Result<Vec<String>, String> {
-    let Some(Value::Plain(serde_json::Value::Array(entries))) = keys.get("aggregate_metric_list") else {
-        return Err("no aggregate_metric_list, so lm-eval reports no score for it; run its tasks by name".into());
+/// The (metric, filter) pairs a group's `aggregate_metric_list` aggregates (an entry's `filter_list`, a name or a
+/// list, is `none` by default): each a mean weighted by size (lm-eval 0.4.13's default). A group without the list
+/// gets no score in lm-eval (its tasks run and are reported); an unweighted mean is not computed yet.
+fn group_metrics(keys: &BTreeMap<String, Value>) -> Result<Vec<(String, String)>, String> {
+    let entries = match keys.get("aggregate_metric_list") {
+        None | Some(Value::Plain(serde_json::Value::Null)) => return Ok(Vec::new()),
+        Some(Value::Plain(serde_json::Value::Array(entries))) => entries,
+        Some(_) => return Err("aggregate_metric_list is a list of {metric: …}".into()),
     };
-    entries
-        .iter()
-        .map(|entry| {
-            let metric = entry.get("metric").and_then(serde_json::Value::as_str).ok_or("an entry names no metric")?;
-            if entry.get("aggregation").and_then(serde_json::Value::as_str).is_some_and(|a| a != "mean") {
-                return Err(format!("{metric}'s aggregation is not `mean`, the one ibex computes"));
-            }
-            if entry.get("weight_by_size") == Some(&serde_json::Value::Bool(false)) {
-                return Err(format!("{metric} is not weighted by size, which ibex does not compute yet"));
-            }
-            Ok(metric.to_owned())
-        })
-        .collect()
+    let mut pairs = Vec::new();
+    for entry in entries {
+        let metric = entry.get("metric").and_then(serde_json::Value::as_str).ok_or("an entry names no metric")?;
+        if entry.get("aggregation").and_then(serde_json::Value::as_str).is_some_and(|a| a != "mean") {
+            return Err(format!("{metric}'s aggregation is not `mean`, the one ibex computes"));
+        }
+        if entry.get("weight_by_size") == Some(&serde_json::Value::Bool(false)) {
+            return Err(format!("{metric} is not weighted by size, which ibex does not compute yet"));
+        }
+        let filters = match entry.get("filter_list") {
+            None => vec![ibex_core::NO_FILTER.to_owned()],
+            Some(serde_json::Value::String(one)) => vec![one.clone()],
+            Some(serde_json::Value::Array(many)) => many
+                .iter()
+                .map(|f| f.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or_else(|| format!("{metric}'s filter_list names filters"))?,
+            Some(other) => return Err(format!("{metric}'s filter_list {other} names no filter")),
+        };
+        pairs.extend(filters.into_iter().map(|filter| (metric.to_owned(), filter)));
+    }
+    Ok(pairs)
 }
 
 fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recipes) -> Result<YamlTask, TaskError> {
@@ -210,15 +224,16 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
     let text = |key: &str| plain(key).and_then(Value::as_str).map(str::to_owned);
     let output_type = text("output_type").unwrap_or_else(|| "generate_until".into());
     let generates = match output_type.as_str() {
-        "multiple_choice" => false,
+        "multiple_choice" | "loglikelihood" => false,
         "generate_until" => true,
         other => {
             return Err(TaskError::spec(format!(
-                "task {name}: output_type `{other}` is not run from YAML yet; ibex runs multiple_choice and \
-                 generate_until tasks"
+                "task {name}: output_type `{other}` is not run from YAML yet; ibex runs multiple_choice, \
+                 loglikelihood and generate_until tasks"
             )))
         }
     };
+    let choices = output_type == "multiple_choice";
     let folder = path.parent().and_then(Path::file_name).map_or(String::new(), |f| f.to_string_lossy().into_owned());
     // A hook's module sits beside the file that names it: `utils.f` in catalan_bench/ is `catalan_bench/utils.f`.
     let process_docs = match plain("process_docs") {
@@ -237,16 +252,27 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
         }
         _ => None,
     };
-    let mut checked = vec!["use_prompt", "gen_prefix", "filter_list"];
+    let filters = match plain("filter_list") {
+        None => vec![filters::FilterEnsemble::none()],
+        Some(Value::Plain(list)) if generates => {
+            filters::filter_list(list).map_err(|message| TaskError::spec(format!("task {name}: {message}")))?
+        }
+        Some(_) => {
+            return Err(TaskError::spec(format!(
+                "task {name}: filter_list on a {output_type} task is not run; ibex filters generations"
+            )))
+        }
+    };
+    let mut checked = vec!["use_prompt", "gen_prefix"];
     if process_results.is_none() {
         checked.push("process_results");
     }
     for key in checked {
         match plain(key) {
-            Some(Value::Function { name: function, .. }) => {
+            Some(Value::Function { name: function, at, .. }) => {
                 return Err(TaskError::spec(format!(
-                    "task {name}: `{key}: !function {function}` has no Rust implementation in ibex (it has none \
-                     for `{key}` yet); ibex runs no Python"
+                    "task {name}: `{key}: !function {function}` (at {at}) has no Rust implementation in ibex (it has \
+                     none for `{key}` yet); ibex runs no Python"
                 )))
             }
             Some(_) => return Err(TaskError::spec(format!("task {name}: `{key}` is not supported yet"))),
@@ -258,19 +284,7 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
         Some(Value::Plain(serde_json::Value::Number(n))) if n.as_u64().is_some() => n.as_u64().map(|n| n as usize),
         Some(other) => return Err(TaskError::spec(format!("task {name}: num_fewshot is {other:?}, not a count"))),
     };
-    let mut sampler = FewshotSampler::Default;
-    if let Some(Value::Plain(config)) = plain("fewshot_config") {
-        if let Some(key) = config.as_object().and_then(|c| c.keys().find(|k| k.as_str() != "sampler")) {
-            return Err(TaskError::spec(format!("task {name}: fewshot_config.{key} is not supported yet")));
-        }
-        match config.get("sampler").and_then(serde_json::Value::as_str) {
-            None | Some("default") => {}
-            Some("first_n") => sampler = FewshotSampler::FirstN,
-            Some(other) => {
-                return Err(TaskError::spec(format!("task {name}: fewshot sampler `{other}` is not supported yet")))
-            }
-        }
-    }
+    let fewshot = fewshot_config(name, plain("fewshot_config"))?;
     if plain("repeats").is_some_and(|v| *v != Value::Plain(serde_json::Value::from(1))) {
         return Err(TaskError::spec(format!("task {name}: repeats other than 1 are not supported")));
     }
@@ -281,27 +295,55 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
         }
     };
     let (doc_to_text, doc_to_target) = (spec("doc_to_text")?, spec("doc_to_target")?);
+    let shot_spec = |key: &str| match fewshot.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => Spec::from_config(&format!("fewshot_config.{key}"), &Value::nested(value)).map(Some),
+    };
+    let shots =
+        task::ShotSpecs {
+            doc_to_text: shot_spec("doc_to_text")?,
+            doc_to_target: shot_spec("doc_to_target")?,
+            doc_to_choice: shot_spec("doc_to_choice")?,
+            samples: match fewshot.get("samples") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Array(items)) => {
+                    Some(items.iter().map(|item| item.as_object().cloned()).collect::<Option<Vec<_>>>().ok_or_else(
+                        || TaskError::spec(format!("task {name}: fewshot_config.samples lists mappings")),
+                    )?)
+                }
+                Some(other) if other.get(config::FUNCTION_KEY).is_some() => {
+                    return Err(TaskError::spec(format!(
+                    "task {name}: `fewshot_config.samples: !function {}` (at {}) has no Rust implementation in ibex, \
+                     which runs no Python; list the examples in the file",
+                    other[config::FUNCTION_KEY].as_str().unwrap_or_default(),
+                    other[config::AT_KEY].as_str().unwrap_or_default()
+                )))
+                }
+                Some(_) => return Err(TaskError::spec(format!("task {name}: fewshot_config.samples lists mappings"))),
+            },
+        };
     let doc_to_choice = match plain("doc_to_choice") {
         Some(value) => Some(Spec::from_config("doc_to_choice", value)?),
-        None if generates => None,
+        None if !choices => None,
         None => return Err(TaskError::spec(format!("task {name}: a multiple_choice task needs `doc_to_choice`"))),
     };
     let mut env = environment();
     let description = text("description").filter(|d| !d.is_empty());
-    for (key, template) in TEMPLATES
-        .iter()
-        .zip([Some(&doc_to_text), Some(&doc_to_target), doc_to_choice.as_ref()])
-        .map(|(k, s)| {
-            (
-                *k,
-                match s {
-                    Some(Spec::Text(t)) => Some(t.clone()),
-                    _ => None,
-                },
-            )
-        })
-        .chain([("description", description.clone())])
-    {
+    let specs = [
+        Some(&doc_to_text),
+        Some(&doc_to_target),
+        doc_to_choice.as_ref(),
+        None,
+        shots.doc_to_text.as_ref(),
+        shots.doc_to_target.as_ref(),
+        shots.doc_to_choice.as_ref(),
+    ];
+    let templates = TEMPLATES.iter().zip(specs).map(|(key, spec)| match (*key, spec) {
+        ("description", _) => (*key, description.clone()),
+        (key, Some(Spec::Text(t))) => (key, Some(t.clone())),
+        (key, _) => (key, None),
+    });
+    for (key, template) in templates {
         if let Some(template) = template {
             env.add_template_owned(key, template).map_err(|e| {
                 TaskError::spec(format!(
@@ -312,17 +354,32 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
         }
     }
     let fewshot_delimiter = text("fewshot_delimiter").unwrap_or_else(|| DEFAULT_FEWSHOT_DELIMITER.into());
+    let target_delimiter = text("target_delimiter").unwrap_or_else(|| " ".into());
+    let shot_text = |key: &str, inherited: &str| -> Result<String, TaskError> {
+        match fewshot.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(inherited.to_owned()),
+            Some(serde_json::Value::String(text)) => Ok(text.clone()),
+            Some(other) => Err(TaskError::spec(format!("task {name}: fewshot_config.{key} is {other}, not text"))),
+        }
+    };
+    let shot_delimiters = ibex_core::ShotDelimiters {
+        target_delimiter: shot_text("target_delimiter", &target_delimiter)?,
+        fewshot_delimiter: shot_text("fewshot_delimiter", &fewshot_delimiter)?,
+    };
     let (output_type, metrics) = if generates {
-        generation(name, keys, &fewshot_delimiter, process_results)?
-    } else {
+        generation(name, keys, &fewshot_delimiter, process_results, filters)?
+    } else if choices {
         (OutputType::MultipleChoice, choice_metrics(name, keys)?)
+    } else {
+        (OutputType::Loglikelihood, loglikelihood_metrics(name, keys)?)
     };
     let header = TaskHeader {
         name: name.to_owned(),
         language: language(name, &folder),
-        target_delimiter: text("target_delimiter").unwrap_or_else(|| " ".into()),
+        target_delimiter,
         fewshot_delimiter,
-        data: DataSpec { fewshot_sampler: sampler, ..data_spec(name, keys)? },
+        shots: shot_delimiters,
+        data: fewshot_data(name, &fewshot, data_spec(name, keys)?)?,
     };
     if header.data.eval_split().is_none() {
         return Err(TaskError::spec(format!("task {name}: needs a test_split or a validation_split to evaluate")));
@@ -339,7 +396,58 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
         metrics,
         version: metadata_version(keys),
         num_fewshot,
+        shots,
     })
+}
+
+/// A task's `fewshot_config` (empty without one), its keys checked: lm-eval 0.4.13's `FewshotConfig` keys that ibex
+/// reads are `sampler` (`default`, `first_n`), `split`, `samples`, `doc_to_text`, `doc_to_target`, `doc_to_choice`,
+/// `target_delimiter` and `fewshot_delimiter`; any other that says something is refused.
+fn fewshot_config(name: &str, config: Option<&Value>) -> Result<serde_json::Map<String, serde_json::Value>, TaskError> {
+    const READ: [&str; 8] = [
+        "sampler",
+        "split",
+        "samples",
+        "doc_to_text",
+        "doc_to_target",
+        "doc_to_choice",
+        "target_delimiter",
+        "fewshot_delimiter",
+    ];
+    let config = match config {
+        None => return Ok(serde_json::Map::new()),
+        Some(Value::Plain(serde_json::Value::Object(config))) => config.clone(),
+        Some(_) => return Err(TaskError::spec(format!("task {name}: fewshot_config is a mapping (sampler:, …)"))),
+    };
+    if let Some((key, _)) = config.iter().find(|(k, v)| !READ.contains(&k.as_str()) && !v.is_null()) {
+        return Err(TaskError::spec(format!("task {name}: fewshot_config.{key} is not supported yet")));
+    }
+    Ok(config)
+}
+
+/// `spec` with what `fewshot_config` says of it: its sampler, and its `split` (which replaces the task's
+/// `fewshot_split`, as `FewshotConfig.from_dict` lets it).
+fn fewshot_data(
+    name: &str,
+    fewshot: &serde_json::Map<String, serde_json::Value>,
+    mut spec: DataSpec,
+) -> Result<DataSpec, TaskError> {
+    spec.fewshot_sampler = match fewshot.get("sampler") {
+        None | Some(serde_json::Value::Null) => FewshotSampler::Default,
+        Some(serde_json::Value::String(sampler)) if sampler == "default" => FewshotSampler::Default,
+        Some(serde_json::Value::String(sampler)) if sampler == "first_n" => FewshotSampler::FirstN,
+        Some(other) => {
+            return Err(TaskError::spec(format!(
+                "task {name}: fewshot sampler {other} is not supported yet (ibex has default and first_n)"
+            )))
+        }
+    };
+    match fewshot.get("split") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(split)) => spec.fewshot_split = Some(split.clone()),
+        Some(other) => return Err(TaskError::spec(format!("task {name}: fewshot_config.split is {other}, not text"))),
+    }
+    Ok(spec)
 }
 
 /// A `multiple_choice` task's metrics, in the order lm-eval's `process_results` builds its result (the sample
@@ -362,10 +470,11 @@ fn choice_metrics(name: &str, keys: &BTreeMap<String, Value>) -> Result<Vec<Metr
                 Some(other) => Err(TaskError::spec(format!(
                     "task {name}: metric `{other}` is not computed for multiple_choice yet; ibex has acc, acc_norm, acc_bytes, mcc, f1"
                 ))),
-                None => match entry.get("metric").and_then(|m| m.get(config::FUNCTION_KEY)) {
-                    Some(function) => Err(TaskError::spec(format!(
-                        "task {name}: metric `!function {}` has no Rust implementation in ibex yet",
-                        function.as_str().unwrap_or_default()
+                None => match entry.get("metric").filter(|m| m.get(config::FUNCTION_KEY).is_some()) {
+                    Some(hook) => Err(TaskError::spec(format!(
+                        "task {name}: metric `!function {}` (at {}) has no Rust implementation in ibex yet",
+                        hook[config::FUNCTION_KEY].as_str().unwrap_or_default(),
+                        hook[config::AT_KEY].as_str().unwrap_or_default()
                     ))),
                     None => Err(TaskError::spec(format!("task {name}: a metric_list entry names no `metric`"))),
                 },
@@ -374,6 +483,28 @@ fn choice_metrics(name: &str, keys: &BTreeMap<String, Value>) -> Result<Vec<Metr
         Some(_) => return Err(TaskError::spec(format!("task {name}: metric_list is a list of {{metric: …}}"))),
     };
     metrics.sort_by_key(|m| ["acc", "f1", "mcc", "acc_norm", "acc_bytes"].iter().position(|n| *n == m.name));
+    Ok(metrics)
+}
+
+/// A `loglikelihood` task's metrics: those its `metric_list` names of `perplexity` and `acc` (both without one), in
+/// the order its `process_results` returns them.
+fn loglikelihood_metrics(name: &str, keys: &BTreeMap<String, Value>) -> Result<Vec<Metric>, TaskError> {
+    let mut metrics = match keys.get("metric_list") {
+        None | Some(Value::Plain(serde_json::Value::Null)) => vec![Metric::PERPLEXITY, Metric::ACC],
+        Some(Value::Plain(serde_json::Value::Array(entries))) => entries
+            .iter()
+            .map(|entry| match entry.get("metric").and_then(serde_json::Value::as_str) {
+                Some("perplexity") => aggregated(name, Metric::PERPLEXITY, entry),
+                Some("acc") => aggregated(name, Metric::ACC, entry),
+                Some(other) => Err(TaskError::spec(format!(
+                    "task {name}: metric `{other}` is not computed for loglikelihood; ibex has perplexity and acc"
+                ))),
+                None => Err(TaskError::spec(format!("task {name}: a metric_list entry names no metric ibex has"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err(TaskError::spec(format!("task {name}: metric_list is a list of {{metric: …}}"))),
+    };
+    metrics.sort_by_key(|m| m.name != "perplexity");
     Ok(metrics)
 }
 
@@ -392,10 +523,11 @@ fn aggregated(name: &str, mut metric: Metric, entry: &serde_json::Value) -> Resu
             metric.aggregation = functions::aggregation(&qualified).ok_or_else(|| {
                 let known: Vec<&str> = functions::AGGREGATIONS.iter().map(|(n, _)| *n).collect();
                 TaskError::spec(format!(
-                    "task {name}: `{}`'s aggregation `!function {}` ({qualified}) has no Rust implementation in ibex; \
-                     it has {}",
+                    "task {name}: `{}`'s aggregation `!function {}` ({qualified}, at {}) has no Rust implementation \
+                     in ibex; it has {}",
                     metric.name,
                     text(config::FUNCTION_KEY),
+                    text(config::AT_KEY),
                     known.join(", ")
                 ))
             })?;
@@ -417,13 +549,25 @@ fn generation(
     keys: &BTreeMap<String, Value>,
     fewshot_delimiter: &str,
     hook: Option<functions::ProcessResults>,
+    filters: Vec<filters::FilterEnsemble>,
 ) -> Result<(OutputType, Vec<Metric>), TaskError> {
     use serde_json::Value as Json;
     let error = |message: String| TaskError::spec(format!("task {name}: {message}"));
     let (mut until, mut max_gen_toks) = (vec![fewshot_delimiter.to_owned()], None);
-    match keys.get("generation_kwargs") {
+    let generation_kwargs = match keys.get("generation_kwargs") {
         // `default_gen_kwargs` (`lm_eval/defaults.py`) writes lm-eval's default budget into the task's settings.
-        None | Some(Value::Plain(Json::Null)) => max_gen_toks = Some(ibex_core::DEFAULT_MAX_GEN_TOKS),
+        None | Some(Value::Plain(Json::Null)) => {
+            max_gen_toks = Some(ibex_core::DEFAULT_MAX_GEN_TOKS);
+            serde_json::json!({
+                "temperature": 0.0,
+                "do_sample": false,
+                "max_gen_toks": ibex_core::DEFAULT_MAX_GEN_TOKS,
+                "until": until,
+            })
+            .as_object()
+            .cloned()
+            .expect("an object")
+        }
         Some(Value::Plain(Json::Object(kwargs))) => {
             for (key, value) in kwargs {
                 match (key.as_str(), value) {
@@ -451,9 +595,16 @@ fn generation(
                     }
                 }
             }
+            // `TaskConfig.__post_init__`: the stop strings default to the few-shot delimiter, a temperature is a float.
+            let mut completed = kwargs.clone();
+            if let Some(t) = completed.get("temperature").and_then(Json::as_f64) {
+                completed.insert("temperature".into(), Json::from(t));
+            }
+            completed.entry("until").or_insert_with(|| Json::from(until.clone()));
+            completed
         }
         Some(_) => return Err(error("generation_kwargs is a mapping (until:, max_gen_toks:, …)".into())),
-    }
+    };
     let entries = match keys.get("metric_list") {
         None | Some(Value::Plain(Json::Null)) => Vec::new(),
         Some(Value::Plain(Json::Array(entries))) => entries.clone(),
@@ -464,8 +615,9 @@ fn generation(
             Some(Json::String(metric)) => Ok(metric.clone()),
             Some(other) => match other.get(config::FUNCTION_KEY) {
                 Some(function) => Err(error(format!(
-                    "metric `!function {}` has no Rust implementation in ibex yet",
-                    function.as_str().unwrap_or_default()
+                    "metric `!function {}` (at {}) has no Rust implementation in ibex yet",
+                    function.as_str().unwrap_or_default(),
+                    other[config::AT_KEY].as_str().unwrap_or_default()
                 ))),
                 None => Err(error(format!("metric {other} is not a name"))),
             },
@@ -546,7 +698,7 @@ fn generation(
             (Scoring::ExactMatch(options), vec![metric])
         }
     };
-    Ok((OutputType::GenerateUntil { until, max_gen_toks, scoring }, metrics))
+    Ok((OutputType::GenerateUntil { until, max_gen_toks, generation_kwargs, scoring, filters }, metrics))
 }
 
 /// The language of a task, for listings: its benchmark folder's (IberoBench's `catalan_bench` → `ca`), else the code
@@ -690,14 +842,23 @@ mod tests {
         let task = load_text("bench", GENERATION).unwrap();
         let doc = task.doc(0, serde_json::json!({"q": "Q?", "a": "A"}).as_object().unwrap()).unwrap();
         // No generation_kwargs: until the few-shot delimiter, lm-eval's 256-token budget.
-        assert_eq!(task.output(&doc), Output::GenerateUntil { until: vec!["\n\n".into()], max_gen_toks: Some(256) });
+        let Output::GenerateUntil { until, max_gen_toks, generation_kwargs } = task.output(&doc) else { panic!() };
+        assert_eq!((until, max_gen_toks), (vec!["\n\n".to_owned()], Some(256)));
+        // lm-eval's default_gen_kwargs, as its sample logs show them.
+        let expected =
+            serde_json::json!({"temperature": 0.0, "do_sample": false, "max_gen_toks": 256, "until": ["\n\n"]});
+        assert_eq!(serde_json::Value::Object(generation_kwargs), expected);
         assert_eq!(task.metrics().iter().map(|m| m.name).collect::<Vec<_>>(), ["exact_match"]);
         let task = load_text(
             "bench",
             &format!("{GENERATION}fewshot_delimiter: '###'\ngeneration_kwargs:\n  max_gen_toks: 5\n"),
         )
         .unwrap();
-        assert_eq!(task.output(&doc), Output::GenerateUntil { until: vec!["###".into()], max_gen_toks: Some(5) });
+        let Output::GenerateUntil { until, max_gen_toks, generation_kwargs } = task.output(&doc) else { panic!() };
+        assert_eq!((until, max_gen_toks), (vec!["###".to_owned()], Some(5)));
+        // The task's own, completed with the stop string lm-eval adds.
+        let expected = serde_json::json!({"max_gen_toks": 5, "until": ["###"]});
+        assert_eq!(serde_json::Value::Object(generation_kwargs), expected);
     }
 
     #[test]
@@ -709,7 +870,9 @@ mod tests {
         assert!(bleu.contains("metric `bleu` is not computed for generate_until yet"), "{bleu}");
         let hook = format!("{GENERATION}process_results: !function utils.process_results_qa\n");
         let unknown = load_text("bench", &hook).err().expect("refused");
-        assert!(unknown.contains("(bench/utils.process_results_qa) has no Rust implementation"), "{unknown}");
+        // The error names the file and line that hold the tag.
+        assert!(unknown.contains("(bench/utils.process_results_qa, at "), "{unknown}");
+        assert!(unknown.contains("t.yaml:7) has no Rust implementation"), "{unknown}");
         assert!(unknown.contains("xquad/utils.process_results_qa"), "{unknown}");
         let extra = format!("{hook}metric_list:\n  - metric: bleu\n");
         let extra = load_text("xquad", &extra).err().expect("refused");
@@ -727,7 +890,8 @@ mod tests {
         let task = load_text("bench", GENERATION).unwrap();
         let doc = task.doc(0, serde_json::json!({"q": "Code?", "a": "007"}).as_object().unwrap()).unwrap();
         assert_eq!(task.doc_to_target(&doc), "007");
-        let score = task.score(&doc, &[ibex_core::Response::Generation("007".into())]);
+        let score = task.score(&doc, &[ibex_core::Response::Generation("007".into())]).remove(0);
+        assert_eq!(score.filter, "none");
         assert_eq!(score.metrics["exact_match"], 1.0);
         assert_eq!(score.target, "007");
         let flag = task.doc(0, serde_json::json!({"q": "Yes?", "a": true}).as_object().unwrap()).unwrap();
@@ -752,6 +916,29 @@ mod tests {
         assert_eq!(task.data().dataset, "org/w-es");
         assert_eq!(task.data().files["validation"], ["dev.csv"]);
         assert_eq!(hf_path("hf://datasets/org/name@main/x.csv"), None);
+    }
+
+    #[test]
+    fn fewshot_config_shows_examples_its_own_way_and_refuses_what_ibex_does_not_read() {
+        let text = "task: s\ndataset_path: some/dataset\ntest_split: test\noutput_type: multiple_choice\n\
+                    doc_to_text: '{{q}}'\ndoc_to_target: a\ndoc_to_choice: ['x', 'y']\nfewshot_config:\n  \
+                    sampler: first_n\n  split: dev\n  doc_to_text: 'Q: {{q}}'\n  target_delimiter: ' = '\n  \
+                    samples:\n    - {q: one, a: 1}\n";
+        let task = load_text("bench", text).unwrap();
+        assert_eq!(task.data().fewshot_split.as_deref(), Some("dev"));
+        assert_eq!(task.data().fewshot_sampler, FewshotSampler::FirstN);
+        assert_eq!(task.header().shots.target_delimiter, " = ");
+        assert_eq!(task.header().shots.fewshot_delimiter, "\n\n");
+        assert_eq!(task.fewshot_samples().unwrap().len(), 1);
+        let shot = task.shot_doc(0, serde_json::json!({"q": "one", "a": 1}).as_object().unwrap()).unwrap();
+        assert_eq!((task.shot_text(&shot), task.shot_target(&shot)), ("Q: one".into(), "y".into()));
+        assert_eq!(task.doc_to_text(&shot), "one");
+        for (key, value) in [("process_docs", "!function utils.p"), ("fewshot_indices", "[0, 2]")] {
+            let err = load_text("bench", &format!("{text}  {key}: {value}\n")).err().expect("refused");
+            assert!(err.contains(&format!("fewshot_config.{key} is not supported yet")), "{err}");
+        }
+        let err = load_text("bench", &text.replace("first_n", "balanced")).err().expect("refused");
+        assert!(err.contains("fewshot sampler \"balanced\" is not supported yet"), "{err}");
     }
 
     #[test]

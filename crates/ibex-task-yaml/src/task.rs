@@ -1,15 +1,17 @@
 //! A task defined by lm-eval task YAML: lm-eval 0.4.13's `ConfigurableTask` (`lm_eval/api/task.py`) for the output
-//! types `multiple_choice` and `generate_until`: `doc_to_text`, `doc_to_target` and `doc_to_choice` as a column
-//! name, a Jinja template, a literal list or an integer; `description`; the delimiters; the metrics as its
-//! `process_results` computes them, or as a `!function` hook ibex has in Rust computes them.
+//! types `multiple_choice`, `loglikelihood` and `generate_until`: `doc_to_text`, `doc_to_target` and
+//! `doc_to_choice` as a column name, a Jinja template, a literal list or an integer; `description`; the delimiters;
+//! a generation's filters; the metrics as its `process_results` computes them, or as a `!function` hook ibex has in
+//! Rust computes them.
 
 use crate::config::Value as ConfigValue;
+use crate::filters::FilterEnsemble;
 use crate::functions::ProcessResults;
 use crate::literal::literal_eval;
 use ibex_core::metrics::Metric;
 use ibex_core::prompt::Output;
 use ibex_core::python::python_str;
-use ibex_core::{Doc, Response, SampleScore, Task, TaskError, TaskHeader};
+use ibex_core::{Doc, Response, SampleScore, Task, TaskError, TaskHeader, NO_FILTER};
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -36,15 +38,15 @@ impl Spec {
             ConfigValue::Plain(Value::Array(items)) => Ok(Spec::List(items.clone())),
             // lm-eval takes a dict's values, in order.
             ConfigValue::Plain(Value::Object(map)) => Ok(Spec::List(map.values().cloned().collect())),
-            ConfigValue::Function { name, folder, dir } => {
+            ConfigValue::Function { name, folder, dir, at } => {
                 let qualified = format!("{folder}/{name}");
                 // The prompt hooks ibex has are the same in lm-eval and BSC's fork.
                 crate::functions::check_module(dir, name, &qualified, false).map_err(TaskError::spec)?;
                 crate::functions::doc_function(&qualified).map(Spec::Function).ok_or_else(|| {
                     let known: Vec<&str> = crate::functions::DOC_FUNCTIONS.iter().map(|(n, _)| *n).collect();
                     TaskError::spec(format!(
-                        "`{key}: !function {name}` ({qualified}) has no Rust implementation in ibex, which runs no \
-                         Python; write it as a Jinja template, or use one ibex has: {}",
+                        "`{key}: !function {name}` ({qualified}, at {at}) has no Rust implementation in ibex, which \
+                         runs no Python; write it as a Jinja template, or use one ibex has: {}",
                         known.join(", ")
                     ))
                 })
@@ -85,14 +87,22 @@ struct Rendered {
 pub(crate) enum OutputType {
     /// `multiple_choice`: a log-likelihood per choice.
     MultipleChoice,
+    /// `loglikelihood`: the log-likelihood of the target after the prompt (`perplexity`, and `acc` when it is the
+    /// greedy continuation).
+    Loglikelihood,
     /// `generate_until`: one greedy generation.
     GenerateUntil {
         /// `generation_kwargs.until`.
         until: Vec<String>,
         /// `generation_kwargs.max_gen_toks`.
         max_gen_toks: Option<usize>,
+        /// `generation_kwargs` as lm-eval completes and logs them.
+        generation_kwargs: Map<String, Value>,
         /// How the generation is scored.
         scoring: Scoring,
+        /// The pipelines that turn the generation into scored answers, each reported on its own (`filter_list`;
+        /// lm-eval's `none` without one).
+        filters: Vec<FilterEnsemble>,
     },
 }
 
@@ -184,10 +194,30 @@ pub struct YamlTask {
     pub(crate) metrics: Vec<Metric>,
     pub(crate) version: Value,
     pub(crate) num_fewshot: Option<usize>,
+    /// How few-shot examples are shown, where `fewshot_config` says otherwise than the task.
+    pub(crate) shots: ShotSpecs,
 }
 
-/// The templates' names in the task's environment.
-pub(crate) const TEMPLATES: [&str; 4] = ["doc_to_text", "doc_to_target", "doc_to_choice", "description"];
+/// `fewshot_config`'s own `doc_to_text`, `doc_to_target`, `doc_to_choice` (each the task's when `None`) and
+/// `samples`.
+#[derive(Default)]
+pub(crate) struct ShotSpecs {
+    pub(crate) doc_to_text: Option<Spec>,
+    pub(crate) doc_to_target: Option<Spec>,
+    pub(crate) doc_to_choice: Option<Spec>,
+    pub(crate) samples: Option<Vec<Map<String, Value>>>,
+}
+
+/// The templates' names in the task's environment: the task's, then `fewshot_config`'s.
+pub(crate) const TEMPLATES: [&str; 7] = [
+    "doc_to_text",
+    "doc_to_target",
+    "doc_to_choice",
+    "description",
+    "fewshot_config.doc_to_text",
+    "fewshot_config.doc_to_target",
+    "fewshot_config.doc_to_choice",
+];
 
 impl YamlTask {
     /// lm-eval's `utils.apply_template`: the template registered as `key`, rendered with the document's fields.
@@ -229,50 +259,78 @@ impl YamlTask {
         }
     }
 
-    fn rendered(&self, doc: &Map<String, Value>) -> Result<Rendered, (String, String)> {
+    /// The document's prompt parts, as the evaluated document (`shot` false) or as a few-shot example (`shot`
+    /// true: `fewshot_config`'s templates where it has them).
+    fn rendered(&self, doc: &Map<String, Value>, shot: bool) -> Result<Rendered, (String, String)> {
         fn fail(key: &'static str) -> impl Fn(String) -> (String, String) {
             move |message| (key.to_owned(), message)
         }
+        fn pick<'s>(
+            shot: bool,
+            own: (&'static str, Option<&'s Spec>),
+            of_shots: (&'static str, Option<&'s Spec>),
+        ) -> Option<(&'static str, &'s Spec)> {
+            match of_shots {
+                (key, Some(spec)) if shot => Some((key, spec)),
+                _ => own.1.map(|spec| (own.0, spec)),
+            }
+        }
+        let shots = &self.shots;
+        let (text_key, text_spec) = pick(
+            shot,
+            ("doc_to_text", Some(&self.doc_to_text)),
+            ("fewshot_config.doc_to_text", shots.doc_to_text.as_ref()),
+        )
+        .expect("a task has doc_to_text");
+        let (target_key, target_spec) = pick(
+            shot,
+            ("doc_to_target", Some(&self.doc_to_target)),
+            ("fewshot_config.doc_to_target", shots.doc_to_target.as_ref()),
+        )
+        .expect("a task has doc_to_target");
+        let choice = pick(
+            shot,
+            ("doc_to_choice", self.doc_to_choice.as_ref()),
+            ("fewshot_config.doc_to_choice", shots.doc_to_choice.as_ref()),
+        );
         // lm-eval reads a number as a choice index only when the task has choices (`doc_to_choice`).
         let indexes = self.doc_to_choice.is_some();
-        let text = match self.resolve("doc_to_text", &self.doc_to_text, doc)? {
+        let text = match self.resolve(text_key, text_spec, doc)? {
             Ok(Value::Number(_)) if indexes => {
-                return Err(fail("doc_to_text")(
-                    "a multiple-input task (an integer), which ibex does not run yet".into(),
-                ))
+                return Err(fail(text_key)("a multiple-input task (an integer), which ibex does not run yet".into()))
             }
             Ok(value) => python_str(&value),
             Err(text) if indexes && is_digits(&text) => {
-                return Err(fail("doc_to_text")(
+                return Err(fail(text_key)(
                     "renders a number: a choice index (lm-eval's multiple inputs), which ibex does not run yet".into(),
                 ))
             }
             Err(text) => text,
         };
-        let choices: Vec<Value> = match &self.doc_to_choice {
+        let choices: Vec<Value> = match choice {
             None => Vec::new(),
-            Some(Spec::Int(_)) => return Err(fail("doc_to_choice")("an integer is not a list of choices".into())),
-            Some(spec) => match self.resolve("doc_to_choice", spec, doc)? {
+            Some((key, Spec::Int(_))) => return Err(fail(key)("an integer is not a list of choices".into())),
+            Some((key, spec)) => match self.resolve(key, spec, doc)? {
                 Ok(Value::Array(items)) => items,
-                Ok(other) => return Err(fail("doc_to_choice")(format!("the column holds {other}, not a list"))),
-                Err(text) => match literal_eval(&text).map_err(fail("doc_to_choice"))? {
+                Ok(other) => return Err(fail(key)(format!("the column holds {other}, not a list"))),
+                Err(text) => match literal_eval(&text).map_err(fail(key))? {
                     Value::Array(items) => items,
-                    other => return Err(fail("doc_to_choice")(format!("renders {other}, not a list"))),
+                    other => return Err(fail(key)(format!("renders {other}, not a list"))),
                 },
             },
         };
         let choices: Vec<String> = choices.iter().map(python_str).collect();
-        let target = match self.resolve("doc_to_target", &self.doc_to_target, doc)? {
+        let target = match self.resolve(target_key, target_spec, doc)? {
             Ok(Value::Number(n)) if n.is_i64() => Target::Index(n.as_i64().expect("checked")),
             // Python's bool is an int: True indexes choice 1; without choices lm-eval casts it to text.
             Ok(Value::Bool(b)) if indexes => Target::Index(i64::from(b)),
             Ok(Value::Bool(b)) => Target::Text(if b { "True" } else { "False" }.into()),
             Ok(Value::String(s)) => Target::Text(s),
             Ok(Value::Array(items)) => Target::List(items),
-            Ok(other) => return Err(fail("doc_to_target")(format!("the column holds {other}"))),
-            Err(text) if indexes && is_digits(&text) => Target::Index(
-                text.parse().map_err(|_| fail("doc_to_target")(format!("`{text}` is too large an index")))?,
-            ),
+            Ok(other) => return Err(fail(target_key)(format!("the column holds {other}"))),
+            Err(text) if indexes && is_digits(&text) => {
+                Target::Index(text.parse().map_err(|_| fail(target_key)(format!("`{text}` is too large an index")))?)
+            }
             Err(text) if text.len() >= 2 && text.starts_with('[') && text.ends_with(']') => match literal_eval(&text) {
                 Ok(Value::Array(items)) => Target::List(items),
                 _ => Target::Text(text),
@@ -283,7 +341,35 @@ impl YamlTask {
     }
 
     fn parts(&self, doc: &Doc) -> Rendered {
-        self.rendered(&doc.fields).unwrap_or_else(|_| unreachable!("the document rendered when it was built"))
+        self.rendered(&doc.fields, false).unwrap_or_else(|_| unreachable!("the document rendered when it was built"))
+    }
+
+    fn shot_parts(&self, shot: &Doc) -> Rendered {
+        self.rendered(&shot.fields, true).unwrap_or_else(|_| unreachable!("the example rendered when it was built"))
+    }
+
+    /// lm-eval's `build_qa_turn` answer: the choice an index names (the index itself without choices), a list's
+    /// first entry, or the text.
+    fn answer(parts: Rendered) -> String {
+        match parts.target {
+            Target::Index(i) if parts.choices.is_empty() => i.to_string(),
+            Target::Index(i) => {
+                python_index(i, parts.choices.len()).map(|i| parts.choices[i].clone()).unwrap_or_default()
+            }
+            Target::List(items) => items.first().map(python_str).unwrap_or_default(),
+            Target::Text(text) => text,
+        }
+    }
+
+    /// A target index must name a choice: Python counts a negative index from the end and fails past it. (A
+    /// generation without choices shows the index itself.)
+    fn check_index(row: usize, key: &str, parts: &Rendered) -> Result<(), TaskError> {
+        match parts.target {
+            Target::Index(i) if !parts.choices.is_empty() && python_index(i, parts.choices.len()).is_none() => {
+                Err(TaskError::row(row, key, format!("index {i} is outside the {} choices", parts.choices.len())))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The gold choices' indices; an index outside the choices matches nothing (lm-eval's -100).
@@ -303,8 +389,16 @@ impl YamlTask {
 impl YamlTask {
     /// lm-eval's `process_results` for `generate_until`: the hook's values, or `exact_match` of the generation
     /// against the target (an index target names a choice; a list target matches when any entry does).
-    fn score_generation(&self, doc: &Doc, parts: Rendered, scoring: &Scoring, responses: &[Response]) -> SampleScore {
-        let prediction = responses.first().and_then(Response::generation).unwrap_or_default();
+    fn score_generation(
+        &self,
+        doc: &Doc,
+        parts: &Rendered,
+        scoring: &Scoring,
+        filter: &FilterEnsemble,
+        responses: &[Response],
+    ) -> SampleScore {
+        let prediction = filter.apply(responses.first().and_then(Response::generation).unwrap_or_default());
+        let prediction = prediction.as_str();
         let values: Vec<(&str, f64)> = match scoring {
             Scoring::Hook(hook) => {
                 let values = (hook.function)(&doc.fields, prediction)
@@ -331,7 +425,12 @@ impl YamlTask {
                 values.iter().find(|(name, _)| *name == m.name).map(|(_, v)| (m.name.to_owned(), Value::from(*v)))
             })
             .collect();
-        SampleScore { target: parts.target.to_value(), metrics }
+        SampleScore {
+            filter: filter.name.clone(),
+            filtered_resps: vec![Response::Generation(prediction.to_owned())],
+            target: parts.target.to_value(),
+            metrics,
+        }
     }
 }
 
@@ -388,26 +487,27 @@ impl Task for YamlTask {
 
     /// The processed row, checked by rendering its prompt, target and choices.
     fn doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
-        let rendered = self.rendered(fields).map_err(|(key, message)| TaskError::row(row, &key, message))?;
-        let generates = matches!(self.output_type, OutputType::GenerateUntil { .. });
-        if rendered.choices.is_empty() && !generates {
-            return Err(TaskError::row(row, "doc_to_choice", "gives no choices"));
+        let rendered = self.rendered(fields, false).map_err(|(key, message)| TaskError::row(row, &key, message))?;
+        match (&self.output_type, &rendered.target) {
+            (OutputType::MultipleChoice, _) if rendered.choices.is_empty() => {
+                return Err(TaskError::row(row, "doc_to_choice", "gives no choices"))
+            }
+            (OutputType::Loglikelihood, Target::Text(_)) => {}
+            (OutputType::Loglikelihood, other) => {
+                return Err(TaskError::row(
+                    row,
+                    "doc_to_target",
+                    format!("gives {}; a loglikelihood task scores a text continuation", python_str(&other.to_value())),
+                ))
+            }
+            _ => {}
         }
         if let OutputType::GenerateUntil { scoring: Scoring::Hook(hook), .. } = &self.output_type {
             // The hook reads the document's gold answers: a row it cannot read fails here, before any weight loads.
             (hook.function)(fields, "").map_err(|message| TaskError::row(row, "process_results", message))?;
         }
-        if let Target::Index(i) = rendered.target {
-            // A few-shot example shows `choices[target]`: Python counts a negative index from the end and fails past
-            // it. (A generation without choices shows the index itself.)
-            if !rendered.choices.is_empty() && python_index(i, rendered.choices.len()).is_none() {
-                return Err(TaskError::row(
-                    row,
-                    "doc_to_target",
-                    format!("index {i} is outside the {} choices", rendered.choices.len()),
-                ));
-            }
-        }
+        // A few-shot example shows `choices[target]`, and the evaluated document may be one.
+        Self::check_index(row, "doc_to_target", &rendered)?;
         if self.has_description {
             self.render("description", fields).map_err(|(field, message)| TaskError::row(row, &field, message))?;
         }
@@ -418,18 +518,27 @@ impl Task for YamlTask {
         self.parts(doc).text
     }
 
-    /// lm-eval's `build_qa_turn` answer: the choice an index names (the index itself without choices), a list's
-    /// first entry, or the text.
     fn doc_to_target(&self, doc: &Doc) -> String {
-        let parts = self.parts(doc);
-        match parts.target {
-            Target::Index(i) if parts.choices.is_empty() => i.to_string(),
-            Target::Index(i) => {
-                python_index(i, parts.choices.len()).map(|i| parts.choices[i].clone()).unwrap_or_default()
-            }
-            Target::List(items) => items.first().map(python_str).unwrap_or_default(),
-            Target::Text(text) => text,
-        }
+        Self::answer(self.parts(doc))
+    }
+
+    fn fewshot_samples(&self) -> Option<Vec<Map<String, Value>>> {
+        self.shots.samples.clone()
+    }
+
+    /// The example, checked by rendering it as it is shown (`fewshot_config`'s templates where it has them).
+    fn shot_doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
+        let rendered = self.rendered(fields, true).map_err(|(key, message)| TaskError::row(row, &key, message))?;
+        Self::check_index(row, "doc_to_target", &rendered)?;
+        Ok(Doc { id: row, fields: fields.clone() })
+    }
+
+    fn shot_text(&self, shot: &Doc) -> String {
+        self.shot_parts(shot).text
+    }
+
+    fn shot_target(&self, shot: &Doc) -> String {
+        Self::answer(self.shot_parts(shot))
     }
 
     fn description(&self, doc: &Doc) -> String {
@@ -442,20 +551,56 @@ impl Task for YamlTask {
     fn output(&self, doc: &Doc) -> Output {
         match &self.output_type {
             OutputType::MultipleChoice => Output::MultipleChoice(self.parts(doc).choices),
-            OutputType::GenerateUntil { until, max_gen_toks, .. } => {
-                Output::GenerateUntil { until: until.clone(), max_gen_toks: *max_gen_toks }
-            }
+            OutputType::Loglikelihood => Output::Loglikelihood(self.doc_to_target(doc)),
+            OutputType::GenerateUntil { until, max_gen_toks, generation_kwargs, .. } => Output::GenerateUntil {
+                until: until.clone(),
+                max_gen_toks: *max_gen_toks,
+                generation_kwargs: generation_kwargs.clone(),
+            },
         }
     }
 
-    /// lm-eval's `process_results` for `multiple_choice`: the argmax of the log-likelihoods (`acc`), of the
+    /// lm-eval's `process_results`: for `generate_until` under each filter (see `score_generation`); for
+    /// `loglikelihood` the log-likelihood itself (`perplexity`, aggregated as `exp(-mean)`) and whether the target is
+    /// the greedy continuation (`acc`); for `multiple_choice` the argmax of the log-likelihoods (`acc`), of the
     /// log-likelihoods over each choice's length in characters (`acc_norm`) or UTF-8 bytes (`acc_bytes`), and
-    /// `[gold, prediction]` for `mcc` and `f1`;
-    /// ties go to the first choice, as numpy's argmax.
-    fn score(&self, doc: &Doc, responses: &[Response]) -> SampleScore {
+    /// `[gold, prediction]` for `mcc` and `f1`; ties go to the first choice, as numpy's argmax.
+    fn score(&self, doc: &Doc, responses: &[Response]) -> Vec<SampleScore> {
         let parts = self.parts(doc);
-        if let OutputType::GenerateUntil { scoring, .. } = &self.output_type {
-            return self.score_generation(doc, parts, scoring, responses);
+        let unfiltered = |metrics| {
+            vec![SampleScore {
+                filter: NO_FILTER.to_owned(),
+                filtered_resps: responses.to_vec(),
+                target: parts.target.to_value(),
+                metrics,
+            }]
+        };
+        match &self.output_type {
+            OutputType::GenerateUntil { scoring, filters, .. } => {
+                return filters
+                    .iter()
+                    .map(|filter| self.score_generation(doc, &parts, scoring, filter, responses))
+                    .collect()
+            }
+            OutputType::Loglikelihood => {
+                let score = match responses.first() {
+                    Some(Response::Loglikelihood(score)) => *score,
+                    _ => unreachable!("a loglikelihood task's request is answered with a log-likelihood"),
+                };
+                let metrics = self
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        let item = match m.name {
+                            "perplexity" => Value::from(score.logprob),
+                            _ => Value::from(u8::from(score.is_greedy)),
+                        };
+                        (m.name.to_owned(), item)
+                    })
+                    .collect();
+                return unfiltered(metrics);
+            }
+            OutputType::MultipleChoice => {}
         }
         let lls: Vec<f64> = responses.iter().map(|r| r.loglikelihood().unwrap_or(f64::NEG_INFINITY)).collect();
         let argmax = |values: &[f64]| {
@@ -486,7 +631,14 @@ impl Task for YamlTask {
             };
             metrics.insert(metric.name.to_owned(), item);
         }
-        SampleScore { target: parts.target.to_value(), metrics }
+        unfiltered(metrics)
+    }
+
+    fn filters(&self) -> Vec<String> {
+        match &self.output_type {
+            OutputType::GenerateUntil { filters, .. } => filters.iter().map(|f| f.name.clone()).collect(),
+            _ => vec![NO_FILTER.to_owned()],
+        }
     }
 
     fn metrics(&self) -> &[Metric] {
