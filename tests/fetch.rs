@@ -1,7 +1,9 @@
 //! `ibex fetch` against a local HTTP server that answers as the Hugging Face hub does (`HF_ENDPOINT`): it fills an
 //! empty cache with the checkpoint and the tasks' data, then the run is made offline from that cache alone.
 
-use crate::common::{assert_samples_match, fixtures, model_folder, read_results, samples_path, HUB_MODEL};
+use crate::common::{
+    assert_samples_match, fixtures, model_folder, read_results, read_samples, samples_path, HUB_MODEL,
+};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -183,8 +185,10 @@ fn dataset_splits_are_found_by_the_hubs_own_rules() {
          - config_name: en\n  data_files:\n  - split: test\n    path: pieces/part-*.jsonl\n---\n# A card\n",
     )
     .unwrap();
+    // Two files match: the split is both, in path order (`datasets` concatenates them).
+    std::fs::write(card.join("pieces/part-b.jsonl"), lines[6..10].join("\n") + "\n").unwrap();
     std::fs::write(card.join("pieces/part-a.jsonl"), lines[..6].join("\n") + "\n").unwrap();
-    std::fs::write(card.join("test-00000-of-00001.jsonl"), lines[6..].join("\n") + "\n").unwrap();
+    std::fs::write(card.join("test-00000-of-00001.jsonl"), lines[10..].join("\n") + "\n").unwrap();
     // No card configs and no data file on main: the hub's parquet conversion holds the split.
     let converted = repos.path().join("converted");
     std::fs::create_dir_all(converted.join("default/test")).unwrap();
@@ -225,12 +229,18 @@ fn dataset_splits_are_found_by_the_hubs_own_rules() {
 
     let out = tempfile::tempdir().unwrap();
     let output = out.path().to_str().unwrap();
-    let run = ibex(home.path(), None, &[&["run", "--output", output], &args[..]].concat());
+    let run = ibex(home.path(), None, &[&["run", "--output", output, "--log-samples"], &args[..]].concat());
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let results = read_results(out.path());
     let record = |task: &str| results["ibex"]["tasks"][task].clone();
-    assert!(record("by_card")["data_file"].as_str().unwrap().ends_with("pieces/part-a.jsonl"));
-    assert_eq!(results["results"]["by_card"]["sample_len"], 6);
+    let files = record("by_card")["data_file"].as_str().unwrap().to_owned();
+    let (first, second) = files.split_once(", ").unwrap();
+    assert!(first.ends_with("pieces/part-a.jsonl") && second.ends_with("pieces/part-b.jsonl"), "{files}");
+    assert_eq!(results["results"]["by_card"]["sample_len"], 10);
+    // Documents run on across the files: document 6 is part-b's first row.
+    let samples = read_samples(&samples_path(out.path(), "by_card"));
+    let sixth: serde_json::Value = serde_json::from_str(lines[6]).unwrap();
+    assert_eq!(samples[6]["doc"]["premise"], sixth["premise"]);
     assert!(record("by_conversion")["data_file"].as_str().unwrap().ends_with("default/test/0000.parquet"));
     let branch_commit = format!("{:x}", Sha256::digest(b"refs/convert/parquet"))[..40].to_owned();
     assert_eq!(record("by_conversion")["dataset"], format!("ibex-fixtures/converted@{branch_commit}"));

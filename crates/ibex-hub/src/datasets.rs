@@ -4,7 +4,7 @@
 //! on the `refs/convert/parquet` branch (`<config>/<split>/*.parquet`). Online the repository is listed through the
 //! hub's tree API; offline the cached snapshot is what there is.
 
-use crate::{offline, snapshot_commit, DatasetFile, Hub, HubError};
+use crate::{offline, snapshot_commit, DatasetFiles, Hub, HubError};
 use hf_hub::{HFError, RepoType};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -15,31 +15,29 @@ pub const PARQUET_BRANCH: &str = "refs/convert/parquet";
 /// The extensions ibex reads, as `datasets` picks data files by extension.
 const DATA_EXTENSIONS: [&str; 5] = ["parquet", "jsonl", "json", "csv", "tsv"];
 
-/// The file holding `split` of `dataset` (config `config`, lm-eval's `dataset_name`) at `revision`: the files the
-/// task names (`named`, `dataset_kwargs.data_files` patterns) when it names some, else by the rules above. A split
-/// spread over several files is an error naming them (ibex reads one file per split).
+/// The files holding `split` of `dataset` (config `config`, lm-eval's `dataset_name`) at `revision`: the files the
+/// task names (`named`, `dataset_kwargs.data_files` patterns) when it names some, else by the rules above, every
+/// file a rule matches (a split spread over shards is read shard by shard, as `datasets` concatenates them).
 pub fn resolve_dataset_split(
     dataset: &str,
     revision: Option<&str>,
     config: Option<&str>,
     split: &str,
     named: Option<&[String]>,
-) -> Result<DatasetFile, HubError> {
+) -> Result<DatasetFiles, HubError> {
     let hub = Hub::new(dataset, revision, " --repo-type dataset", |client, owner, name| client.dataset(owner, name))?;
     let listing = hub.listing().map_err(|e| hub.error(&e))?;
     if let Some(named) = named {
         let matched = matching(&listing, named);
-        return single(&hub, &matched, split, "the task's data_files")?.ok_or_else(|| HubError::Missing {
+        return fetched(&hub, &matched)?.ok_or_else(|| HubError::Missing {
             file: named.join(", "),
             source_name: hub.describe(),
             hint: missing_hint(&hub),
         });
     }
     let card = hub.get_optional("README.md")?.and_then(|path| std::fs::read_to_string(path).ok());
-    let (matched, patterns, rule) = match card.as_deref().map(|text| card_patterns(text, config, split)) {
-        Some(CardSplit::Patterns(patterns)) => {
-            (matching(&listing, &patterns), patterns, "the dataset card's `configs:`")
-        }
+    let (matched, patterns) = match card.as_deref().map(|text| card_patterns(text, config, split)) {
+        Some(CardSplit::Patterns(patterns)) => (matching(&listing, &patterns), patterns),
         Some(CardSplit::NoSuchSplit(config)) => {
             return Err(HubError::Missing {
                 file: format!("split `{split}`"),
@@ -53,15 +51,11 @@ pub fn resolve_dataset_split(
             let inside: Vec<String> =
                 listing.iter().filter_map(|f| f.strip_prefix(&prefix)).map(str::to_owned).collect();
             let found = default_files(&inside, split).into_iter().map(|f| format!("{prefix}{f}")).collect();
-            (
-                found,
-                vec![format!("{prefix}<the files `datasets` names after `{split}`>")],
-                "the files named after the split",
-            )
+            (found, vec![format!("{prefix}<the files `datasets` names after `{split}`>")])
         }
     };
-    if let Some(file) = single(&hub, &matched, split, rule)? {
-        return Ok(file);
+    if let Some(files) = fetched(&hub, &matched)? {
+        return Ok(files);
     }
     // The parquet conversion: `<config>/<split>/NNNN.parquet` on its own branch.
     let branch = Hub::new(dataset, Some(PARQUET_BRANCH), " --repo-type dataset", |client, owner, name| {
@@ -74,8 +68,8 @@ pub fn resolve_dataset_split(
         Err(HFError::RevisionNotFound { .. } | HFError::EntryNotFound { .. }) => Vec::new(),
         Err(other) => return Err(branch.error(&other)),
     };
-    if let Some(file) = single(&branch, &matched, split, "the parquet conversion")? {
-        return Ok(file);
+    if let Some(files) = fetched(&branch, &matched)? {
+        return Ok(files);
     }
     Err(HubError::Missing {
         file: format!("split `{split}` ({} or {PARQUET_BRANCH}: {converted})", patterns.join(", ")),
@@ -94,30 +88,10 @@ fn missing_hint<T: RepoType>(hub: &Hub<T>) -> String {
     }
 }
 
-/// The one file of `matched`, fetched; `None` when nothing matched; an error for several.
-fn single<T: RepoType>(
-    hub: &Hub<T>,
-    matched: &[String],
-    split: &str,
-    rule: &str,
-) -> Result<Option<DatasetFile>, HubError> {
-    match matched {
-        [] => Ok(None),
-        [file] => {
-            let path = hub.get(file)?;
-            let commit = snapshot_commit(&path);
-            Ok(Some(DatasetFile { path, commit }))
-        }
-        several => Err(HubError::Missing {
-            file: format!("one file for split `{split}`"),
-            source_name: hub.describe(),
-            hint: format!(
-                "{rule} gives it {} files ({}); ibex reads one file per split: join them and pass --data TASK:{split}=PATH",
-                several.len(),
-                several.join(", ")
-            ),
-        }),
-    }
+/// Every file of `matched` (sorted), fetched; `None` when nothing matched.
+fn fetched<T: RepoType>(hub: &Hub<T>, matched: &[String]) -> Result<Option<DatasetFiles>, HubError> {
+    let paths = matched.iter().map(|file| hub.get(file)).collect::<Result<Vec<_>, _>>()?;
+    Ok(paths.first().map(|first| DatasetFiles { commit: snapshot_commit(first), paths: paths.clone() }))
 }
 
 /// What a dataset card says of a split.

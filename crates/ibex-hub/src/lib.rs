@@ -104,12 +104,13 @@ pub fn fetch_weights(files: &ModelFiles) -> Result<Vec<PathBuf>, HubError> {
     files.weights.iter().map(|w| w.path.clone().map_or_else(|| hub.get(&w.name), Ok)).collect()
 }
 
-/// A dataset file resolved from the hub.
+/// A dataset split's files resolved from the hub.
 #[derive(Clone, Debug)]
-pub struct DatasetFile {
-    /// The file on disk.
-    pub path: PathBuf,
-    /// The dataset commit it belongs to.
+pub struct DatasetFiles {
+    /// The files on disk, in the order `datasets` reads them (sorted by their path in the repository); a split's
+    /// rows are theirs in turn.
+    pub paths: Vec<PathBuf>,
+    /// The dataset commit they belong to.
     pub commit: String,
 }
 

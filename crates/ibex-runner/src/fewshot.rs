@@ -7,32 +7,32 @@ use crate::RunError;
 use ibex_core::{Doc, FewshotSampler, PyRandom, Task};
 use ibex_data::Row;
 use std::collections::HashMap;
-use std::path::Path;
 
 /// The documents few-shot examples are drawn from.
 pub(crate) struct FewshotPool<'a> {
     task: &'a dyn Task,
     rows: &'a [Row],
-    file: &'a Path,
+    source: &'a str,
     excludes_eval_doc: bool,
 }
 
 impl<'a> FewshotPool<'a> {
-    /// The pool of `rows` (split `split`, read from `file`); fails when it cannot give `shots` examples.
+    /// The pool of `rows` (split `split`, read from `source`: its files, or the task file); fails when it cannot
+    /// give `shots` examples.
     pub(crate) fn new(
         task: &'a dyn Task,
         split: &str,
         rows: &'a [Row],
-        file: &'a Path,
+        source: &'a str,
         shots: usize,
     ) -> Result<Self, RunError> {
-        let pool = Self { task, rows, file, excludes_eval_doc: task.data().fewshot_excludes_eval_doc() };
+        let pool = Self { task, rows, source, excludes_eval_doc: task.data().fewshot_excludes_eval_doc() };
         let needed = shots + usize::from(pool.excludes_eval_doc);
         if pool.rows.len() < needed {
             return Err(RunError::Plan(format!(
                 "few-shot split `{split}` of {} ({}) has {} documents; --num-fewshot {shots} needs {needed}",
                 task.name(),
-                file.display(),
+                source,
                 pool.rows.len(),
             )));
         }
@@ -71,7 +71,7 @@ impl<'a> FewshotPool<'a> {
                         "few-shot pool of {} ({}) has {} documents other than copies of document {}; \
                          --num-fewshot {shots} needs {shots}",
                         self.task.name(),
-                        self.file.display(),
+                        self.source,
                         others.len(),
                         doc.id
                     )));
@@ -104,7 +104,7 @@ impl<'a> FewshotPool<'a> {
             return Err(RunError::Plan(format!(
                 "few-shot pool of {} ({}) has {} documents other than document {}; --num-fewshot {shots} needs {shots}",
                 self.task.name(),
-                self.file.display(),
+                self.source,
                 chosen.len(),
                 doc.id
             )));
@@ -119,7 +119,7 @@ impl<'a> FewshotPool<'a> {
         }
         let doc = self.task.shot_doc(index, &self.rows[index]).map_err(|source| RunError::Task {
             task: self.task.name().to_owned(),
-            file: self.file.display().to_string(),
+            file: self.source.to_owned(),
             source,
         })?;
         built.insert(index, doc.clone());

@@ -117,9 +117,9 @@ pub(crate) fn task_config(task: &PlannedTask, num_fewshot: usize) -> Value {
     config.insert("task".into(), Value::from(header.name.as_str()));
     config.insert("dataset_path".into(), Value::from(spec.dataset.as_str()));
     let mut data_files = Map::new();
-    data_files.insert(task.eval.split.clone(), Value::from(task.eval.file.display().to_string()));
+    data_files.insert(task.eval.split.clone(), task.eval.to_value());
     if let Some(fewshot) = &task.fewshot {
-        data_files.insert(fewshot.split.clone(), Value::from(fewshot.file.display().to_string()));
+        data_files.insert(fewshot.split.clone(), fewshot.to_value());
     }
     config.insert("dataset_kwargs".into(), json!({ "data_files": data_files }));
     for (key, split) in [

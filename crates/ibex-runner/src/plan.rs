@@ -17,7 +17,7 @@ use ibex_core::{
 use ibex_hub::{ModelFiles, Origin};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What the user asked for, parsed but not yet resolved (the binary's flags).
@@ -182,15 +182,39 @@ pub struct TokenizerSummary {
     pub max_length: Option<usize>,
 }
 
-/// One data file of a task.
+/// Where one split of a task is read from.
 #[derive(Clone, Debug)]
 pub struct SplitSource {
     /// The split's name.
     pub split: String,
-    /// The file read.
-    pub file: PathBuf,
-    /// `repo@commit` when the file came from the hub.
+    /// The files read, in order: their rows are concatenated, as `datasets` concatenates a split's data files.
+    pub files: Vec<PathBuf>,
+    /// `repo@commit` when the files came from the hub.
     pub dataset: Option<String>,
+}
+
+impl SplitSource {
+    /// Every row of the split: each file's rows in turn. Errors name the file and row.
+    pub fn read_rows(&self) -> Result<Vec<ibex_data::Row>, RunError> {
+        let mut rows = Vec::new();
+        for file in &self.files {
+            rows.extend(ibex_data::read_rows(file)?);
+        }
+        Ok(rows)
+    }
+
+    /// The files as one line: `a.parquet`, or `a.parquet, b.parquet`.
+    pub fn describe(&self) -> String {
+        self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The files as a JSON value: one path, or the list when there are several.
+    pub(crate) fn to_value(&self) -> serde_json::Value {
+        match self.files.as_slice() {
+            [one] => serde_json::json!(one),
+            many => serde_json::json!(many),
+        }
+    }
 }
 
 /// A task with everything it will ask the model.
@@ -463,9 +487,9 @@ impl Plan {
                 serde_json::json!([
                     t.name(),
                     t.entry.sha256,
-                    t.eval.file,
+                    t.eval.to_value(),
                     t.eval.dataset,
-                    t.fewshot.as_ref().map(|f| &f.file),
+                    t.fewshot.as_ref().map(SplitSource::to_value),
                     t.docs.len(),
                     // The prompts themselves: a chat template may render differently from one day to the next.
                     crate::files::sha256_hex(&serde_json::to_string(&t.requests).expect("requests serialize")),
@@ -584,16 +608,15 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunErro
     let task = entry.task.as_ref();
     let eval_split = task.data().eval_split().unwrap_or_default();
     let eval = split_source(entry, &settings.data, eval_split)?;
-    let row_error =
-        |file: &Path, source| RunError::Task { task: task.name().to_owned(), file: file.display().to_string(), source };
-    let rows = task.process_docs(ibex_data::read_rows(&eval.file)?).map_err(|e| row_error(&eval.file, e))?;
+    let row_error = |file: &str, source| RunError::Task { task: task.name().to_owned(), file: file.to_owned(), source };
+    let rows = task.process_docs(eval.read_rows()?).map_err(|e| row_error(&eval.describe(), e))?;
     let limit = settings.limit.unwrap_or(rows.len()).min(rows.len());
     if limit == 0 {
         let limit = settings.limit.map_or(String::new(), |l| format!(" with --limit {l}"));
         return Err(RunError::Plan(format!(
             "task {} has no documents to evaluate: {} has {} rows{limit}",
             task.name(),
-            eval.file.display(),
+            eval.describe(),
             rows.len(),
         )));
     }
@@ -602,7 +625,7 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunErro
         .enumerate()
         .map(|(i, row)| task.doc(i, row))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| row_error(&eval.file, e))?;
+        .map_err(|e| row_error(&eval.describe(), e))?;
     let mut fewshot = None;
     let num_fewshot = task_shots(settings.num_fewshot, task.num_fewshot());
     let shots = if num_fewshot == 0 {
@@ -610,8 +633,7 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunErro
     } else if let Some(samples) = task.fewshot_samples().filter(|_| task.data().fewshot_split.is_none()) {
         // lm-eval's `fewshot_docs`: a task's own examples come before its training, validation and test splits,
         // and are used as written (no process_docs).
-        let file = Path::new(&entry.source);
-        FewshotPool::new(task, "fewshot_config.samples", &samples, file, num_fewshot)?.shots(
+        FewshotPool::new(task, "fewshot_config.samples", &samples, &entry.source, num_fewshot)?.shots(
             &docs,
             num_fewshot,
             settings.fewshot_seed,
@@ -619,16 +641,15 @@ fn plan_task(entry: &Entry, settings: &RunSettings) -> Result<DrawnTask, RunErro
     } else {
         let split = task.data().fewshot_split().unwrap_or(eval_split);
         if split == eval_split {
-            FewshotPool::new(task, split, &rows, &eval.file, num_fewshot)?.shots(
+            FewshotPool::new(task, split, &rows, &eval.describe(), num_fewshot)?.shots(
                 &docs,
                 num_fewshot,
                 settings.fewshot_seed,
             )?
         } else {
             let source = split_source(entry, &settings.data, split)?;
-            let pool_rows =
-                task.process_docs(ibex_data::read_rows(&source.file)?).map_err(|e| row_error(&source.file, e))?;
-            let shots = FewshotPool::new(task, split, &pool_rows, &source.file, num_fewshot)?.shots(
+            let pool_rows = task.process_docs(source.read_rows()?).map_err(|e| row_error(&source.describe(), e))?;
+            let shots = FewshotPool::new(task, split, &pool_rows, &source.describe(), num_fewshot)?.shots(
                 &docs,
                 num_fewshot,
                 settings.fewshot_seed,
@@ -661,24 +682,27 @@ fn split_source(entry: &Entry, data: &[DataOverride], split: &str) -> Result<Spl
     let eval_split = spec.eval_split().unwrap_or_default();
     let chosen = |d: &&DataOverride| d.task == entry.task.name() && d.split.as_deref().unwrap_or(eval_split) == split;
     if let Some(data) = data.iter().find(chosen) {
-        return Ok(SplitSource { split: split.to_owned(), file: data.path.clone(), dataset: None });
+        return Ok(SplitSource { split: split.to_owned(), files: vec![data.path.clone()], dataset: None });
     }
     if ibex_task_yaml::LOCAL_BUILDERS.contains(&spec.dataset.as_str()) {
-        // `datasets`' local builders read `data_files` relative to the working folder; one file per split.
-        return match spec.files.get(split).map(Vec::as_slice) {
-            Some([file]) => Ok(SplitSource { split: split.to_owned(), file: file.into(), dataset: None }),
-            _ => Err(RunError::Plan(format!(
-                "task {} reads split `{split}` from dataset_kwargs.data_files in {}, which names {} file(s) for it; \
+        // `datasets`' local builders read `data_files` relative to the working folder, a split's files in turn.
+        return match spec.files.get(split).filter(|files| !files.is_empty()) {
+            Some(files) => Ok(SplitSource {
+                split: split.to_owned(),
+                files: files.iter().map(PathBuf::from).collect(),
+                dataset: None,
+            }),
+            None => Err(RunError::Plan(format!(
+                "task {} reads split `{split}` from dataset_kwargs.data_files in {}, which names no file for it; \
                  name one, or pass --data {}:{split}=PATH",
                 entry.task.name(),
                 entry.source,
-                spec.files.get(split).map_or(0, Vec::len),
                 entry.task.name()
             ))),
         };
     }
     let named = spec.files.get(split).filter(|c| !c.is_empty()).map(Vec::as_slice);
-    let file =
+    let found =
         ibex_hub::resolve_dataset_split(&spec.dataset, spec.revision.as_deref(), spec.config.as_deref(), split, named)
             .map_err(|source| RunError::Dataset {
                 task: entry.task.name().to_owned(),
@@ -687,8 +711,8 @@ fn split_source(entry: &Entry, data: &[DataOverride], split: &str) -> Result<Spl
             })?;
     Ok(SplitSource {
         split: split.to_owned(),
-        file: file.path,
-        dataset: Some(format!("{}@{}", spec.dataset, file.commit)),
+        files: found.paths,
+        dataset: Some(format!("{}@{}", spec.dataset, found.commit)),
     })
 }
 

@@ -137,14 +137,18 @@ pub fn plan_tables(plan: &Plan) -> String {
     format!("{settings}\n{tasks}\n{} task(s), {documents} documents, {requests} requests", plan.tasks.len())
 }
 
-/// A data file as a person wants to read it: `repo@commit/path-in-repo` for hub files, else the path given.
+/// A split's data files as a person wants to read them: `repo@commit/path-in-repo` for hub files, else the paths
+/// given.
 fn describe_source(source: &SplitSource) -> String {
-    let path = source.file.display().to_string();
-    let in_repo = path.split_once("/snapshots/").and_then(|(_, rest)| rest.split_once('/')).map(|(_, file)| file);
-    match (&source.dataset, in_repo) {
-        (Some(dataset), Some(file)) => format!("{dataset}/{file}"),
-        _ => path,
-    }
+    let describe = |file: &std::path::PathBuf| {
+        let path = file.display().to_string();
+        let in_repo = path.split_once("/snapshots/").and_then(|(_, rest)| rest.split_once('/')).map(|(_, file)| file);
+        match (&source.dataset, in_repo) {
+            (Some(dataset), Some(file)) => format!("{dataset}/{file}"),
+            _ => path,
+        }
+    };
+    source.files.iter().map(describe).collect::<Vec<_>>().join(", ")
 }
 
 /// `ibex tasks --check`: for each task and group the lm-eval YAML files under `dirs` define, whether ibex loads it
@@ -333,7 +337,9 @@ pub fn fetched_table(plan: &Plan, weights: &[std::path::PathBuf]) -> String {
     let mut rows: Vec<(String, &std::path::Path)> = model_files.map(|f| (plan.model.clone(), f.as_path())).collect();
     for task in &plan.tasks {
         for source in std::iter::once(&task.eval).chain(task.fewshot.as_ref()) {
-            rows.push((format!("{} ({})", task.name(), source.split), source.file.as_path()));
+            for file in &source.files {
+                rows.push((format!("{} ({})", task.name(), source.split), file.as_path()));
+            }
         }
     }
     let mut total = 0;
