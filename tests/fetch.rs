@@ -216,14 +216,24 @@ fn dataset_splits_are_found_by_the_hubs_own_rules() {
     };
     std::fs::write(tasks.path().join("by_card.yaml"), task("by_card", "ibex-fixtures/card", "dataset_name: en\n"))
         .unwrap();
+    std::fs::write(tasks.path().join("again.yaml"), task("by_card_again", "ibex-fixtures/card", "dataset_name: en\n"))
+        .unwrap();
     std::fs::write(tasks.path().join("converted.yaml"), task("by_conversion", "ibex-fixtures/converted", "")).unwrap();
     let home = tempfile::tempdir().unwrap();
-    let args =
-        ["--model", HUB_MODEL, "--tasks", "by_card,by_conversion", "--tasks-dir", tasks.path().to_str().unwrap()];
+    let args = [
+        "--model",
+        HUB_MODEL,
+        "--tasks",
+        "by_card,by_card_again,by_conversion",
+        "--tasks-dir",
+        tasks.path().to_str().unwrap(),
+    ];
     let fetched = ibex(home.path(), Some(&endpoint), &[&["fetch"], &args[..]].concat());
     assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
     let asked = asked.lock().unwrap().clone();
-    assert!(asked.iter().any(|a| a.starts_with("GET /api/datasets/ibex-fixtures/card/tree/main")), "{asked:?}");
+    // Two tasks read the repository: it is listed once.
+    let listed = asked.iter().filter(|a| a.starts_with("GET /api/datasets/ibex-fixtures/card/tree/main")).count();
+    assert_eq!(listed, 1, "{asked:?}");
     let branch = "GET /datasets/ibex-fixtures/converted/resolve/refs%2Fconvert%2Fparquet/default/test/0000.parquet";
     assert!(asked.iter().any(|a| a == branch), "{asked:?}");
 

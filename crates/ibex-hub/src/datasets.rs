@@ -7,7 +7,9 @@
 use crate::{offline, snapshot_commit, DatasetFiles, Hub, HubError};
 use hf_hub::{HFError, RepoType};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// The hub's branch of parquet conversions.
 pub const PARQUET_BRANCH: &str = "refs/convert/parquet";
@@ -243,14 +245,24 @@ impl<T: RepoType> Hub<T> {
         if offline() {
             return Ok(self.snapshot_files());
         }
+        // A plan reads several splits and tasks of one repository: it is listed once per run, and every split is
+        // found in the same listing.
+        static LISTINGS: OnceLock<Mutex<HashMap<String, Vec<String>>>> = OnceLock::new();
+        let listings = LISTINGS.get_or_init(Mutex::default);
+        let key = format!("{}{}", self.repo_type_flag, self.describe());
+        if let Some(listing) = listings.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(listing.clone());
+        }
         let entries = self.repo.list_tree().maybe_revision(self.revision.clone()).recursive(true).send()?;
-        Ok(entries
+        let listing: Vec<String> = entries
             .into_iter()
             .filter_map(|entry| match entry {
                 hf_hub::repository::RepoTreeEntry::File { path, .. } => Some(path),
                 _ => None,
             })
-            .collect())
+            .collect();
+        listings.lock().unwrap_or_else(PoisonError::into_inner).insert(key, listing.clone());
+        Ok(listing)
     }
 
     /// A hub failure as ibex reports it, with what to do.
