@@ -213,3 +213,28 @@ fn a_row_published_with_other_recipes_or_bos_says_how_to_measure_it() {
     assert!(row["mismatch"].is_null(), "{row}");
     assert_ne!(row["verdict"], "not_comparable");
 }
+
+/// A published number says the filter it was read under (`filter`, lm-eval's `none` when absent): it is compared with
+/// that filter's value only, and each filter of the run is its own row.
+#[test]
+fn a_published_row_is_compared_under_its_own_filter() {
+    let published = tempfile::tempdir().unwrap();
+    let file = published.path().join("filters.toml");
+    // yaml_gen_filter scores 2 of 8 documents under each of its filters at 0 shots.
+    let rows = "[source]\nname = \"filters\"\ntitle = \"Numbers written for this test\"\n\n[[row]]\n\
+                task = \"yaml_gen_filter\"\nmetric = \"exact_match\"\nfilter = \"last-word\"\n\
+                model = \"ibex-fixtures/tiny-salamandra\"\nvalue = 0.25\ndecimals = 2\nshots = 0\n";
+    std::fs::write(&file, rows).unwrap();
+    let out = run_ok(&["--model", HUB_MODEL, "--tasks-dir", "tests/fixtures/yaml/tasks", "--tasks", "yaml_gen_filter"]);
+    let output = ibex(&["compare", ibex_path_arg(out.path()), "--published", ibex_path_arg(&file)]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rows = read_json(&out.path().join("comparison.json"));
+    let verdict = |metric: &str| {
+        let row = rows.as_array().unwrap().iter().find(|r| r["metric"] == metric).expect("a row per filter");
+        row["verdict"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(verdict("exact_match (last-word)"), "consistent");
+    for filter in ["first-word", "clean", "shout"] {
+        assert_eq!(verdict(&format!("exact_match ({filter})")), "no_published", "{filter}");
+    }
+}

@@ -311,6 +311,8 @@ fn yaml_generation_filters_match_lm_eval() {
         for key in keys {
             assert!((group[key].as_f64().unwrap() - expected[key].as_f64().unwrap()).abs() < 1e-12, "{key}");
         }
+        assert_eq!(group["sample_count"], expected["sample_count"]);
+        assert_eq!(group["sample_len"], expected["sample_len"]);
     }
     // Each filter decides some documents at 0 shots (the targets were made from its answers).
     let expected = read_json(&fixtures().join("lm_eval/yaml/results_yaml_gen_filter_0shot.json"));
@@ -319,14 +321,53 @@ fn yaml_generation_filters_match_lm_eval() {
     }
 }
 
-/// A group without `aggregate_metric_list` runs its tasks by the group's name and, as in lm-eval, has no score.
+/// A group without `aggregate_metric_list` runs its tasks by the group's name and, as in lm-eval (`Group.aggregate`,
+/// `EvalAcc.collect`), has a results entry with its name only and is not among `groups`.
 #[test]
 fn a_group_without_aggregate_metrics_runs_its_tasks_and_reports_no_score() {
     let run = run_ok(&["--model", crate::common::HUB_MODEL, "--tasks-dir", TASKS_DIR, "--tasks", "yaml_plain_group"]);
     let results = read_results(run.path());
     assert!(results["results"]["yaml_last_word"]["perplexity,none"].as_f64().unwrap() > 1.0);
     assert!(results["results"]["yaml_yesno"]["acc,none"].is_number());
-    assert!(results["results"].get("yaml_plain_group").is_none());
-    assert!(results["groups"].get("yaml_plain_group").is_none());
+    let entry = serde_json::json!({"alias": "yaml_plain_group", "name": "yaml_plain_group"});
+    assert_eq!(results["results"]["yaml_plain_group"], entry);
+    assert!(results.get("groups").and_then(|g| g.get("yaml_plain_group")).is_none());
     assert_eq!(results["group_subtasks"]["yaml_plain_group"], serde_json::json!(["yaml_last_word", "yaml_yesno"]));
+    // Both tasks ran at 0 shots: so did the group.
+    assert_eq!(results["n-shot"]["yaml_plain_group"], 0);
+}
+
+/// A group entry without `filter_list` aggregates the metric under every filter its members report (lm-eval's
+/// `_discover_filters_for_metric`: `none` from yaml_gen_em, four from yaml_gen_filter), each key over the members
+/// that have it (its `sample_count`), unweighted (`weight_by_size: false`, `unweighted_mean_stderr`).
+#[test]
+fn a_group_without_filter_list_aggregates_every_filter_its_members_report() {
+    for shots in ["0", "2"] {
+        let run = run_ok(&[
+            "--model",
+            crate::common::HUB_MODEL,
+            "--tasks-dir",
+            TASKS_DIR,
+            "--tasks",
+            "yaml_auto_filter_group",
+            "--num-fewshot",
+            shots,
+        ]);
+        let group = &read_results(run.path())["groups"]["yaml_auto_filter_group"];
+        let expected =
+            read_json(&fixtures().join(format!("lm_eval/yaml/results_yaml_auto_filter_group_{shots}shot.json")));
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut keys: Vec<String> = v.as_object().unwrap().keys().filter(|k| k.contains(',')).cloned().collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(keys(group), keys(&expected));
+        assert_eq!(keys(group).len(), 10, "five filters, each a value and a stderr");
+        for key in keys(&expected) {
+            let (got, want) = (group[&key].as_f64().unwrap(), expected[&key].as_f64().unwrap());
+            assert!((got - want).abs() < 1e-12, "{shots}-shot {key}: {got} vs lm-eval {want}");
+        }
+        assert_eq!(group["sample_count"], expected["sample_count"]);
+        assert_eq!(group["sample_len"], expected["sample_len"]);
+    }
 }

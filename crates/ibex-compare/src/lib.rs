@@ -67,7 +67,7 @@ pub fn verdict(measured: f64, stderr: Option<f64>, published: Option<(f64, f64)>
 pub struct ComparisonRow {
     /// Task or group.
     pub task: String,
-    /// Metric.
+    /// The metric, with its filter in parentheses unless that is lm-eval's `none` (`exact_match (flexible-extract)`).
     pub metric: String,
     /// Model id as given to `ibex run`, or as the source names it.
     pub model: String,
@@ -139,7 +139,8 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                 let mut found = None;
                 for (f, file) in published.iter().enumerate() {
                     for (r, row) in file.rows.iter().enumerate() {
-                        if row.task == *task && row.metric == metric && row.model == model.model {
+                        if row.task == *task && row.metric == metric && row.filter == filter && row.model == model.model
+                        {
                             used[f][r] = true;
                             found = Some((row.clone(), file.source.name.clone()));
                         }
@@ -174,7 +175,7 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
                 };
                 rows.push(ComparisonRow {
                     task: task.clone(),
-                    metric: metric.to_owned(),
+                    metric: shown_metric(metric, filter),
                     model: model.model.clone(),
                     measured: Some(measured),
                     stderr,
@@ -202,7 +203,7 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
             if measured_task {
                 rows.push(ComparisonRow {
                     task: row.task.clone(),
-                    metric: row.metric.clone(),
+                    metric: shown_metric(&row.metric, &row.filter),
                     model: row.model.clone(),
                     measured: None,
                     stderr: None,
@@ -222,6 +223,14 @@ pub fn compare(runs: &[RunResults], published: &[PublishedFile]) -> Vec<Comparis
     rows
 }
 
+/// A metric as tables show it: with its filter beside it unless that is lm-eval's `none`.
+fn shown_metric(metric: &str, filter: &str) -> String {
+    match filter {
+        ibex_core::NO_FILTER => metric.to_owned(),
+        filter => format!("{metric} ({filter})"),
+    }
+}
+
 fn midpoint(row: &PublishedRow) -> Option<f64> {
     match (row.value, row.range) {
         (_, Some([low, high])) => Some((low + high) / 2.0),
@@ -237,6 +246,7 @@ mod tests {
         PublishedRow {
             task: "t".into(),
             metric: "acc".into(),
+            filter: "none".into(),
             model: "m".into(),
             value: Some(value),
             range: None,

@@ -24,6 +24,10 @@ pub struct PublishedRow {
     pub task: String,
     /// The metric (`acc`, `f1`, `exact_match`).
     pub metric: String,
+    /// The filter the metric was read under (lm-eval's results key `exact_match,flexible-extract`); `none`, lm-eval's
+    /// name for no filter, when the row does not say.
+    #[serde(default = "no_filter")]
+    pub filter: String,
     /// The Hugging Face id of the model.
     pub model: String,
     /// The value, when a single number was published.
@@ -68,6 +72,10 @@ pub struct PublishedRow {
 
 fn yes() -> bool {
     true
+}
+
+fn no_filter() -> String {
+    ibex_core::NO_FILTER.to_owned()
 }
 
 impl PublishedRow {

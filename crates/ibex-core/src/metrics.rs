@@ -128,15 +128,20 @@ pub fn mean_stderr(values: &[f64]) -> Aggregate {
     Aggregate { value, stderr }
 }
 
-/// A group's value from its tasks' `(documents, aggregate)`, as lm-eval aggregates with `weight_by_size: true`: the
-/// size-weighted mean, and the pooled standard error (`aggregate_subtask_metrics`, `pooled_sample_stderr`), which is
-/// "N/A" when any member has none.
-pub fn group_aggregate(members: &[(usize, Aggregate)]) -> Aggregate {
+/// A group's value from its tasks' `(documents, aggregate)`, as lm-eval's `aggregate_subtask_metrics` computes it:
+/// with `weight_by_size`, the size-weighted mean and the pooled standard error (`pooled_sample_stderr`); without, the
+/// plain mean of the members' values and `sqrt(Σ se²) / k` (`unweighted_mean_stderr`). The standard error is "N/A"
+/// when any member has none.
+pub fn group_aggregate(members: &[(usize, Aggregate)], weight_by_size: bool) -> Aggregate {
     let sizes: Vec<f64> = members.iter().map(|(n, _)| *n as f64).collect();
-    let total: f64 = sizes.iter().sum();
-    let value = members.iter().zip(&sizes).map(|((_, a), n)| a.value * n).sum::<f64>() / total;
+    let weights: Vec<f64> = if weight_by_size { sizes.clone() } else { vec![1.0; sizes.len()] };
+    let value = members.iter().zip(&weights).map(|((_, a), w)| a.value * w).sum::<f64>() / weights.iter().sum::<f64>();
     let stderrs: Option<Vec<f64>> = members.iter().map(|(_, a)| a.stderr).collect();
     let stderr = stderrs.map(|stderrs| {
+        if !weight_by_size {
+            return stderrs.iter().map(|se| se * se).sum::<f64>().sqrt() / stderrs.len() as f64;
+        }
+        let total: f64 = sizes.iter().sum();
         let pooled_variance = stderrs.iter().zip(&sizes).map(|(se, n)| (n - 1.0) * se * se * n).sum::<f64>()
             / (total - sizes.len() as f64);
         (pooled_variance / total).sqrt()
@@ -406,10 +411,14 @@ mod tests {
     fn group_aggregate_weights_by_size_and_pools_stderr() {
         let a = mean_stderr(&[1.0, 0.0, 1.0, 1.0]);
         let b = mean_stderr(&[0.0, 0.0]);
-        let group = group_aggregate(&[(4, a), (2, b)]);
+        let group = group_aggregate(&[(4, a), (2, b)], true);
         assert!((group.value - 0.5).abs() < 1e-12);
         // Σ (n−1)·se²·n / (N − k) = (3·(0.25²)·4 + 1·0·2) / 4 = 0.1875; / N = 0.03125.
         assert!((group.stderr.unwrap() - 0.03125_f64.sqrt()).abs() < 1e-12);
+        // Unweighted: (0.75 + 0) / 2, and sqrt(0.25² + 0²) / 2.
+        let plain = group_aggregate(&[(4, a), (2, b)], false);
+        assert!((plain.value - 0.375).abs() < 1e-12);
+        assert!((plain.stderr.unwrap() - 0.125).abs() < 1e-12);
     }
 
     #[test]

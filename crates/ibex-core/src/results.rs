@@ -111,14 +111,15 @@ pub struct RunResults {
 }
 
 /// A task's or group's line in `results`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResultEntry {
     /// The name shown in tables.
     pub alias: String,
     /// The task or group name.
     pub name: String,
-    /// Documents evaluated (a group: over its tasks).
-    pub sample_len: usize,
+    /// Documents evaluated (a group: over its tasks); none for a group without aggregate metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_len: Option<usize>,
     /// `metric,filter` and `metric_stderr,filter` → value (`"N/A"` where no stderr applies).
     #[serde(flatten)]
     pub metrics: BTreeMap<String, Value>,

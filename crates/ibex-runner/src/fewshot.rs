@@ -1,7 +1,9 @@
 //! Few-shot examples chosen exactly as lm-eval's `ContextSampler` chooses them: one `random.Random(seed)` per task,
 //! `sample(fewshot_docs, k)` once per evaluated document in evaluation order (so document i's shots depend on every
-//! draw before it, hence on `--limit`), k + 1 drawn and the evaluated document dropped when the task has no test split;
-//! or, for tasks that ask for lm-eval's `first_n` sampler, the pool's first k documents.
+//! draw before it, hence on `--limit`), k + 1 drawn and the evaluated document dropped when the few-shot split is the
+//! test split (both unset included: `DataSpec::fewshot_excludes_eval_doc`); or, for tasks that ask for lm-eval's
+//! `first_n` sampler, the pool's first k documents. The pool is a split's documents or the task file's own examples
+//! (`fewshot_config.samples`).
 
 use crate::RunError;
 use ibex_core::{Doc, FewshotSampler, PyRandom, Task};

@@ -126,6 +126,9 @@ fn aggregate_task(
     scores: &[DocScores],
 ) -> Result<Vec<Scored>, RunError> {
     let metric_error = |message: String| RunError::Metric { task: task.to_owned(), message };
+    if filters.is_empty() {
+        return Err(metric_error("the task names no filter to score under".into()));
+    }
     let mut aggregates = Vec::new();
     for filter in filters {
         let under: Vec<&DocScores> = scores.iter().filter(|(_, f, _)| f == filter).collect();
@@ -149,9 +152,11 @@ fn aggregate_task(
     Ok(aggregates)
 }
 
-/// Each group's metrics from its tasks' (documents, aggregates): the first member's metrics (those the group lists,
-/// when it lists them), over every member that reports them. A group's `n-shot` is its first member's. A group that
-/// lists none has no score (as in lm-eval): only its members are recorded.
+/// Each group's entry from its tasks' (documents, aggregates), as lm-eval 0.4.13's `Group.aggregate` makes it: per
+/// `aggregate_metric_list` entry and filter (its `filter_list`, else every filter a member reports the metric
+/// under), the members that report the key, their sizes summed as the key's `sample_count`; a key no member reports
+/// is left out. A group without the list gets an entry with its name only and is not among `groups`, as lm-eval's.
+/// A group's `n-shot` is its members' when they agree; its `higher_is_better` joins theirs.
 fn aggregate_groups(
     groups: &[Group],
     aggregates: &BTreeMap<String, TaskAggregates>,
@@ -159,7 +164,23 @@ fn aggregate_groups(
 ) -> Result<(), RunError> {
     for group in groups {
         results.group_subtasks.insert(group.group.clone(), group.tasks.clone());
+        results.versions.insert(group.group.clone(), group.version.clone());
+        let shots: std::collections::BTreeSet<usize> =
+            group.tasks.iter().filter_map(|t| results.n_shot.get(t)).copied().collect();
+        if let [shots] = shots.into_iter().collect::<Vec<_>>()[..] {
+            results.n_shot.insert(group.group.clone(), shots);
+        }
+        let mut directions = BTreeMap::new();
+        for task in &group.tasks {
+            for (metric, better) in results.higher_is_better.get(task).into_iter().flatten() {
+                directions.entry(metric.clone()).or_insert(*better);
+            }
+        }
+        results.higher_is_better.insert(group.group.clone(), directions);
+        let name = group.group.clone();
         if group.metrics.is_empty() {
+            let entry = ResultEntry { alias: name.clone(), name: name.clone(), sample_len: None, ..Default::default() };
+            results.results.insert(name, entry);
             continue;
         }
         let members: Vec<&TaskAggregates> = group
@@ -167,34 +188,41 @@ fn aggregate_groups(
             .iter()
             .map(|t| {
                 aggregates.get(t).ok_or_else(|| RunError::Metric {
-                    task: group.group.clone(),
+                    task: name.clone(),
                     message: format!("member task {t} has no results"),
                 })
             })
             .collect::<Result<_, _>>()?;
-        let documents: usize = members.iter().map(|(n, _)| n).sum();
-        let grouped: Vec<Scored> = members[0]
-            .1
-            .iter()
-            .filter(|(key, _)| group.metrics.contains(key))
-            .map(|(key, _)| {
+        let mut grouped: Vec<Scored> = Vec::new();
+        let mut sample_count = BTreeMap::new();
+        for entry in &group.metrics {
+            let filters = entry.filters.clone().unwrap_or_else(|| {
+                let found: std::collections::BTreeSet<&String> = members
+                    .iter()
+                    .flat_map(|(_, scored)| scored.iter().map(|(key, _)| key))
+                    .filter(|(metric, _)| *metric == entry.metric)
+                    .map(|(_, filter)| filter)
+                    .collect();
+                found.into_iter().cloned().collect()
+            });
+            for filter in filters {
+                let key = (entry.metric.clone(), filter);
                 let per_task: Vec<(usize, Aggregate)> = members
                     .iter()
-                    .filter_map(|(n, metrics)| metrics.iter().find(|(k, _)| k == key).map(|(_, a)| (*n, *a)))
+                    .filter_map(|(n, scored)| scored.iter().find(|(k, _)| *k == key).map(|(_, a)| (*n, *a)))
                     .collect();
-                (key.clone(), group_aggregate(&per_task))
-            })
-            .collect();
-        let mut entry = result_entry(&group.group, &grouped, documents);
-        entry.sample_count =
-            Some(grouped.iter().map(|((metric, filter), _)| (metric_key(metric, filter), documents)).collect());
-        results.results.insert(group.group.clone(), entry.clone());
-        results.groups.insert(group.group.clone(), entry);
-        let shots = group.tasks.first().and_then(|t| results.n_shot.get(t)).copied().unwrap_or(0);
-        results.n_shot.insert(group.group.clone(), shots);
-        results.versions.insert(group.group.clone(), group.version.clone());
-        let directions = results.higher_is_better.get(&group.tasks[0]).cloned().unwrap_or_default();
-        results.higher_is_better.insert(group.group.clone(), directions);
+                if per_task.is_empty() {
+                    continue;
+                }
+                sample_count.insert(metric_key(&key.0, &key.1), per_task.iter().map(|(n, _)| n).sum());
+                grouped.push((key, group_aggregate(&per_task, entry.weight_by_size)));
+            }
+        }
+        let documents = members.iter().map(|(n, _)| n).sum();
+        let mut entry = result_entry(&name, &grouped, documents);
+        entry.sample_count = Some(sample_count);
+        results.results.insert(name.clone(), entry.clone());
+        results.groups.insert(name, entry);
     }
     Ok(())
 }
@@ -206,7 +234,13 @@ fn result_entry(name: &str, aggregates: &[Scored], documents: usize) -> ResultEn
         metrics.insert(metric_key(metric, filter), Value::from(aggregate.value));
         metrics.insert(stderr_key(metric, filter), aggregate.stderr.map_or(Value::from("N/A"), Value::from));
     }
-    ResultEntry { alias: name.to_owned(), name: name.to_owned(), sample_len: documents, metrics, sample_count: None }
+    ResultEntry {
+        alias: name.to_owned(),
+        name: name.to_owned(),
+        sample_len: Some(documents),
+        metrics,
+        sample_count: None,
+    }
 }
 
 fn write_json(path: &Path, results: &RunResults) -> Result<(), RunError> {
@@ -327,6 +361,6 @@ mod tests {
         assert!((entry.metrics["mcc,none"].as_f64().unwrap() - 4.0 / 48f64.sqrt()).abs() < 1e-12);
         // lm-eval 0.4.13's bootstrap_stderr(matthews_corrcoef, pairs, 100000) = 0.39717057877982126
         assert!((entry.metrics["mcc_stderr,none"].as_f64().unwrap() - 0.397_170_578_779_821_26).abs() < 1e-12);
-        assert_eq!(entry.sample_len, 4);
+        assert_eq!(entry.sample_len, Some(4));
     }
 }

@@ -6,7 +6,6 @@
 
 use crate::{aggregate_groups, aggregate_task, files, result_entry, set_time, write_json};
 use crate::{DocScores, Group, Registry, RunError, TaskAggregates};
-use ibex_core::metrics::parse_metric_key;
 use ibex_core::results::{read_results, results_file_name, samples_file_name, ModelRecord, RunResults, SampleRecord};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -114,8 +113,8 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
         out.flush().map_err(write_error)?;
         let scores: Vec<DocScores> = records.iter().map(|r| (r.doc_id, r.filter.as_str(), &r.scores)).collect();
         let task_aggregates = aggregate_task(task, entry.task.metrics(), &filters, &scores)?;
-        // One record per document and filter.
-        let documents = records.len() / filters.len();
+        // One record per document and filter: the documents are those of the first filter.
+        let documents = records.iter().filter(|r| filters.first() == Some(&r.filter)).count();
         merged.results.insert(task.clone(), result_entry(task, &task_aggregates, documents));
         let directions = entry.task.metrics().iter().map(|m| (m.name.to_owned(), m.higher_is_better)).collect();
         merged.higher_is_better.insert(task.clone(), directions);
@@ -132,23 +131,18 @@ pub fn merge(output: &Path, shards: &[PathBuf], tasks_dirs: &[PathBuf]) -> Resul
         merged.ibex.tasks.insert(task.clone(), task_record);
         aggregates.insert(task.clone(), (documents, task_aggregates));
     }
+    // The groups as their task files define them (the shards ran the same files).
     let groups: Vec<Group> = first
         .group_subtasks
         .iter()
-        .map(|(group, tasks)| {
-            // The metrics the shards aggregated for the group, as its task file listed them.
-            let metrics = first.groups.get(group).map_or_else(Vec::new, |entry| {
-                entry
-                    .metrics
-                    .keys()
-                    .filter_map(|k| parse_metric_key(k))
-                    .map(|(m, f)| (m.to_owned(), f.to_owned()))
-                    .collect()
-            });
-            let version = first.versions.get(group).cloned().unwrap_or_default();
-            Group { group: group.clone(), tasks: tasks.clone(), source: String::new(), metrics, version }
+        .map(|(group, tasks)| match registry.groups().find(|g| g.group == *group && g.tasks == *tasks) {
+            Some(defined) => Ok(defined.clone()),
+            None => Err(merge_error(format!(
+                "group {group} is not defined as the shards ran it (tasks {}); merge with the task files they used",
+                tasks.join(", ")
+            ))),
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     aggregate_groups(&groups, &aggregates, &mut merged)?;
     set_time(&mut merged, runs.iter().map(|(r, _, _)| r.ibex.seconds).sum());
     merged.ibex.complete = true;

@@ -84,7 +84,7 @@ impl Entry {
     }
 }
 
-/// A named set of tasks whose scores are also aggregated, weighted by size (lm-eval's `weight_by_size: true`).
+/// A named set of tasks, run together and aggregated as its `aggregate_metric_list` says (lm-eval's `group`).
 #[derive(Clone, Debug)]
 pub struct Group {
     /// The group's name (`xnli`).
@@ -93,9 +93,8 @@ pub struct Group {
     pub tasks: Vec<String>,
     /// The group file.
     pub source: String,
-    /// The (metric, filter) pairs aggregated (the group's `aggregate_metric_list`); none for a group that only
-    /// names its tasks.
-    pub metrics: Vec<(String, String)>,
+    /// Its `aggregate_metric_list`; empty for a group that only names its tasks.
+    pub metrics: Vec<ibex_task_yaml::GroupMetric>,
     /// Its version as lm-eval writes a group's (text), or null.
     pub version: serde_json::Value,
 }

@@ -45,7 +45,8 @@ pub fn results_table(results: &RunResults) -> Table {
                 Cell::new(label),
                 Cell::new(value.as_f64().map_or("-".into(), percent)).set_alignment(CellAlignment::Right),
                 Cell::new(stderr.map_or("N/A".into(), percent)).set_alignment(CellAlignment::Right),
-                Cell::new(entry.sample_len).set_alignment(CellAlignment::Right),
+                Cell::new(entry.sample_len.map_or(String::new(), |n| n.to_string()))
+                    .set_alignment(CellAlignment::Right),
                 Cell::new(&seconds).set_alignment(CellAlignment::Right),
                 Cell::new(&rate).set_alignment(CellAlignment::Right),
             ]);

@@ -1,6 +1,7 @@
-//! `samples_<task>_<date>.jsonl`: one line per document and filter (filter by filter, in the task's order), key for key and type for type as lm-eval 0.4.13 writes
-//! its `--log_samples` file (`EvaluationTracker.save_results_samples`: arguments as `gen_args_<i>`/`arg_<j>`, answers
-//! and target as Python's `str` writes them), hashes included, so the two logs compare line by line.
+//! `samples_<task>_<date>.jsonl`: one line per document and filter (filter by filter, in the task's order), key for
+//! key and type for type as lm-eval 0.4.13 writes its `--log_samples` file (`EvaluationTracker.save_results_samples`:
+//! arguments as `gen_args_<i>`/`arg_<j>`, answers and target as Python's `str` writes them), hashes included, so the
+//! two logs compare line by line.
 
 use crate::files::sha256_hex;
 use crate::PlannedTask;

@@ -47,13 +47,18 @@ struct Origin<'a> {
 }
 
 impl Origin<'_> {
-    /// `path:line` of the first `!function NAME` in the file (line 1 when the text spells it otherwise).
+    /// `path:line` of the first `!function NAME` in the file outside comments (line 1 when the text spells it
+    /// otherwise).
     fn at(&self, name: &str) -> String {
-        let line = self
-            .text
-            .lines()
-            .position(|line| line.split_once("!function").is_some_and(|(_, rest)| rest.trim_start().starts_with(name)))
-            .map_or(1, |i| i + 1);
+        let names_it = |line: &str| {
+            let code = line.split_once('#').map_or(line, |(code, _)| code);
+            code.split("!function").skip(1).any(|rest| {
+                let rest = rest.trim_start().trim_start_matches(['"', '\'']);
+                rest.strip_prefix(name)
+                    .is_some_and(|after| !after.starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '.'))
+            })
+        };
+        let line = self.text.lines().position(names_it).map_or(1, |i| i + 1);
         format!("{}:{line}", self.path.display())
     }
 }
@@ -229,6 +234,14 @@ mod tests {
         assert_eq!(merged.keys["target_delimiter"].as_str(), Some("-"));
         let folder = dir.path().file_name().unwrap().to_string_lossy().into_owned();
         let at = format!("{}:4", dir.path().join("t.yaml").display());
+        // A longer name and a comment before it do not count.
+        let origin = Origin {
+            folder: "f",
+            dir: dir.path(),
+            path: Path::new("x.yaml"),
+            text: "a: !function utils.f_all\n# b: !function utils.f\nc: !function utils.f  # here\n",
+        };
+        assert_eq!(origin.at("utils.f"), "x.yaml:3");
         let function = Value::Function { name: "utils.f".into(), folder, dir: dir.path().to_owned(), at };
         assert_eq!(merged.keys["process_docs"], function);
         assert_eq!(merged.files.len(), 3);

@@ -61,24 +61,36 @@ fn python_strip(text: &str) -> &str {
     text.trim_matches(is_space)
 }
 
+/// Python's `re.findall`: whole matches without groups, the group with one, every group (unmatched ones empty)
+/// with more. Matches are found as CPython's `sre` finds them: an empty match may follow a non-empty one where it
+/// ends, and after an empty match the next one starts a character later (fancy-regex alone skips the former).
+fn findall(regex: &fancy_regex::Regex, text: &str) -> Vec<Vec<String>> {
+    let groups = regex.captures_len() - 1;
+    let mut found = Vec::new();
+    let (mut pos, mut after_empty) = (0, false);
+    while pos <= text.len() {
+        let Ok(Some(mut captures)) = regex.captures_from_pos(text, pos) else { break };
+        let mut whole = captures.get(0).map_or(pos..pos, |m| m.range());
+        if after_empty && whole.is_empty() && whole.start == pos {
+            let Some(next) = text[pos..].chars().next().map(|c| pos + c.len_utf8()) else { break };
+            let Ok(Some(later)) = regex.captures_from_pos(text, next) else { break };
+            captures = later;
+            whole = captures.get(0).map_or(next..next, |m| m.range());
+        }
+        let texts = |range: std::ops::RangeInclusive<usize>| -> Vec<String> {
+            range.map(|i| captures.get(i).map_or(String::new(), |m| m.as_str().to_owned())).collect()
+        };
+        found.push(if groups == 0 { texts(0..=0) } else { texts(1..=groups) });
+        after_empty = whole.is_empty();
+        pos = whole.end;
+    }
+    found
+}
+
 /// `RegexFilter.apply` on one response.
 fn extract(regex: &fancy_regex::Regex, group_select: i64, fallback: &str, text: &str) -> String {
-    // `re.findall`: whole matches without groups, the group with one, every group (unmatched ones empty) with more.
     let groups = regex.captures_len() - 1;
-    let found: Vec<Vec<String>> = regex
-        .captures_iter(text)
-        .filter_map(Result::ok)
-        .map(|captures| {
-            let texts = |range: std::ops::RangeInclusive<usize>| -> Vec<String> {
-                range.map(|i| captures.get(i).map_or(String::new(), |m| m.as_str().to_owned())).collect()
-            };
-            if groups == 0 {
-                texts(0..=0)
-            } else {
-                texts(1..=groups)
-            }
-        })
-        .collect();
+    let found = findall(regex, text);
     let len = found.len() as i64;
     let index = if group_select < 0 { len + group_select } else { group_select };
     let Some(chosen) = usize::try_from(index).ok().and_then(|i| found.get(i)) else {
@@ -200,9 +212,17 @@ pub(crate) fn filter_list(value: &Json) -> Result<Vec<FilterEnsemble>, String> {
             Ok(FilterEnsemble { name: name.to_owned(), steps })
         })
         .collect::<Result<Vec<_>, String>>()
-        .and_then(|ensembles| match ensembles.is_empty() {
-            true => Err("filter_list names no filters".into()),
-            false => Ok(ensembles),
+        .and_then(|ensembles| {
+            if ensembles.is_empty() {
+                return Err("filter_list names no filters".into());
+            }
+            // lm-eval keys answers by the filter's name: a second pipeline of one name overwrites the first's.
+            match ensembles.iter().enumerate().find(|(i, e)| ensembles[..*i].iter().any(|f| f.name == e.name)) {
+                Some((_, twice)) => {
+                    Err(format!("filter_list names `{}` twice; give each filter its own name", twice.name))
+                }
+                None => Ok(ensembles),
+            }
         })
 }
 
@@ -231,6 +251,22 @@ mod tests {
         assert_eq!(one(json!({"function": "regex"})).apply("so #### -1,200."), "-1,200.");
         let fallback = one(json!({"function": "regex", "regex_pattern": "x(y)", "fallback": "?"}));
         assert_eq!(fallback.apply("zzz"), "?");
+        // Tuples of empty groups fall back, stripped; -1 takes the last tuple's first non-empty group.
+        let empty = one(json!({"function": "regex", "regex_pattern": "(x)?(y)?", "fallback": " none "}));
+        assert_eq!(empty.apply("zz"), "none");
+        let last = one(json!({"function": "regex", "regex_pattern": "(a)|(b)", "group_select": -1}));
+        assert_eq!(last.apply("cab"), "b");
+    }
+
+    /// CPython: re.findall(r'(\d*)', 'a12b') == ['', '12', '', ''] and re.findall(r'x*', 'axxb') == ['', 'xx', '', ''].
+    #[test]
+    fn empty_matches_are_found_as_pythons_findall_finds_them() {
+        let all = |pattern: &str, text: &str| findall(&python_regex(pattern).unwrap(), text).concat();
+        assert_eq!(all(r"(\d*)", "a12b"), ["", "12", "", ""]);
+        assert_eq!(all("x*", "axxb"), ["", "xx", "", ""]);
+        assert_eq!(all("(a)|(b)", "cab"), ["a", "", "", "b"]);
+        let last_digits = one(json!({"function": "regex", "regex_pattern": r"(\d*)", "group_select": -1}));
+        assert_eq!(last_digits.apply("a12"), "");
     }
 
     #[test]

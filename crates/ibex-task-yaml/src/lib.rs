@@ -63,6 +63,19 @@ impl std::fmt::Display for Recipes {
     }
 }
 
+/// One entry of a group's `aggregate_metric_list` (lm-eval's `AggMetricConfig`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMetric {
+    /// The metric aggregated (`acc`).
+    pub metric: String,
+    /// The filters it is aggregated under; `None` (no `filter_list`): every filter a member reports it under,
+    /// sorted, as lm-eval's `_discover_filters_for_metric` finds them.
+    pub filters: Option<Vec<String>>,
+    /// `weight_by_size`: the members' mean weighted by their sizes, with the pooled standard error; else the plain
+    /// mean of the members' values, with `sqrt(Σ se²) / k`.
+    pub weight_by_size: bool,
+}
+
 /// The `datasets` builders that read local files (`dataset_path: json` with `dataset_kwargs.data_files`).
 pub const LOCAL_BUILDERS: [&str; 3] = ["json", "csv", "parquet"];
 
@@ -77,9 +90,8 @@ pub enum Loaded {
         name: String,
         /// Its tasks, by name.
         tasks: Vec<String>,
-        /// The (metric, filter) pairs its `aggregate_metric_list` names (each a size-weighted mean); none when it
-        /// has no list, and lm-eval reports no score for it.
-        metrics: Vec<(String, String)>,
+        /// Its `aggregate_metric_list`; empty when it has none, and lm-eval reports no score for it.
+        metrics: Vec<GroupMetric>,
         /// Its `metadata.version` as lm-eval writes a group's: as text (`"1.0"`); null when it gives none.
         version: serde_json::Value,
     },
@@ -183,37 +195,42 @@ fn metadata_version(keys: &BTreeMap<String, Value>) -> serde_json::Value {
     }
 }
 
-/// The (metric, filter) pairs a group's `aggregate_metric_list` aggregates (an entry's `filter_list`, a name or a
-/// list, is `none` by default): each a mean weighted by size (lm-eval 0.4.13's default). A group without the list
-/// gets no score in lm-eval (its tasks run and are reported); an unweighted mean is not computed yet.
-fn group_metrics(keys: &BTreeMap<String, Value>) -> Result<Vec<(String, String)>, String> {
+/// A group's `aggregate_metric_list` as lm-eval 0.4.13's `GroupConfig` reads it (one mapping or a list of them;
+/// `aggregation: mean` is the only one); empty without one: lm-eval then runs the group's tasks and reports no
+/// score for the group.
+fn group_metrics(keys: &BTreeMap<String, Value>) -> Result<Vec<GroupMetric>, String> {
     let entries = match keys.get("aggregate_metric_list") {
         None | Some(Value::Plain(serde_json::Value::Null)) => return Ok(Vec::new()),
-        Some(Value::Plain(serde_json::Value::Array(entries))) => entries,
+        Some(Value::Plain(serde_json::Value::Array(entries))) => entries.clone(),
+        Some(Value::Plain(one @ serde_json::Value::Object(_))) => vec![one.clone()],
         Some(_) => return Err("aggregate_metric_list is a list of {metric: …}".into()),
     };
-    let mut pairs = Vec::new();
-    for entry in entries {
-        let metric = entry.get("metric").and_then(serde_json::Value::as_str).ok_or("an entry names no metric")?;
-        if entry.get("aggregation").and_then(serde_json::Value::as_str).is_some_and(|a| a != "mean") {
-            return Err(format!("{metric}'s aggregation is not `mean`, the one ibex computes"));
-        }
-        if entry.get("weight_by_size") == Some(&serde_json::Value::Bool(false)) {
-            return Err(format!("{metric} is not weighted by size, which ibex does not compute yet"));
-        }
-        let filters = match entry.get("filter_list") {
-            None => vec![ibex_core::NO_FILTER.to_owned()],
-            Some(serde_json::Value::String(one)) => vec![one.clone()],
-            Some(serde_json::Value::Array(many)) => many
-                .iter()
-                .map(|f| f.as_str().map(str::to_owned))
-                .collect::<Option<_>>()
-                .ok_or_else(|| format!("{metric}'s filter_list names filters"))?,
-            Some(other) => return Err(format!("{metric}'s filter_list {other} names no filter")),
-        };
-        pairs.extend(filters.into_iter().map(|filter| (metric.to_owned(), filter)));
-    }
-    Ok(pairs)
+    entries
+        .iter()
+        .map(|entry| {
+            let metric = entry.get("metric").and_then(serde_json::Value::as_str).ok_or("an entry names no metric")?;
+            if entry.get("aggregation").and_then(serde_json::Value::as_str).is_some_and(|a| a != "mean") {
+                return Err(format!("{metric}'s aggregation is not `mean`, the one ibex computes"));
+            }
+            let weight_by_size = match entry.get("weight_by_size") {
+                None | Some(serde_json::Value::Null) => true,
+                Some(serde_json::Value::Bool(weight)) => *weight,
+                Some(other) => return Err(format!("{metric}'s weight_by_size {other} is not true or false")),
+            };
+            let filters = match entry.get("filter_list") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(one)) => Some(vec![one.clone()]),
+                Some(serde_json::Value::Array(many)) => Some(
+                    many.iter()
+                        .map(|f| f.as_str().map(str::to_owned))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| format!("{metric}'s filter_list names filters"))?,
+                ),
+                Some(other) => return Err(format!("{metric}'s filter_list {other} names no filter")),
+            };
+            Ok(GroupMetric { metric: metric.to_owned(), filters, weight_by_size })
+        })
+        .collect()
 }
 
 fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recipes) -> Result<YamlTask, TaskError> {
@@ -419,8 +436,16 @@ fn fewshot_config(name: &str, config: Option<&Value>) -> Result<serde_json::Map<
         Some(Value::Plain(serde_json::Value::Object(config))) => config.clone(),
         Some(_) => return Err(TaskError::spec(format!("task {name}: fewshot_config is a mapping (sampler:, …)"))),
     };
-    if let Some((key, _)) = config.iter().find(|(k, v)| !READ.contains(&k.as_str()) && !v.is_null()) {
+    if let Some(key) = config.keys().find(|k| !READ.contains(&k.as_str())) {
         return Err(TaskError::spec(format!("task {name}: fewshot_config.{key} is not supported yet")));
+    }
+    // `FewshotConfig.from_dict` lets a given null replace what the task says: lm-eval fails on a null sampler or
+    // delimiter, so ibex refuses them (a null split means none, a null template the task's).
+    if let Some(key) = ["sampler", "target_delimiter", "fewshot_delimiter"]
+        .iter()
+        .find(|k| config.get(**k) == Some(&serde_json::Value::Null))
+    {
+        return Err(TaskError::spec(format!("task {name}: fewshot_config.{key} is null; give one or leave it out")));
     }
     Ok(config)
 }
@@ -433,7 +458,7 @@ fn fewshot_data(
     mut spec: DataSpec,
 ) -> Result<DataSpec, TaskError> {
     spec.fewshot_sampler = match fewshot.get("sampler") {
-        None | Some(serde_json::Value::Null) => FewshotSampler::Default,
+        None => FewshotSampler::Default,
         Some(serde_json::Value::String(sampler)) if sampler == "default" => FewshotSampler::Default,
         Some(serde_json::Value::String(sampler)) if sampler == "first_n" => FewshotSampler::FirstN,
         Some(other) => {
@@ -443,7 +468,8 @@ fn fewshot_data(
         }
     };
     match fewshot.get("split") {
-        None | Some(serde_json::Value::Null) => {}
+        None => {}
+        Some(serde_json::Value::Null) => spec.fewshot_split = None,
         Some(serde_json::Value::String(split)) => spec.fewshot_split = Some(split.clone()),
         Some(other) => return Err(TaskError::spec(format!("task {name}: fewshot_config.split is {other}, not text"))),
     }
@@ -499,7 +525,17 @@ fn loglikelihood_metrics(name: &str, keys: &BTreeMap<String, Value>) -> Result<V
                 Some(other) => Err(TaskError::spec(format!(
                     "task {name}: metric `{other}` is not computed for loglikelihood; ibex has perplexity and acc"
                 ))),
-                None => Err(TaskError::spec(format!("task {name}: a metric_list entry names no metric ibex has"))),
+                None => Err(TaskError::spec(format!(
+                    "task {name}: a metric_list entry ({}) names no metric ibex computes for loglikelihood",
+                    entry.get("metric").map_or("no metric".into(), |m| match m.get(config::FUNCTION_KEY) {
+                        Some(f) => format!(
+                            "!function {} at {}",
+                            f.as_str().unwrap_or_default(),
+                            m[config::AT_KEY].as_str().unwrap_or_default()
+                        ),
+                        None => m.to_string(),
+                    })
+                ))),
             })
             .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err(TaskError::spec(format!("task {name}: metric_list is a list of {{metric: …}}"))),
@@ -931,9 +967,20 @@ mod tests {
         assert_eq!(task.header().shots.fewshot_delimiter, "\n\n");
         assert_eq!(task.fewshot_samples().unwrap().len(), 1);
         let shot = task.shot_doc(0, serde_json::json!({"q": "one", "a": 1}).as_object().unwrap()).unwrap();
+        let wrong = task.shot_doc(1, serde_json::json!({"q": "two", "a": 5}).as_object().unwrap()).unwrap_err();
+        assert_eq!(wrong.to_string(), "row 1, field `doc_to_target`: index 5 is outside the 2 choices");
+        // A null split drops the task's fewshot_split, as FewshotConfig.from_dict lets it; a null delimiter is refused.
+        let nulled =
+            load_text("bench", &format!("fewshot_split: train\n{}", text.replace("split: dev", "split: null")))
+                .unwrap();
+        assert_eq!(nulled.data().fewshot_split, None);
+        let err = load_text("bench", &text.replace("target_delimiter: ' = '", "target_delimiter: null")).err().unwrap();
+        assert!(err.contains("fewshot_config.target_delimiter is null"), "{err}");
         assert_eq!((task.shot_text(&shot), task.shot_target(&shot)), ("Q: one".into(), "y".into()));
         assert_eq!(task.doc_to_text(&shot), "one");
-        for (key, value) in [("process_docs", "!function utils.p"), ("fewshot_indices", "[0, 2]")] {
+        for (key, value) in
+            [("process_docs", "!function utils.p"), ("fewshot_indices", "[0, 2]"), ("process_docs", "null")]
+        {
             let err = load_text("bench", &format!("{text}  {key}: {value}\n")).err().expect("refused");
             assert!(err.contains(&format!("fewshot_config.{key} is not supported yet")), "{err}");
         }
@@ -962,5 +1009,8 @@ mod tests {
         assert!(dollar.matches("Paris", "Paris.\n"));
         assert!(!dollar.matches("Paris", "Par.is"));
         assert_eq!(task::python_regex("[$]").unwrap().replace_all("a$b", "").into_owned(), "ab");
+        // Python's `\Z` is the very end: re.sub(r"x\Z", "", "ax\n") leaves "ax\n".
+        assert_eq!(task::python_regex(r"x\Z").unwrap().replace_all("ax\n", "").into_owned(), "ax\n");
+        assert_eq!(task::python_regex(r"x\Z").unwrap().replace_all("ax", "").into_owned(), "a");
     }
 }

@@ -81,6 +81,8 @@ struct Rendered {
     text: String,
     target: Target,
     choices: Vec<String>,
+    /// The key the target came from (`doc_to_target`, or `fewshot_config.doc_to_target` for an example), for errors.
+    target_key: &'static str,
 }
 
 /// What a task asks of the model (lm-eval's `output_type`) and how it scores the answer.
@@ -151,12 +153,17 @@ impl ExactMatch {
 }
 
 /// A pattern of Python's `re` as fancy-regex reads it: an unescaped `$` outside a class matches, as Python's does, at
-/// the end or before a final newline (`(?=\n?\z)`). Errors carry the parser's message.
+/// the end or before a final newline (`(?=\n?\z)`), and `\Z` only at the very end (`\z`). Errors carry the parser's
+/// message.
 pub(crate) fn python_regex(pattern: &str) -> Result<fancy_regex::Regex, String> {
     let mut out = String::with_capacity(pattern.len());
     let (mut escaped, mut in_class) = (false, false);
     for c in pattern.chars() {
         match c {
+            'Z' if escaped && !in_class => {
+                escaped = false;
+                out.push('z');
+            }
             _ if escaped => {
                 escaped = false;
                 out.push(c);
@@ -337,7 +344,7 @@ impl YamlTask {
             },
             Err(text) => Target::Text(text),
         };
-        Ok(Rendered { text, target, choices })
+        Ok(Rendered { text, target, choices, target_key })
     }
 
     fn parts(&self, doc: &Doc) -> Rendered {
@@ -363,10 +370,11 @@ impl YamlTask {
 
     /// A target index must name a choice: Python counts a negative index from the end and fails past it. (A
     /// generation without choices shows the index itself.)
-    fn check_index(row: usize, key: &str, parts: &Rendered) -> Result<(), TaskError> {
+    fn check_index(row: usize, parts: &Rendered) -> Result<(), TaskError> {
         match parts.target {
             Target::Index(i) if !parts.choices.is_empty() && python_index(i, parts.choices.len()).is_none() => {
-                Err(TaskError::row(row, key, format!("index {i} is outside the {} choices", parts.choices.len())))
+                let message = format!("index {i} is outside the {} choices", parts.choices.len());
+                Err(TaskError::row(row, parts.target_key, message))
             }
             _ => Ok(()),
         }
@@ -507,7 +515,7 @@ impl Task for YamlTask {
             (hook.function)(fields, "").map_err(|message| TaskError::row(row, "process_results", message))?;
         }
         // A few-shot example shows `choices[target]`, and the evaluated document may be one.
-        Self::check_index(row, "doc_to_target", &rendered)?;
+        Self::check_index(row, &rendered)?;
         if self.has_description {
             self.render("description", fields).map_err(|(field, message)| TaskError::row(row, &field, message))?;
         }
@@ -529,7 +537,7 @@ impl Task for YamlTask {
     /// The example, checked by rendering it as it is shown (`fewshot_config`'s templates where it has them).
     fn shot_doc(&self, row: usize, fields: &Map<String, Value>) -> Result<Doc, TaskError> {
         let rendered = self.rendered(fields, true).map_err(|(key, message)| TaskError::row(row, &key, message))?;
-        Self::check_index(row, "doc_to_target", &rendered)?;
+        Self::check_index(row, &rendered)?;
         Ok(Doc { id: row, fields: fields.clone() })
     }
 
