@@ -386,9 +386,14 @@ fn build(name: &str, keys: &BTreeMap<String, Value>, path: &Path, recipes: Recip
     let (output_type, metrics) = if generates {
         generation(name, keys, &fewshot_delimiter, process_results, filters)?
     } else if choices {
-        (OutputType::MultipleChoice, choice_metrics(name, keys)?)
+        let known = [Metric::ACC, Metric::F1_CHOICE, Metric::MCC, Metric::ACC_NORM, Metric::ACC_BYTES];
+        (
+            OutputType::MultipleChoice,
+            listed_metrics(name, keys, "multiple_choice", &known, &[Metric::ACC, Metric::ACC_NORM])?,
+        )
     } else {
-        (OutputType::Loglikelihood, loglikelihood_metrics(name, keys)?)
+        let known = [Metric::PERPLEXITY, Metric::ACC];
+        (OutputType::Loglikelihood, listed_metrics(name, keys, "loglikelihood", &known, &known)?)
     };
     let header = TaskHeader {
         name: name.to_owned(),
@@ -476,26 +481,28 @@ fn fewshot_data(
     Ok(spec)
 }
 
-/// A `multiple_choice` task's metrics, in the order lm-eval's `process_results` builds its result (the sample
-/// logs' order).
-fn choice_metrics(name: &str, keys: &BTreeMap<String, Value>) -> Result<Vec<Metric>, TaskError> {
-    let plain = |key: &str| match keys.get(key) {
-        Some(Value::Plain(serde_json::Value::Null)) | None => None,
-        Some(value) => Some(value),
-    };
-    let mut metrics: Vec<Metric> = match plain("metric_list") {
-        None => vec![Metric::ACC, Metric::ACC_NORM],
+/// The metrics a `multiple_choice` (`acc`, `f1`, `mcc`, `acc_norm`, `acc_bytes`; `acc` and `acc_norm` without a
+/// `metric_list`) or `loglikelihood` task (`perplexity`, `acc`; both without one) reports: those its `metric_list`
+/// names, in the order lm-eval's `process_results` builds its result (the sample logs' order).
+fn listed_metrics(
+    name: &str,
+    keys: &BTreeMap<String, Value>,
+    output_type: &str,
+    known: &[Metric],
+    defaults: &[Metric],
+) -> Result<Vec<Metric>, TaskError> {
+    let mut metrics: Vec<Metric> = match keys.get("metric_list") {
+        None | Some(Value::Plain(serde_json::Value::Null)) => defaults.to_vec(),
         Some(Value::Plain(serde_json::Value::Array(entries))) => entries
             .iter()
             .map(|entry| match entry.get("metric").and_then(serde_json::Value::as_str) {
-                Some("acc") => aggregated(name, Metric::ACC, entry),
-                Some("acc_norm") => aggregated(name, Metric::ACC_NORM, entry),
-                Some("mcc") => aggregated(name, Metric::MCC, entry),
-                Some("f1") => aggregated(name, Metric::F1_CHOICE, entry),
-                Some("acc_bytes") => aggregated(name, Metric::ACC_BYTES, entry),
-                Some(other) => Err(TaskError::spec(format!(
-                    "task {name}: metric `{other}` is not computed for multiple_choice yet; ibex has acc, acc_norm, acc_bytes, mcc, f1"
-                ))),
+                Some(metric) => match known.iter().find(|m| m.name == metric) {
+                    Some(known) => aggregated(name, *known, entry),
+                    None => Err(TaskError::spec(format!(
+                        "task {name}: metric `{metric}` is not computed for {output_type} yet; ibex has {}",
+                        known.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+                    ))),
+                },
                 None => match entry.get("metric").filter(|m| m.get(config::FUNCTION_KEY).is_some()) {
                     Some(hook) => Err(TaskError::spec(format!(
                         "task {name}: metric `!function {}` (at {}) has no Rust implementation in ibex yet",
@@ -508,39 +515,7 @@ fn choice_metrics(name: &str, keys: &BTreeMap<String, Value>) -> Result<Vec<Metr
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(TaskError::spec(format!("task {name}: metric_list is a list of {{metric: …}}"))),
     };
-    metrics.sort_by_key(|m| ["acc", "f1", "mcc", "acc_norm", "acc_bytes"].iter().position(|n| *n == m.name));
-    Ok(metrics)
-}
-
-/// A `loglikelihood` task's metrics: those its `metric_list` names of `perplexity` and `acc` (both without one), in
-/// the order its `process_results` returns them.
-fn loglikelihood_metrics(name: &str, keys: &BTreeMap<String, Value>) -> Result<Vec<Metric>, TaskError> {
-    let mut metrics = match keys.get("metric_list") {
-        None | Some(Value::Plain(serde_json::Value::Null)) => vec![Metric::PERPLEXITY, Metric::ACC],
-        Some(Value::Plain(serde_json::Value::Array(entries))) => entries
-            .iter()
-            .map(|entry| match entry.get("metric").and_then(serde_json::Value::as_str) {
-                Some("perplexity") => aggregated(name, Metric::PERPLEXITY, entry),
-                Some("acc") => aggregated(name, Metric::ACC, entry),
-                Some(other) => Err(TaskError::spec(format!(
-                    "task {name}: metric `{other}` is not computed for loglikelihood; ibex has perplexity and acc"
-                ))),
-                None => Err(TaskError::spec(format!(
-                    "task {name}: a metric_list entry ({}) names no metric ibex computes for loglikelihood",
-                    entry.get("metric").map_or("no metric".into(), |m| match m.get(config::FUNCTION_KEY) {
-                        Some(f) => format!(
-                            "!function {} at {}",
-                            f.as_str().unwrap_or_default(),
-                            m[config::AT_KEY].as_str().unwrap_or_default()
-                        ),
-                        None => m.to_string(),
-                    })
-                ))),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err(TaskError::spec(format!("task {name}: metric_list is a list of {{metric: …}}"))),
-    };
-    metrics.sort_by_key(|m| m.name != "perplexity");
+    metrics.sort_by_key(|m| known.iter().position(|k| k.name == m.name));
     Ok(metrics)
 }
 
